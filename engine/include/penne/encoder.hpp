@@ -1,0 +1,49 @@
+#pragma once
+// Encoders turn change events into the bytes of an object (DESIGN §9). An encoder_factory
+// describes a format; it opens one batch_encoder per open batch, so an idle collection
+// owns no encoder state. Events are encoded on append: the batch never keeps events.
+//
+// Determinism: for the same events in the same order, finish() must produce the same
+// bytes (exactly-once replay overwrites objects with identical content).
+//
+// Thread safety: a batch_encoder is used by one strand at a time; factories are immutable
+// after construction and may be shared.
+
+#include <penne/error.hpp>
+#include <penne/event.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace penne {
+
+class batch_encoder {
+public:
+    virtual ~batch_encoder() = default;
+    // Encodes one event. An error (unencodable_event) leaves the batch unchanged.
+    virtual error_code append(const change_event& ev, diagnostics& diag) = 0;
+    // Bytes held for the batch so far (what the bytes limit and backpressure count).
+    virtual std::size_t buffered_bytes() const noexcept = 0;
+    // Completes the object and moves its bytes into `out` (replacing its content). The
+    // encoder is spent afterwards.
+    virtual void finish(std::string& out) = 0;
+};
+
+struct encoder_info {
+    std::string_view extension;     // "jsonl", "csv", "parquet", "avro"
+    std::string_view content_type;  // "application/x-ndjson", …
+    bool compresses_itself = false;  // parquet/avro compress inside; no outer compression
+};
+
+class encoder_factory {
+public:
+    virtual ~encoder_factory() = default;
+    virtual encoder_info info() const noexcept = 0;
+    // `object_key` is passed so formats can derive per-object constants (Avro sync
+    // markers) deterministically from it.
+    virtual std::unique_ptr<batch_encoder> open(std::string_view object_key) const = 0;
+};
+
+}  // namespace penne

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Brings a fresh Debian 12 machine to a state where penne builds, its tests run and the
+# local demo stack starts. Idempotent: when everything is present it prints nothing and
+# exits 0. Boost comes only from the versioned 1.81 packages (the unversioned
+# libboost-*-dev packages pull 1.74 and conflict).
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config ccache git clang-format
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libmongoc-dev libbson-dev libhiredis-dev
+  libzstd-dev zlib1g-dev libssl-dev libsnappy-dev
+  libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libpugixml-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  redis-server python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian redis-server package starts a system instance; tests start their own.
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+    "${sudo_cmd[@]}" systemctl stop redis-server || true
+  fi
+fi
