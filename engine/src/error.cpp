@@ -11,24 +11,36 @@ public:
     const char* name() const noexcept override { return "penne"; }
     std::string message(int ev) const override {
         switch (static_cast<errc>(ev)) {
-            case errc::timeout: return "operation timed out";
-            case errc::cancelled: return "operation cancelled";
-            case errc::invalid_config: return "invalid configuration";
-            case errc::protocol_error: return "protocol error";
-            case errc::history_lost: return "resume point is no longer in the oplog";
-            case errc::permanent_rejection: return "destination rejected the object";
-            case errc::unencodable_event: return "event cannot be encoded in this format";
-            case errc::state_corrupt: return "state store content is unreadable";
-            case errc::lease_lost: return "lease lost to another instance";
-            case errc::io_error: return "local I/O error";
+            case errc::timeout:
+                return "operation timed out";
+            case errc::cancelled:
+                return "operation cancelled";
+            case errc::invalid_config:
+                return "invalid configuration";
+            case errc::protocol_error:
+                return "protocol error";
+            case errc::history_lost:
+                return "resume point is no longer in the oplog";
+            case errc::permanent_rejection:
+                return "destination rejected the object";
+            case errc::unencodable_event:
+                return "event cannot be encoded in this format";
+            case errc::state_corrupt:
+                return "state store content is unreadable";
+            case errc::lease_lost:
+                return "lease lost to another instance";
+            case errc::io_error:
+                return "local I/O error";
         }
         return "unknown penne error";
     }
     bool retryable(int ev) const noexcept override {
         switch (static_cast<errc>(ev)) {
             case errc::timeout:
-            case errc::io_error: return true;
-            default: return false;
+            case errc::io_error:
+                return true;
+            default:
+                return false;
         }
     }
 };
@@ -53,7 +65,8 @@ const boost::system::error_category& penne_category() noexcept {
 }
 
 bool is_retryable(const error_code& ec) noexcept {
-    if (!ec) return false;
+    if (!ec)
+        return false;
     if (auto* c = dynamic_cast<const classified_category*>(&ec.category())) {
         return c->retryable(ec.value());
     }

@@ -9,9 +9,12 @@ namespace {
 constexpr char hex_digits[] = "0123456789abcdef";
 
 int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
@@ -26,20 +29,25 @@ std::string to_hex(const std::uint8_t* p, std::size_t n) {
 
 }  // namespace
 
-std::string resume_token::to_hex() const { return penne::to_hex(bson_.data(), bson_.size()); }
+std::string resume_token::to_hex() const {
+    return penne::to_hex(bson_.data(), bson_.size());
+}
 
 bool resume_token::assign_hex(std::string_view hex) {
     bson_.clear();
-    if (hex.size() % 2 != 0 || hex.size() < 10) return false;
+    if (hex.size() % 2 != 0 || hex.size() < 10)
+        return false;
     std::vector<std::uint8_t> bytes(hex.size() / 2);
     for (std::size_t i = 0; i < bytes.size(); ++i) {
         int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) return false;
+        if (hi < 0 || lo < 0)
+            return false;
         bytes[i] = static_cast<std::uint8_t>(hi << 4 | lo);
     }
     // A BSON document starts with its own little-endian length and ends with a NUL.
     std::uint32_t len = bytes[0] | bytes[1] << 8 | bytes[2] << 16 | std::uint32_t(bytes[3]) << 24;
-    if (len != bytes.size() || bytes.back() != 0) return false;
+    if (len != bytes.size() || bytes.back() != 0)
+        return false;
     bson_ = std::move(bytes);
     return true;
 }
@@ -52,9 +60,12 @@ std::string resume_token::short_hash() const {
 
 std::string watch_scope::id() const {
     switch (kind) {
-        case level::collection: return db + "." + coll;
-        case level::database: return db;
-        case level::deployment: return "*";
+        case level::collection:
+            return db + "." + coll;
+        case level::database:
+            return db;
+        case level::deployment:
+            return "*";
     }
     return {};
 }

@@ -32,8 +32,8 @@ public:
 };
 
 struct encoder_info {
-    std::string_view extension;     // "jsonl", "csv", "parquet", "avro"
-    std::string_view content_type;  // "application/x-ndjson", …
+    std::string_view extension;      // "jsonl", "csv", "parquet", "avro"
+    std::string_view content_type;   // "application/x-ndjson", …
     bool compresses_itself = false;  // parquet/avro compress inside; no outer compression
 };
 

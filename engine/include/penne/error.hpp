@@ -43,7 +43,9 @@ public:
 // Transient: a retry with backoff may succeed (network errors, timeouts, throttling, 5xx).
 bool is_retryable(const error_code& ec) noexcept;
 // Fatal: retrying cannot help; the scope stops with a clear error.
-inline bool is_fatal(const error_code& ec) noexcept { return ec && !is_retryable(ec); }
+inline bool is_fatal(const error_code& ec) noexcept {
+    return ec && !is_retryable(ec);
+}
 
 // Context for a failed operation, for logs and /status. Never holds secrets.
 struct diagnostics {

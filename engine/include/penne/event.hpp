@@ -51,12 +51,12 @@ private:
 };
 
 struct change_event {
-    byte_view raw;               // the whole event document as MongoDB sent it
-    byte_view token;             // the `_id` document (a sub-span of raw)
-    std::string_view operation;  // operationType: "insert", "update", "dropDatabase", …
-    std::string_view db;         // ns.db
-    std::string_view coll;       // ns.coll; empty for database/deployment-wide events
-    cluster_time time;           // clusterTime
+    byte_view raw;                   // the whole event document as MongoDB sent it
+    byte_view token;                 // the `_id` document (a sub-span of raw)
+    std::string_view operation;      // operationType: "insert", "update", "dropDatabase", …
+    std::string_view db;             // ns.db
+    std::string_view coll;           // ns.coll; empty for database/deployment-wide events
+    cluster_time time;               // clusterTime
     std::int64_t wall_time_ms = -1;  // wallTime in ms since the epoch, -1 when absent
 
     bool token_equals(const resume_token& t) const noexcept {

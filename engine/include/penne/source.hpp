@@ -61,7 +61,7 @@ public:
 
     // Opens the stream at `from` (aggregate with $changeStream).
     virtual boost::asio::awaitable<error_code> open(const start_position& from,
-                                                   diagnostics& diag) = 0;
+                                                    diagnostics& diag) = 0;
     // Waits for the next batch (getMore with awaitData). An empty batch with a fresh
     // post_batch_token is a normal, idle reply. Transient errors are resumed internally
     // per the change-stream spec; only errors that need the engine's attention come back.

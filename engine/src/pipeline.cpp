@@ -1,0 +1,673 @@
+#include <penne/checkpoint.hpp>
+#include <penne/pipeline.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <deque>
+#include <map>
+#include <unordered_map>
+
+namespace penne {
+namespace asio = boost::asio;
+using asio::awaitable;
+using clock = std::chrono::steady_clock;
+namespace {
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+using strand_type = asio::strand<asio::any_io_executor>;
+
+struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+        return std::hash<std::string_view>{}(s);
+    }
+};
+
+std::string describe(const error_code& ec, const diagnostics& d) {
+    std::string s = ec.message();
+    if (!d.message.empty()) {
+        s += ": ";
+        s += d.message;
+    }
+    return s;
+}
+}  // namespace
+
+class scope_runner;
+
+struct pipeline::impl : std::enable_shared_from_this<pipeline::impl> {
+    impl(asio::any_io_executor e, pipeline_config c, pipeline_services s)
+        : ex(e),
+          strand(asio::make_strand(e)),
+          cfg(std::move(c)),
+          svc(std::move(s)),
+          upload_slots(e, std::max<std::uint32_t>(cfg.max_concurrent_uploads, 1)),
+          all_done(strand) {}
+
+    void log(log_level lvl, const std::string& msg) const {
+        if (svc.log)
+            svc.log(lvl, msg);
+    }
+
+    awaitable<error_code> run_all(diagnostics& diag);
+    void stop_all(bool hard);
+    void on_scope_done(const std::shared_ptr<scope_runner>& s);
+
+    asio::any_io_executor ex;
+    strand_type strand;
+    pipeline_config cfg;
+    pipeline_services svc;
+    pipeline_stats stats;
+    std::string format_ext;
+    // A slot is taken by sending into the channel and given back by receiving from it.
+    asio::experimental::concurrent_channel<void(error_code)> upload_slots;
+
+    std::vector<std::shared_ptr<scope_runner>> scopes;
+    std::size_t running = 0;
+    bool stop_requested = false;
+    clock::time_point deadline = clock::time_point::max();
+    asio::steady_timer all_done;
+    error_code first_error;
+    diagnostics first_diag;
+};
+
+// One watch scope: its stream reader, age sealer, committer and uploads, all on one strand.
+class scope_runner : public std::enable_shared_from_this<scope_runner> {
+    pipeline::impl& p_;
+
+public:
+    scope_runner(pipeline::impl& p, watch_scope scope)
+        : p_(p),
+          strand(asio::make_strand(p.ex)),
+          scope_(std::move(scope)),
+          id_(scope_.id()),
+          age_timer_(strand),
+          commit_timer_(strand),
+          cv_(strand) {}
+
+    awaitable<void> run();
+    void request_stop(bool hard);
+
+    strand_type strand;
+    asio::cancellation_signal reader_sig;
+    error_code error;
+    diagnostics error_diag;
+    const std::string& id() const noexcept { return id_; }
+
+private:
+    struct coll_state {
+        std::string db;
+        std::string coll;
+        batcher b;
+        replay_cursor replay;
+    };
+    struct upload_job {
+        manifest_entry entry;
+        std::string body;
+        std::uint64_t batch_id = 0;
+    };
+    struct age_entry {
+        clock::time_point deadline;
+        coll_state* coll;
+        std::uint64_t batch_id;
+    };
+
+    template <class F>
+    awaitable<error_code> retrying(std::string what, F op, std::atomic<std::uint64_t>& retries,
+                                   diagnostics& diag);
+    coll_state& lookup(std::string_view db, std::string_view coll);
+    void route(const event_batch& batch);
+    void open_batch(coll_state& cs, const change_event& ev, std::uint64_t seq, byte_view before,
+                    const manifest_entry* replayed);
+    bool append(coll_state& cs, const change_event& ev, std::uint64_t seq);
+    void seal(coll_state& cs, seal_reason why);
+    awaitable<void> upload(std::shared_ptr<upload_job> job);
+    awaitable<void> committer();
+    awaitable<void> age_sealer();
+    awaitable<error_code> open_source(const std::optional<resume_token>& from);
+    awaitable<void> shutdown();
+    awaitable<void> wait_cv();
+    void notify() { cv_.cancel(); }
+    void fail(const error_code& ec, std::string msg);
+
+    watch_scope scope_;
+    std::string id_;
+    std::unique_ptr<change_source> source_;
+    std::unordered_map<std::string, std::unique_ptr<coll_state>, string_hash, std::equal_to<>>
+        colls_;
+    std::string lookup_key_;
+    std::string key_buf_;
+    watermark_tracker tracker_;
+    std::deque<age_entry> ages_;
+    asio::steady_timer age_timer_;
+    asio::steady_timer commit_timer_;
+    asio::steady_timer cv_;  // wakes the reader in shutdown (uploads done, helpers exited)
+    std::map<std::uint64_t, asio::cancellation_signal> upload_sigs_;
+    asio::cancellation_signal committer_sig_;
+    asio::cancellation_signal sealer_sig_;
+    std::uint64_t event_seq_ = 0;
+    std::uint64_t next_upload_id_ = 0;
+    std::uint64_t next_manifest_seq_ = 1;
+    std::size_t inflight_ = 0;
+    bool reading_ = false;
+    bool stopping_ = false;
+    bool hard_stop_ = false;
+    bool helpers_exit_ = false;
+    int helpers_running_ = 0;
+    bool needs_first_checkpoint_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+void scope_runner::fail(const error_code& ec, std::string msg) {
+    if (!error) {
+        error = ec;
+        error_diag.message = std::move(msg);
+        p_.log(log_level::error, "scope " + id_ + ": " + error_diag.message);
+    }
+    request_stop(false);
+}
+
+void scope_runner::request_stop(bool hard) {
+    if (hard && !hard_stop_) {
+        hard_stop_ = true;
+        stopping_ = true;
+        reader_sig.emit(asio::cancellation_type::terminal);
+        for (auto& [id, sig] : upload_sigs_)
+            sig.emit(asio::cancellation_type::terminal);
+        committer_sig_.emit(asio::cancellation_type::terminal);
+        sealer_sig_.emit(asio::cancellation_type::terminal);
+        notify();
+        return;
+    }
+    if (!stopping_) {
+        stopping_ = true;
+        if (reading_)
+            reader_sig.emit(asio::cancellation_type::terminal);
+    }
+}
+
+template <class F>
+awaitable<error_code> scope_runner::retrying(std::string what, F op,
+                                             std::atomic<std::uint64_t>& retries,
+                                             diagnostics& diag) {
+    backoff bo(p_.cfg.retry);
+    asio::steady_timer timer(strand);
+    for (;;) {
+        diag.clear();
+        error_code ec = co_await op(diag);
+        if (!ec)
+            co_return ec;
+        if (hard_stop_)
+            co_return make_error_code(errc::cancelled);
+        if (!bo.should_retry(ec))
+            co_return ec;
+        ++retries;
+        auto delay = bo.next_delay();
+        p_.log(log_level::warn, "scope " + id_ + ": " + what + " failed (" + describe(ec, diag) +
+                                    "); retrying in " + std::to_string(delay.count()) + " ms");
+        timer.expires_after(delay);
+        auto [wec] = co_await timer.async_wait(nothrow);
+        if (wec)
+            co_return make_error_code(errc::cancelled);
+    }
+}
+
+scope_runner::coll_state& scope_runner::lookup(std::string_view db, std::string_view coll) {
+    lookup_key_.assign(db);
+    lookup_key_.push_back('.');
+    lookup_key_.append(coll);
+    auto it = colls_.find(std::string_view(lookup_key_));
+    if (it == colls_.end()) {
+        auto cs = std::make_unique<coll_state>();
+        cs->db.assign(db);
+        cs->coll.assign(coll);
+        it = colls_.emplace(lookup_key_, std::move(cs)).first;
+    }
+    return *it->second;
+}
+
+void scope_runner::open_batch(coll_state& cs, const change_event& ev, std::uint64_t seq,
+                              byte_view before, const manifest_entry* replayed) {
+    auto id = tracker_.open(seq, resume_token(before));
+    std::string key;
+    if (replayed) {
+        key = replayed->key;  // the recorded key, whatever the key template says today
+    } else {
+        const std::string hash = resume_token(ev.token).short_hash();
+        p_.svc.keys->render({ev.db, ev.coll, ev.time, hash, p_.format_ext}, key);
+    }
+    auto enc = p_.svc.encoder->open(key);
+    cs.b.open(std::move(enc), std::move(key), ev, id, seq, replayed ? replayed->seq : 0);
+    if (!replayed) {
+        const bool was_empty = ages_.empty();
+        ages_.push_back({clock::now() + p_.cfg.batch.max_age, &cs, id});
+        if (was_empty)
+            age_timer_.cancel();
+    }
+}
+
+bool scope_runner::append(coll_state& cs, const change_event& ev, std::uint64_t seq) {
+    const auto before = cs.b.buffered_bytes();
+    diagnostics d;
+    if (auto ec = cs.b.append(ev, seq, d)) {
+        fail(ec, "cannot encode an event of " + cs.db + "." + cs.coll + ": " + describe(ec, d));
+        return false;
+    }
+    const auto after = cs.b.buffered_bytes();
+    p_.stats.buffered_bytes += after - before;
+    p_.stats.bytes_encoded += after - before;
+    return true;
+}
+
+void scope_runner::route(const event_batch& batch) {
+    byte_view before = tracker_.position().bytes();
+    for (const change_event& ev : batch.events) {
+        const std::uint64_t seq = ++event_seq_;
+        ++p_.stats.events_received;
+        coll_state& cs = lookup(ev.db, ev.coll);
+        if (cs.replay.active()) {
+            auto d = cs.replay.on_event(ev);
+            if (d.what == replay_cursor::step::skip) {
+                ++p_.stats.events_replayed_skipped;
+                if (d.last)
+                    tracker_.replayed_durable(d.entry.key, seq);
+                before = ev.token;
+                continue;
+            }
+            if (d.what == replay_cursor::step::force) {
+                if (d.first) {
+                    // A normal batch can only be open here if the manifest lost an entry
+                    // (it never does): cut it so the recorded boundary holds.
+                    if (cs.b.is_open())
+                        seal(cs, seal_reason::replay);
+                    open_batch(cs, ev, seq, before, &d.entry);
+                }
+                if (!append(cs, ev, seq))
+                    return;
+                if (d.last)
+                    seal(cs, seal_reason::replay);
+                before = ev.token;
+                continue;
+            }
+        }
+        if (!cs.b.is_open())
+            open_batch(cs, ev, seq, before, nullptr);
+        if (!append(cs, ev, seq))
+            return;
+        if (auto why = cs.b.should_seal(p_.cfg.batch))
+            seal(cs, *why);
+        before = ev.token;
+    }
+    if (!batch.post_batch_token.empty())
+        tracker_.set_position(batch.post_batch_token);
+}
+
+void scope_runner::seal(coll_state& cs, seal_reason why) {
+    const auto encoded = cs.b.buffered_bytes();
+    sealed_batch sb = cs.b.seal(why);
+    ++p_.stats.batches_sealed[static_cast<std::size_t>(sb.reason)];
+
+    auto job = std::make_shared<upload_job>();
+    if (p_.svc.compression && !p_.svc.encoder->info().compresses_itself) {
+        p_.svc.compression->compress(sb.body, job->body);
+    } else {
+        job->body = std::move(sb.body);
+    }
+    p_.stats.buffered_bytes += job->body.size();
+    p_.stats.buffered_bytes -= encoded;
+
+    tracker_.sealed(sb.batch_id, sb.last_seq, sb.key);
+    job->batch_id = sb.batch_id;
+    job->entry.seq = sb.manifest_seq ? sb.manifest_seq : next_manifest_seq_++;
+    job->entry.key = std::move(sb.key);
+    job->entry.db = cs.db;
+    job->entry.coll = cs.coll;
+    job->entry.first = std::move(sb.first);
+    job->entry.last = std::move(sb.last);
+    job->entry.count = sb.count;
+
+    const auto uid = ++next_upload_id_;
+    ++inflight_;
+    asio::co_spawn(
+        strand, [self = shared_from_this(), job] { return self->upload(job); },
+        asio::bind_cancellation_slot(
+            upload_sigs_[uid].slot(),
+            [self = shared_from_this(), uid](auto&&...) { self->upload_sigs_.erase(uid); }));
+}
+
+awaitable<void> scope_runner::upload(std::shared_ptr<upload_job> job) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    diagnostics diag;
+    error_code ec = co_await retrying(
+        "recording manifest entry " + job->entry.key,
+        [&](diagnostics& d) { return p_.svc.state->record(id_, job->entry, d); },
+        p_.stats.state_retries, diag);
+    if (!ec) {
+        auto [sec] = co_await p_.upload_slots.async_send(error_code{}, nothrow);
+        if (sec) {
+            ec = make_error_code(errc::cancelled);
+        } else {
+            sealed_object obj{job->entry.key, job->body, p_.svc.encoder->info().content_type,
+                              p_.svc.compression && !p_.svc.encoder->info().compresses_itself
+                                  ? p_.svc.compression->content_encoding()
+                                  : std::string_view{},
+                              job->entry.count};
+            ec = co_await retrying(
+                "uploading " + job->entry.key,
+                [&](diagnostics& d) { return p_.svc.dest->put(obj, d); }, p_.stats.upload_retries,
+                diag);
+            p_.upload_slots.try_receive([](error_code) {});
+        }
+    }
+    p_.stats.buffered_bytes -= job->body.size();
+    if (!ec) {
+        ++p_.stats.objects_written;
+        p_.stats.events_written += job->entry.count;
+        p_.stats.bytes_written += job->body.size();
+        p_.log(log_level::debug, "scope " + id_ + ": wrote " + job->entry.key + " (" +
+                                     std::to_string(job->entry.count) + " events)");
+        tracker_.durable(job->batch_id);
+        commit_timer_.cancel();
+    } else if (!hard_stop_ && ec != errc::cancelled) {
+        fail(ec, "writing " + job->entry.key + " failed: " + describe(ec, diag));
+    }
+    --inflight_;
+    notify();
+}
+
+awaitable<void> scope_runner::committer() {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    commit_request req;
+    diagnostics diag;
+    for (;;) {
+        if (hard_stop_)
+            break;
+        if (tracker_.take_commit(req)) {
+            auto ec = co_await retrying(
+                "saving checkpoint",
+                [&](diagnostics& d) { return p_.svc.state->commit(id_, req, d); },
+                p_.stats.state_retries, diag);
+            if (ec) {
+                if (!hard_stop_)
+                    fail(ec, "saving checkpoint failed: " + describe(ec, diag));
+                break;
+            }
+            ++p_.stats.checkpoints_saved;
+            continue;  // more may have become durable meanwhile
+        }
+        if (helpers_exit_)
+            break;
+        commit_timer_.expires_after(needs_first_checkpoint_ ? std::chrono::milliseconds(0)
+                                                            : p_.cfg.checkpoint_interval);
+        needs_first_checkpoint_ = false;
+        co_await commit_timer_.async_wait(nothrow);
+    }
+    --helpers_running_;
+    notify();
+}
+
+awaitable<void> scope_runner::age_sealer() {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    for (;;) {
+        if (helpers_exit_ || hard_stop_)
+            break;
+        if (ages_.empty()) {
+            age_timer_.expires_at(clock::time_point::max());
+        } else {
+            age_timer_.expires_at(ages_.front().deadline);
+        }
+        co_await age_timer_.async_wait(nothrow);
+        if (helpers_exit_ || hard_stop_)
+            break;
+        const auto now = clock::now();
+        while (!ages_.empty() && ages_.front().deadline <= now) {
+            age_entry e = ages_.front();
+            ages_.pop_front();
+            coll_state& cs = *e.coll;
+            if (cs.b.is_open() && cs.b.batch_id() == e.batch_id && !cs.b.is_forced()) {
+                seal(cs, seal_reason::age);
+            }
+        }
+    }
+    --helpers_running_;
+    notify();
+}
+
+awaitable<void> scope_runner::wait_cv() {
+    cv_.expires_at(clock::time_point::max());
+    co_await cv_.async_wait(nothrow);
+}
+
+awaitable<error_code> scope_runner::open_source(const std::optional<resume_token>& from) {
+    diagnostics diag;
+    auto ec = co_await retrying(
+        "opening change stream",
+        [&](diagnostics& d) { return source_->open(start_position{from}, d); },
+        p_.stats.source_reopens, diag);
+    if (ec && ec != errc::cancelled)
+        fail(ec, "opening the change stream failed: " + describe(ec, diag));
+    co_return ec;
+}
+
+awaitable<void> scope_runner::run() {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    auto self = shared_from_this();
+    reading_ = true;
+
+    // 1. Where did we stop, and which batches were cut but not yet covered by the watermark?
+    scope_state saved;
+    diagnostics diag;
+    auto ec = co_await retrying(
+        "loading state", [&](diagnostics& d) { return p_.svc.state->load(id_, saved, d); },
+        p_.stats.state_retries, diag);
+    if (ec) {
+        if (ec != errc::cancelled)
+            fail(ec, "loading state failed: " + describe(ec, diag));
+        reading_ = false;
+        co_return;
+    }
+    std::size_t replayed = 0;
+    for (auto& e : saved.entries) {
+        next_manifest_seq_ = std::max(next_manifest_seq_, e.seq + 1);
+        lookup(e.db, e.coll).replay.push(std::move(e));
+        ++replayed;
+    }
+    if (saved.watermark)
+        tracker_.set_position(*saved.watermark);
+    needs_first_checkpoint_ = !saved.watermark;
+    p_.log(log_level::info,
+           "scope " + id_ + ": starting " +
+               (saved.watermark ? std::string("from saved checkpoint") : std::string("at now")) +
+               (replayed ? ", replaying " + std::to_string(replayed) + " recorded batches" : ""));
+
+    // 2. The stream, and the helpers that run beside the reader on this strand.
+    source_ = p_.svc.sources->make(strand, scope_);
+    if (!stopping_)
+        ec = co_await open_source(saved.watermark);
+    helpers_running_ = 2;
+    asio::co_spawn(
+        strand, [self] { return self->committer(); },
+        asio::bind_cancellation_slot(committer_sig_.slot(), asio::detached));
+    asio::co_spawn(
+        strand, [self] { return self->age_sealer(); },
+        asio::bind_cancellation_slot(sealer_sig_.slot(), asio::detached));
+
+    // 3. Read, route, seal.
+    event_batch batch;
+    asio::steady_timer pause(strand);
+    backoff reopen(p_.cfg.retry);
+    while (!stopping_ && !ec) {
+        if (p_.stats.buffered_bytes.load(std::memory_order_relaxed) >= p_.cfg.max_buffered_bytes) {
+            ++p_.stats.backpressure_waits;
+            pause.expires_after(std::chrono::milliseconds(5));
+            co_await pause.async_wait(nothrow);
+            continue;
+        }
+        diag.clear();
+        auto rec = co_await source_->next(batch, diag);
+        if (stopping_) {
+            if (!rec)
+                route(batch);  // already read: keep it
+            break;
+        }
+        if (rec) {
+            if (!reopen.should_retry(rec)) {
+                fail(rec, "change stream failed: " + describe(rec, diag));
+                break;
+            }
+            ++p_.stats.source_reopens;
+            auto delay = reopen.next_delay();
+            p_.log(log_level::warn, "scope " + id_ + ": change stream interrupted (" +
+                                        describe(rec, diag) + "); reopening in " +
+                                        std::to_string(delay.count()) + " ms");
+            pause.expires_after(delay);
+            co_await pause.async_wait(nothrow);
+            co_await source_->close();
+            std::optional<resume_token> from;
+            if (!tracker_.position().empty())
+                from = tracker_.position();
+            ec = co_await open_source(from);
+            continue;
+        }
+        reopen.reset();
+        route(batch);
+        if (needs_first_checkpoint_ && !tracker_.position().empty())
+            commit_timer_.cancel();
+    }
+    reading_ = false;
+    co_await shutdown();
+}
+
+awaitable<void> scope_runner::shutdown() {
+    co_await asio::this_coro::reset_cancellation_state();
+    co_await asio::this_coro::throw_if_cancelled(false);
+    // Seal what was read so it is written and checkpointed. Rebuilt batches that did not
+    // reach their recorded end are dropped: the next start rebuilds them whole.
+    for (auto& [name, cs] : colls_) {
+        if (!cs->b.is_open())
+            continue;
+        if (hard_stop_ || cs->b.is_forced() || error == errc::lease_lost) {
+            p_.stats.buffered_bytes -= cs->b.buffered_bytes();
+            cs->b.drop();
+        } else {
+            seal(*cs, seal_reason::shutdown);
+        }
+    }
+    while (inflight_ > 0)
+        co_await wait_cv();
+    helpers_exit_ = true;
+    age_timer_.cancel();
+    commit_timer_.cancel();
+    while (helpers_running_ > 0)
+        co_await wait_cv();
+    if (source_ && !hard_stop_)
+        co_await source_->close();
+    p_.log(log_level::info, "scope " + id_ + ": stopped");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void pipeline::impl::stop_all(bool hard) {
+    for (auto& s : scopes) {
+        asio::post(s->strand, [s, hard] { s->request_stop(hard); });
+    }
+}
+
+void pipeline::impl::on_scope_done(const std::shared_ptr<scope_runner>& s) {
+    --running;
+    if (s->error && !first_error) {
+        first_error = s->error;
+        first_diag.message = "scope " + s->id() + ": " + s->error_diag.message;
+        if (!stop_requested) {
+            stop_requested = true;
+            deadline = clock::now() + cfg.shutdown_timeout;
+            stop_all(false);
+        }
+    }
+    all_done.cancel();
+}
+
+awaitable<error_code> pipeline::impl::run_all(diagnostics& diag) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    auto self = shared_from_this();
+    format_ext = std::string(svc.encoder->info().extension);
+    if (svc.compression && !svc.encoder->info().compresses_itself &&
+        !svc.compression->extension().empty()) {
+        format_ext += '.';
+        format_ext += svc.compression->extension();
+    }
+    for (const auto& scope : cfg.scopes)
+        scopes.push_back(std::make_shared<scope_runner>(*this, scope));
+    running = scopes.size();
+    for (auto& s : scopes) {
+        asio::co_spawn(
+            s->strand, [s] { return s->run(); },
+            asio::bind_cancellation_slot(s->reader_sig.slot(), [self, s](std::exception_ptr e) {
+                if (e) {
+                    try {
+                        std::rethrow_exception(e);
+                    } catch (const std::exception& ex) {
+                        s->error = make_error_code(errc::protocol_error);
+                        s->error_diag.message = ex.what();
+                    }
+                }
+                asio::post(self->strand, [self, s] { self->on_scope_done(s); });
+            }));
+    }
+    while (running > 0) {
+        all_done.expires_at(deadline);
+        co_await all_done.async_wait(nothrow);
+        if (running == 0)
+            break;
+        auto cs = co_await asio::this_coro::cancellation_state;
+        if (cs.cancelled() != asio::cancellation_type::none) {
+            co_await asio::this_coro::reset_cancellation_state();
+            if (!stop_requested) {
+                log(log_level::info, "stopping: draining open batches");
+                stop_requested = true;
+                deadline = clock::now() + cfg.shutdown_timeout;
+                stop_all(false);
+            } else {
+                log(log_level::warn, "stopping now: abandoning work in flight");
+                stop_all(true);
+                deadline = clock::time_point::max();
+            }
+            continue;
+        }
+        if (clock::now() >= deadline) {
+            log(log_level::warn,
+                "shutdown timeout reached: abandoning work in flight (the "
+                "manifest replays it on the next start)");
+            stop_all(true);
+            deadline = clock::time_point::max();
+        }
+    }
+    diag = first_diag;
+    co_return first_error;
+}
+
+pipeline::pipeline(asio::any_io_executor ex, pipeline_config cfg, pipeline_services svc)
+    : impl_(std::make_shared<impl>(std::move(ex), std::move(cfg), std::move(svc))) {}
+
+pipeline::~pipeline() = default;
+
+const pipeline_stats& pipeline::stats() const noexcept {
+    return impl_->stats;
+}
+
+awaitable<error_code> pipeline::run(diagnostics& diag) {
+    auto p = impl_;
+    co_return co_await asio::co_spawn(p->strand, p->run_all(diag), asio::use_awaitable);
+}
+
+}  // namespace penne
