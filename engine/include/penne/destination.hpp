@@ -29,8 +29,7 @@ struct sealed_object {
 class destination {
 public:
     virtual ~destination() = default;
-    virtual boost::asio::awaitable<error_code> put(const sealed_object& obj,
-                                                   diagnostics& diag) = 0;
+    virtual boost::asio::awaitable<error_code> put(const sealed_object& obj, diagnostics& diag) = 0;
     // Verifies the destination is usable (directory writable, bucket reachable).
     virtual boost::asio::awaitable<error_code> check(diagnostics& diag) = 0;
     virtual std::string describe() const = 0;

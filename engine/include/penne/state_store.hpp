@@ -6,8 +6,10 @@
 // - record() is durable before it completes: after a crash, load() returns the entry.
 // - commit() applies atomically: either all of it is visible after a crash, or none.
 // - load() returns entries in the order they were recorded (their `seq`).
-// - Different scopes may be used concurrently (from different strands); calls for one
-//   scope come from one strand, one at a time.
+// - Different scopes may be used concurrently (from different strands). For one scope,
+//   calls come from one strand; commit() calls never overlap each other, but record()
+//   calls may overlap each other and a commit() (each must be atomic on its own). An
+//   entry's record() always completes before a commit() names its key.
 // Errors: retryable errors (a store briefly unreachable) are retried by the engine; a
 // fatal error stops the scope. Cancellation: through the coroutine's cancellation slot;
 // an operation cancelled mid-way either took effect or did not (never half).
@@ -44,9 +46,9 @@ struct scope_state {
 };
 
 struct commit_request {
-    std::vector<std::string> durable_keys;   // entries whose upload completed
-    std::optional<resume_token> watermark;   // new watermark, when it moved
-    std::vector<std::string> retire_keys;    // entries now covered by the watermark
+    std::vector<std::string> durable_keys;  // entries whose upload completed
+    std::optional<resume_token> watermark;  // new watermark, when it moved
+    std::vector<std::string> retire_keys;   // entries now covered by the watermark
 };
 
 class state_store {
@@ -54,8 +56,8 @@ public:
     virtual ~state_store() = default;
 
     // Loads a scope's saved state; an unknown scope yields an empty state and no error.
-    virtual boost::asio::awaitable<error_code> load(const std::string& scope_id,
-                                                    scope_state& out, diagnostics& diag) = 0;
+    virtual boost::asio::awaitable<error_code> load(const std::string& scope_id, scope_state& out,
+                                                    diagnostics& diag) = 0;
     // Write-ahead record of a sealed batch; an entry with the same key is replaced.
     virtual boost::asio::awaitable<error_code> record(const std::string& scope_id,
                                                       const manifest_entry& entry,
