@@ -26,6 +26,10 @@ struct watch_scope {
     level kind = level::collection;
     std::string db;    // empty for deployment
     std::string coll;  // empty unless kind == collection
+    // Database/deployment scopes only: collections to keep or to leave out (at most one of
+    // the two lists is set). Sources push them down to the server as a $match on ns.coll.
+    std::vector<std::string> include_collections;
+    std::vector<std::string> exclude_collections;
 
     // Stable identifier used in state-store keys, logs and metrics:
     // "db.coll", "db" (database) or "*" (deployment).
