@@ -1,0 +1,430 @@
+#include "config_file.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+extern char** environ;
+
+namespace penne::app {
+namespace {
+
+// Reads one TOML table, remembering which keys were used so that unknown keys (typos)
+// are reported instead of silently ignored.
+class table_reader {
+public:
+    table_reader(const toml::table* t, std::string path, std::string source, std::string& error)
+        : t_(t), path_(std::move(path)), source_(std::move(source)), error_(error) {}
+
+    bool ok() const { return error_.empty(); }
+    bool present() const { return t_ != nullptr; }
+
+    std::string key_name(std::string_view key) const {
+        return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+    }
+
+    void fail(std::string_view key, const std::string& what) {
+        if (error_.empty())
+            error_ = source_ + ": " + key_name(key) + ": " + what;
+    }
+
+    const toml::node* node(std::string_view key) {
+        used_.insert(std::string(key));
+        return t_ ? t_->get(key) : nullptr;
+    }
+
+    void string(std::string_view key, std::string& out,
+                std::initializer_list<std::string_view> allowed = {}) {
+        auto* n = node(key);
+        if (!n)
+            return;
+        auto v = n->value<std::string>();
+        if (!v)
+            return fail(key, "expected a string");
+        if (allowed.size() &&
+            std::find(allowed.begin(), allowed.end(), std::string_view(*v)) == allowed.end()) {
+            std::string list;
+            for (auto a : allowed)
+                list += (list.empty() ? "" : ", ") + std::string(a);
+            return fail(key, "'" + *v + "' is not allowed; use one of: " + list);
+        }
+        out = *v;
+    }
+
+    template <class Int>
+    void integer(std::string_view key, Int& out, std::int64_t min, std::int64_t max) {
+        auto* n = node(key);
+        if (!n)
+            return;
+        auto v = n->value<std::int64_t>();
+        if (!v || !n->is_integer())
+            return fail(key, "expected an integer");
+        if (*v < min || *v > max) {
+            return fail(key, std::to_string(*v) + " is out of range; allowed " +
+                                 std::to_string(min) + ".." + std::to_string(max));
+        }
+        out = static_cast<Int>(*v);
+    }
+
+    void millis(std::string_view key, std::chrono::milliseconds& out, std::int64_t min,
+                std::int64_t max) {
+        std::int64_t v = out.count();
+        integer(key, v, min, max);
+        out = std::chrono::milliseconds(v);
+    }
+
+    void size(std::string_view key, std::uint64_t& out, std::uint64_t min) {
+        auto* n = node(key);
+        if (!n)
+            return;
+        std::optional<std::uint64_t> v;
+        if (n->is_integer()) {
+            auto i = *n->value<std::int64_t>();
+            if (i >= 0)
+                v = static_cast<std::uint64_t>(i);
+        } else if (auto s = n->value<std::string>()) {
+            v = parse_size(*s);
+        }
+        if (!v)
+            return fail(key, "expected a size such as 1048576, \"64MiB\" or \"512KiB\"");
+        if (*v < min)
+            return fail(key, "must be at least " + std::to_string(min) + " bytes");
+        out = *v;
+    }
+
+    void strings(std::string_view key, std::vector<std::string>& out) {
+        auto* n = node(key);
+        if (!n)
+            return;
+        auto* arr = n->as_array();
+        if (!arr)
+            return fail(key, "expected an array of strings");
+        out.clear();
+        for (auto& el : *arr) {
+            auto s = el.value<std::string>();
+            if (!s)
+                return fail(key, "expected an array of strings");
+            out.push_back(*s);
+        }
+    }
+
+    table_reader sub(std::string_view key) {
+        auto* n = node(key);
+        const toml::table* t = nullptr;
+        if (n) {
+            t = n->as_table();
+            if (!t)
+                fail(key, "expected a table ([" + key_name(key) + "])");
+        }
+        return table_reader(t, key_name(key), source_, error_);
+    }
+
+    // Reports the first key that no reader asked for.
+    void reject_unknown() {
+        if (!t_ || !ok())
+            return;
+        for (auto& [k, v] : *t_) {
+            if (!used_.count(std::string(k.str()))) {
+                fail(k.str(), "unknown key (check the spelling; the README lists every option)");
+                return;
+            }
+        }
+    }
+
+private:
+    const toml::table* t_;
+    std::string path_;
+    std::string source_;
+    std::string& error_;
+    std::set<std::string> used_;
+};
+
+bool valid_name(std::string_view s) {
+    return !s.empty() && s.find('\0') == std::string_view::npos;
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+    std::size_t i = 0;
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i])))
+        ++i;
+    std::uint64_t value = 0;
+    std::size_t digits = 0;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+        if (value > (UINT64_MAX - 9) / 10)
+            return std::nullopt;
+        value = value * 10 + static_cast<unsigned>(text[i] - '0');
+        ++i;
+        ++digits;
+    }
+    if (digits == 0)
+        return std::nullopt;
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i])))
+        ++i;
+    std::string unit;
+    for (; i < text.size(); ++i)
+        unit.push_back(static_cast<char>(std::tolower(text[i])));
+    std::uint64_t mult = 1;
+    if (unit.empty() || unit == "b")
+        mult = 1;
+    else if (unit == "kib" || unit == "k")
+        mult = 1ull << 10;
+    else if (unit == "mib" || unit == "m")
+        mult = 1ull << 20;
+    else if (unit == "gib" || unit == "g")
+        mult = 1ull << 30;
+    else if (unit == "kb")
+        mult = 1000;
+    else if (unit == "mb")
+        mult = 1000 * 1000;
+    else if (unit == "gb")
+        mult = 1000ull * 1000 * 1000;
+    else
+        return std::nullopt;
+    if (value > UINT64_MAX / mult)
+        return std::nullopt;
+    return value * mult;
+}
+
+std::string redact_uri(std::string_view uri) {
+    auto scheme = uri.find("://");
+    if (scheme == std::string_view::npos)
+        return std::string(uri);
+    auto start = scheme + 3;
+    auto end = uri.find_first_of("/?#", start);
+    auto authority = uri.substr(start, end == std::string_view::npos ? uri.npos : end - start);
+    auto at = authority.rfind('@');
+    if (at == std::string_view::npos)
+        return std::string(uri);
+    auto userinfo = authority.substr(0, at);
+    auto colon = userinfo.find(':');
+    std::string out(uri.substr(0, start));
+    out += userinfo.substr(0, colon);
+    if (colon != std::string_view::npos)
+        out += ":****";
+    out += uri.substr(start + at);
+    return out;
+}
+
+std::map<std::string, std::string> environment() {
+    std::map<std::string, std::string> env;
+    for (char** e = environ; e && *e; ++e) {
+        std::string_view kv(*e);
+        auto eq = kv.find('=');
+        if (eq != std::string_view::npos)
+            env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+    return env;
+}
+
+bool parse_config(std::string_view text, std::string_view source_name,
+                  const std::map<std::string, std::string>& env, config& out, std::string& error) {
+    error.clear();
+    toml::table root;
+    try {
+        root = toml::parse(text, source_name);
+    } catch (const toml::parse_error& e) {
+        const auto& where = e.source().begin;
+        error = std::string(source_name) + ":" + std::to_string(where.line) + ":" +
+                std::to_string(where.column) + ": " + std::string(e.description());
+        return false;
+    }
+    const std::string src(source_name);
+    config c;
+    table_reader top(&root, "", src, error);
+
+    {
+        auto m = top.sub("mongodb");
+        m.string("uri", c.mongodb.uri);
+        m.millis("max_await_ms", c.mongodb.max_await, 1, 3'600'000);
+        m.millis("connect_timeout_ms", c.mongodb.connect_timeout, 1, 600'000);
+        m.integer("batch_size", c.mongodb.batch_size, 0, 1'000'000);
+        m.string("full_document", c.mongodb.full_document,
+                 {"default", "updateLookup", "whenAvailable", "required"});
+        m.strings("pipeline", c.mongodb.pipeline);
+        m.reject_unknown();
+    }
+
+    if (auto* w = root.get("watch")) {
+        top.node("watch");
+        auto* arr = w->as_array();
+        if (!arr || arr->empty()) {
+            top.fail("watch", "expected one or more [[watch]] tables");
+        } else {
+            for (std::size_t i = 0; i < arr->size() && error.empty(); ++i) {
+                auto* t = (*arr)[i].as_table();
+                std::string path = "watch[" + std::to_string(i) + "]";
+                if (!t) {
+                    top.fail("watch", "expected [[watch]] tables");
+                    break;
+                }
+                table_reader r(t, path, src, error);
+                watch_settings ws;
+                r.string("level", ws.level, {"collection", "database", "deployment"});
+                r.string("database", ws.database);
+                r.strings("collections", ws.collections);
+                r.strings("include_collections", ws.include_collections);
+                r.strings("exclude_collections", ws.exclude_collections);
+                r.reject_unknown();
+                if (!error.empty())
+                    break;
+                if (ws.level.empty())
+                    ws.level = ws.collections.empty() ? "database" : "collection";
+                if (ws.level != "deployment" && !valid_name(ws.database)) {
+                    r.fail("database", "required for level = \"" + ws.level + "\"");
+                } else if (ws.level == "collection" && ws.collections.empty()) {
+                    r.fail("collections",
+                           "level = \"collection\" needs a non-empty list of collections");
+                } else if (ws.level != "collection" && !ws.collections.empty()) {
+                    r.fail("collections",
+                           "only for level = \"collection\"; use "
+                           "include_collections to filter a " +
+                               ws.level + " stream");
+                } else if (!ws.include_collections.empty() && !ws.exclude_collections.empty()) {
+                    r.fail("exclude_collections",
+                           "set include_collections or "
+                           "exclude_collections, not both");
+                }
+                c.watches.push_back(std::move(ws));
+            }
+        }
+    } else {
+        top.fail("watch",
+                 "missing: add at least one [[watch]] table, e.g. [[watch]] "
+                 "database = \"app\"");
+    }
+
+    {
+        auto b = top.sub("batch");
+        b.integer("max_events", c.pipeline.batch.max_events, 1, 100'000'000);
+        b.size("max_bytes", c.pipeline.batch.max_bytes, 1024);
+        b.millis("max_age_ms", c.pipeline.batch.max_age, 1, 86'400'000);
+        b.reject_unknown();
+    }
+    {
+        auto o = top.sub("output");
+        o.string("format", c.output.format, {"jsonl"});
+        o.string("json_mode", c.output.json_mode, {"relaxed", "canonical"});
+        o.string("compression", c.output.compression, {"zstd", "gzip", "none"});
+        o.integer("compression_level", c.output.compression_level, 0, 22);
+        o.string("key_layout", c.output.key_layout);
+        o.string("prefix", c.output.prefix);
+        o.reject_unknown();
+        if (error.empty() && c.output.compression == "gzip" && c.output.compression_level > 9)
+            o.fail("compression_level", "gzip levels are 1..9 (0 for the default)");
+        if (error.empty() && c.output.compression == "zstd" && c.output.compression_level > 19)
+            o.fail("compression_level", "zstd levels are 1..19 (0 for the default)");
+    }
+    {
+        auto d = top.sub("destination");
+        d.string("type", c.destination.type, {"local"});
+        d.string("path", c.destination.path);
+        d.reject_unknown();
+        if (error.empty() && c.destination.path.empty())
+            d.fail("path", "must not be empty");
+    }
+    {
+        auto s = top.sub("state");
+        s.string("type", c.state.type, {"file", "memory"});
+        s.string("path", c.state.path);
+        s.reject_unknown();
+        if (error.empty() && c.state.type == "file" && c.state.path.empty())
+            s.fail("path", "must not be empty for type = \"file\"");
+    }
+    {
+        auto p = top.sub("pipeline");
+        p.size("max_buffered_bytes", c.pipeline.max_buffered_bytes, 1 << 20);
+        p.integer("max_concurrent_uploads", c.pipeline.max_concurrent_uploads, 1, 1024);
+        p.millis("shutdown_timeout_ms", c.pipeline.shutdown_timeout, 0, 3'600'000);
+        p.millis("checkpoint_interval_ms", c.pipeline.checkpoint_interval, 10, 3'600'000);
+        p.integer("threads", c.threads, 1, 256);
+        p.reject_unknown();
+    }
+    {
+        auto r = top.sub("retry");
+        r.millis("initial_delay_ms", c.pipeline.retry.initial_delay, 1, 600'000);
+        r.millis("max_delay_ms", c.pipeline.retry.max_delay, 1, 3'600'000);
+        r.reject_unknown();
+        if (error.empty() && c.pipeline.retry.max_delay < c.pipeline.retry.initial_delay)
+            r.fail("max_delay_ms", "must be at least initial_delay_ms");
+    }
+    {
+        auto l = top.sub("log");
+        l.string("level", c.log.level, {"debug", "info", "warn", "error"});
+        l.string("format", c.log.format, {"text", "json"});
+        l.millis("progress_interval_ms", c.log.progress_interval, 0, 86'400'000);
+        l.reject_unknown();
+    }
+    top.reject_unknown();
+    if (!error.empty())
+        return false;
+
+    if (auto it = env.find("PENNE_MONGODB_URI"); it != env.end() && !it->second.empty())
+        c.mongodb.uri = it->second;
+    if (c.mongodb.uri.rfind("mongodb://", 0) != 0 &&
+        c.mongodb.uri.rfind("mongodb+srv://", 0) != 0) {
+        error = src + ": mongodb.uri: '" + redact_uri(c.mongodb.uri) +
+                "' must start with mongodb:// or mongodb+srv://";
+        return false;
+    }
+
+    // Scopes.
+    for (const auto& ws : c.watches) {
+        if (ws.level == "collection") {
+            for (const auto& coll : ws.collections) {
+                if (!valid_name(coll)) {
+                    error = src + ": watch.collections: empty collection name";
+                    return false;
+                }
+                c.pipeline.scopes.push_back(
+                    {watch_scope::level::collection, ws.database, coll, {}, {}});
+            }
+        } else if (ws.level == "database") {
+            c.pipeline.scopes.push_back({watch_scope::level::database,
+                                         ws.database,
+                                         {},
+                                         ws.include_collections,
+                                         ws.exclude_collections});
+        } else {
+            c.pipeline.scopes.push_back({watch_scope::level::deployment,
+                                         {},
+                                         {},
+                                         ws.include_collections,
+                                         ws.exclude_collections});
+        }
+    }
+    for (std::size_t i = 0; i < c.pipeline.scopes.size(); ++i) {
+        for (std::size_t j = i + 1; j < c.pipeline.scopes.size(); ++j) {
+            if (c.pipeline.scopes[i].id() == c.pipeline.scopes[j].id()) {
+                error = src + ": watch: scope '" + c.pipeline.scopes[i].id() + "' is listed twice";
+                return false;
+            }
+        }
+    }
+    out = std::move(c);
+    return true;
+}
+
+bool load_config(const std::string& path, const std::map<std::string, std::string>& env,
+                 config& out, std::string& error) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) {
+        error = path + ": cannot open the configuration file: " + std::strerror(errno);
+        return false;
+    }
+    std::string text;
+    char buf[65536];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+        text.append(buf, n);
+    std::fclose(f);
+    return parse_config(text, path, env, out, error);
+}
+
+}  // namespace penne::app

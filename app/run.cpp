@@ -1,0 +1,283 @@
+#include "run.hpp"
+
+#include <penne/file/destination.hpp>
+#include <penne/file/state_store.hpp>
+#include <penne/formats/compress.hpp>
+#include <penne/formats/jsonl.hpp>
+#include <penne/memory_state_store.hpp>
+#include <penne/mongo/change_stream.hpp>
+#include <penne/pipeline.hpp>
+#include <penne/version.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "logging.hpp"
+
+namespace penne::app {
+namespace asio = boost::asio;
+namespace {
+
+// Everything the pipeline needs, built from the configuration.
+struct services {
+    std::unique_ptr<source_factory> sources;
+    std::unique_ptr<encoder_factory> encoder;
+    std::unique_ptr<compressor> compression;
+    std::unique_ptr<destination> dest;
+    std::unique_ptr<state_store> state;
+    key_template keys;
+};
+
+bool build(const config& cfg, services& s, std::string& error) {
+    diagnostics diag;
+    if (auto ec = key_template::parse(cfg.output.key_layout, cfg.output.prefix, s.keys, diag)) {
+        error = "output.key_layout: " + diag.message;
+        return false;
+    }
+
+    mongo::source_options mo;
+    mo.uri = cfg.mongodb.uri;
+    mo.max_await = cfg.mongodb.max_await;
+    mo.connect_timeout = cfg.mongodb.connect_timeout;
+    mo.batch_size = cfg.mongodb.batch_size;
+    mo.full_document = cfg.mongodb.full_document;
+    mo.pipeline = cfg.mongodb.pipeline;
+    auto factory = std::make_unique<mongo::source_factory>();
+    if (auto ec = factory->configure(std::move(mo), diag)) {
+        error = "mongodb: " + diag.message;
+        return false;
+    }
+    s.sources = std::move(factory);
+
+    s.encoder = std::make_unique<formats::jsonl_encoder_factory>(
+        cfg.output.json_mode == "canonical" ? formats::ejson_mode::canonical
+                                            : formats::ejson_mode::relaxed);
+    if (cfg.output.compression != "none") {
+        formats::compression_settings cs;
+        if (auto ec = formats::parse_codec(cfg.output.compression, cs.codec, diag)) {
+            error = "output.compression: " + diag.message;
+            return false;
+        }
+        cs.level = cfg.output.compression_level;
+        s.compression = std::make_unique<formats::pooled_compressor>(cs);
+    }
+
+    s.dest = std::make_unique<file::destination>(cfg.destination.path);
+    if (cfg.state.type == "memory") {
+        s.state = std::make_unique<memory_state_store>();
+    } else {
+        s.state = std::make_unique<file::state_store>(cfg.state.path);
+    }
+    return true;
+}
+
+void print_plan(const config& cfg, const services& s) {
+    std::printf("penne %s\n", PENNE_VERSION_STRING);
+    std::printf("  mongodb:     %s\n", redact_uri(cfg.mongodb.uri).c_str());
+    for (const auto& scope : cfg.pipeline.scopes) {
+        const char* kind = scope.kind == watch_scope::level::collection ? "collection"
+                           : scope.kind == watch_scope::level::database ? "database"
+                                                                        : "deployment";
+        std::printf("  watch:       %s %s\n", kind, scope.id().c_str());
+    }
+    std::printf("  format:      %s (%s), compression %s\n", cfg.output.format.c_str(),
+                cfg.output.json_mode.c_str(), cfg.output.compression.c_str());
+    std::printf("  keys:        %s (prefix '%s')\n", s.keys.spec().c_str(),
+                cfg.output.prefix.c_str());
+    std::printf("  destination: %s\n", s.dest->describe().c_str());
+    std::printf("  state:       %s\n", s.state->describe().c_str());
+    std::printf("  batches:     %llu events / %llu bytes / %lld ms\n",
+                static_cast<unsigned long long>(cfg.pipeline.batch.max_events),
+                static_cast<unsigned long long>(cfg.pipeline.batch.max_bytes),
+                static_cast<long long>(cfg.pipeline.batch.max_age.count()));
+}
+
+std::string human_bytes(std::uint64_t b) {
+    char buf[32];
+    if (b >= (1ull << 30))
+        std::snprintf(buf, sizeof buf, "%.1f GiB", double(b) / (1ull << 30));
+    else if (b >= (1ull << 20))
+        std::snprintf(buf, sizeof buf, "%.1f MiB", double(b) / (1ull << 20));
+    else if (b >= 1024)
+        std::snprintf(buf, sizeof buf, "%.1f KiB", double(b) / 1024);
+    else
+        std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
+    return buf;
+}
+
+std::string progress_line(const pipeline_stats& st) {
+    return "progress: " + std::to_string(st.events_received.load()) + " events read, " +
+           std::to_string(st.events_written.load()) + " written in " +
+           std::to_string(st.objects_written.load()) + " objects (" +
+           human_bytes(st.bytes_written.load()) + "), " + human_bytes(st.buffered_bytes.load()) +
+           " buffered";
+}
+
+}  // namespace
+
+int check_config(const config& cfg) {
+    services s;
+    std::string error;
+    if (!build(cfg, s, error)) {
+        std::fprintf(stderr, "penne: invalid configuration: %s\n", error.c_str());
+        return 2;
+    }
+    print_plan(cfg, s);
+    std::printf("configuration OK\n");
+    return 0;
+}
+
+int run_pipeline(const config& cfg) {
+    logger log(cfg.log.level, cfg.log.format);
+    services s;
+    std::string error;
+    if (!build(cfg, s, error)) {
+        log.log(log_level::error, "invalid configuration: " + error);
+        return 2;
+    }
+
+    asio::io_context ctx(static_cast<int>(cfg.threads));
+    auto top = asio::make_strand(ctx);
+
+    pipeline_services svc;
+    svc.sources = s.sources.get();
+    svc.encoder = s.encoder.get();
+    svc.compression = s.compression.get();
+    svc.dest = s.dest.get();
+    svc.state = s.state.get();
+    svc.keys = &s.keys;
+    svc.log = log.function();
+    pipeline pipe(ctx.get_executor(), cfg.pipeline, svc);
+
+    log.log(log_level::info, "penne " PENNE_VERSION_STRING " starting: " +
+                                 std::to_string(cfg.pipeline.scopes.size()) + " scope(s), " +
+                                 redact_uri(cfg.mongodb.uri) + " -> " + s.dest->describe() +
+                                 ", state " + s.state->describe());
+
+    // The destination must be usable before anything is read.
+    {
+        diagnostics diag;
+        error_code ec;
+        asio::co_spawn(
+            ctx, [&]() -> asio::awaitable<void> { ec = co_await s.dest->check(diag); },
+            asio::detached);
+        ctx.run();
+        ctx.restart();
+        if (ec) {
+            log.log(log_level::error, "destination " + s.dest->describe() +
+                                          " is not usable: " + ec.message() + ": " + diag.message);
+            return 1;
+        }
+    }
+
+    asio::cancellation_signal stop;
+    bool finished = false;
+    error_code result;
+    diagnostics result_diag;
+    const auto started = std::chrono::steady_clock::now();
+
+    asio::signal_set signals(ctx, SIGINT, SIGTERM);
+    int signal_count = 0;
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& ec, int signo) {
+            if (ec || finished)
+                return;
+            if (++signal_count == 1) {
+                log.log(log_level::info, std::string("received ") +
+                                             (signo == SIGINT ? "SIGINT" : "SIGTERM") +
+                                             ": stopping gracefully (send again to stop now)");
+                stop.emit(asio::cancellation_type::terminal);
+                signals.async_wait(asio::bind_executor(top, on_signal));
+            } else {
+                // Every write penne makes is atomic (write-ahead manifest, atomic state and
+                // object writes), so stopping here loses nothing; the next start replays.
+                log.log(log_level::warn,
+                        "second signal: exiting now; the next start resumes "
+                        "from the last checkpoint");
+                log.flush();
+                std::_Exit(130);
+            }
+        };
+    signals.async_wait(asio::bind_executor(top, on_signal));
+
+    asio::steady_timer progress(top);
+    std::function<void(const boost::system::error_code&)> on_progress =
+        [&](const boost::system::error_code& ec) {
+            if (ec || finished)
+                return;
+            log.log(log_level::info, progress_line(pipe.stats()));
+            progress.expires_after(cfg.log.progress_interval);
+            progress.async_wait(asio::bind_executor(top, on_progress));
+        };
+    if (cfg.log.progress_interval.count() > 0) {
+        progress.expires_after(cfg.log.progress_interval);
+        progress.async_wait(asio::bind_executor(top, on_progress));
+    }
+
+    asio::co_spawn(
+        top, pipe.run(result_diag),
+        asio::bind_cancellation_slot(stop.slot(), [&](std::exception_ptr e, error_code ec) {
+            finished = true;
+            result = ec;
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    result = make_error_code(errc::protocol_error);
+                    result_diag.message = ex.what();
+                }
+            }
+            signals.cancel();
+            progress.cancel();
+        }));
+
+    std::vector<std::thread> workers;
+    for (unsigned i = 1; i < cfg.threads; ++i)
+        workers.emplace_back([&] { ctx.run(); });
+    ctx.run();
+    for (auto& t : workers)
+        t.join();
+
+    const auto& st = pipe.stats();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    char summary[512];
+    std::snprintf(summary, sizeof summary,
+                  "summary: %llu events read, %llu written in %llu objects (%s), "
+                  "%llu replayed events skipped, %llu checkpoints, %llu upload retries, "
+                  "%.1f s",
+                  static_cast<unsigned long long>(st.events_received.load()),
+                  static_cast<unsigned long long>(st.events_written.load()),
+                  static_cast<unsigned long long>(st.objects_written.load()),
+                  human_bytes(st.bytes_written.load()).c_str(),
+                  static_cast<unsigned long long>(st.events_replayed_skipped.load()),
+                  static_cast<unsigned long long>(st.checkpoints_saved.load()),
+                  static_cast<unsigned long long>(st.upload_retries.load()), secs);
+    log.log(log_level::info, summary);
+    if (result) {
+        log.log(log_level::error,
+                "stopped on error: " + result.message() +
+                    (result_diag.message.empty() ? "" : ": " + result_diag.message));
+        log.flush();
+        return 1;
+    }
+    log.log(log_level::info, "stopped cleanly");
+    log.flush();
+    return 0;
+}
+
+}  // namespace penne::app
