@@ -164,6 +164,7 @@ private:
     bool helpers_exit_ = false;
     int helpers_running_ = 0;
     bool needs_first_checkpoint_ = false;
+    bool first_checkpoint_saved_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -403,13 +404,13 @@ awaitable<void> scope_runner::committer() {
                 break;
             }
             ++p_.stats.checkpoints_saved;
+            first_checkpoint_saved_ = true;
+            notify();
             continue;  // more may have become durable meanwhile
         }
         if (helpers_exit_)
             break;
-        commit_timer_.expires_after(needs_first_checkpoint_ ? std::chrono::milliseconds(0)
-                                                            : p_.cfg.checkpoint_interval);
-        needs_first_checkpoint_ = false;
+        commit_timer_.expires_after(p_.cfg.checkpoint_interval);
         co_await commit_timer_.async_wait(nothrow);
     }
     --helpers_running_;
@@ -494,6 +495,8 @@ awaitable<void> scope_runner::run() {
     source_ = p_.svc.sources->make(strand, scope_);
     if (!stopping_)
         ec = co_await open_source(saved.watermark);
+    if (!ec && !stopping_)
+        p_.log(log_level::info, "scope " + id_ + ": change stream open");
     helpers_running_ = 2;
     asio::co_spawn(
         strand, [self] { return self->committer(); },
@@ -537,12 +540,20 @@ awaitable<void> scope_runner::run() {
             if (!tracker_.position().empty())
                 from = tracker_.position();
             ec = co_await open_source(from);
+            if (!ec)
+                p_.log(log_level::info, "scope " + id_ + ": change stream reopened");
             continue;
         }
         reopen.reset();
         route(batch);
-        if (needs_first_checkpoint_ && !tracker_.position().empty())
+        if (needs_first_checkpoint_ && !tracker_.position().empty()) {
+            // A fresh start has no saved position: save the first one before reading on,
+            // or a crash now would restart at "now" and skip what happened meanwhile.
             commit_timer_.cancel();
+            while (!first_checkpoint_saved_ && !stopping_)
+                co_await wait_cv();
+            needs_first_checkpoint_ = false;
+        }
     }
     reading_ = false;
     co_await shutdown();
