@@ -342,8 +342,10 @@ void scope_runner::seal(coll_state& cs, seal_reason why) {
     asio::co_spawn(
         strand, [self = shared_from_this(), job] { return self->upload(job); },
         asio::bind_cancellation_slot(
-            upload_sigs_[uid].slot(),
-            [self = shared_from_this(), uid](auto&&...) { self->upload_sigs_.erase(uid); }));
+            upload_sigs_[uid].slot(), [self = shared_from_this(), uid](auto&&...) {
+                // Not inline: the signal's slot is in use while this handler runs.
+                asio::post(self->strand, [self, uid] { self->upload_sigs_.erase(uid); });
+            }));
 }
 
 awaitable<void> scope_runner::upload(std::shared_ptr<upload_job> job) {
@@ -546,7 +548,7 @@ awaitable<void> scope_runner::run() {
         }
         reopen.reset();
         route(batch);
-        if (needs_first_checkpoint_ && !tracker_.position().empty()) {
+        if (needs_first_checkpoint_ && tracker_.watermark()) {
             // A fresh start has no saved position: save the first one before reading on,
             // or a crash now would restart at "now" and skip what happened meanwhile.
             commit_timer_.cancel();
