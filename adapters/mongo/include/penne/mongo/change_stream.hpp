@@ -1,0 +1,118 @@
+#pragma once
+// penne::mongo::change_stream: the penne::change_source of one watch scope, a MongoDB
+// change stream on a collection, a database or the whole deployment, driven by
+// aggregate/getMore over one connection to the primary.
+//
+// Each next() returns one server reply's worth of events as views into the reply bytes,
+// which are kept in event_batch::storage (the reply frame moves in by swapping buffers,
+// so the steady state allocates nothing but what the events vector already holds).
+// Resumable errors (network, ResumableChangeStreamError, CursorNotFound, the legacy code
+// list) are handled inside next(): reconnect with capped backoff and a new aggregate from
+// the cached resume token. History loss (286, 280) comes back as
+// penne::errc::history_lost; other errors as penne::mongo codes with diagnostics.
+//
+// Thread safety: none; one strand, one operation at a time (penne::change_source).
+// Cancellation: an operation cancelled through its coroutine completes with
+// operation_aborted; the stream is then only good for close(), or open() again.
+// Lifetimes: views in a batch live until the next next() on the same batch object.
+
+#include <penne/mongo/commands.hpp>
+#include <penne/mongo/connection.hpp>
+#include <penne/mongo/resume.hpp>
+#include <penne/mongo/uri.hpp>
+#include <penne/source.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace penne::mongo {
+
+struct source_options {
+    std::string uri = "mongodb://127.0.0.1:27017";
+    std::chrono::milliseconds max_await{1000};  // getMore maxTimeMS
+    std::int32_t batch_size = 0;                // 0: server default
+    std::chrono::milliseconds connect_timeout{10'000};
+    std::chrono::milliseconds socket_timeout{30'000};
+    full_document_mode full_document = full_document_mode::server_default;
+    std::vector<std::string> pipeline;             // extra stages, one Extended JSON document each
+    std::vector<std::string> include_collections;  // database scope only
+    std::vector<std::string> exclude_collections;  // database scope only
+    // Reconnection while resuming: attempts per error and the backoff between them.
+    int max_resume_attempts = 10;
+    std::chrono::milliseconds reconnect_initial{100};
+    std::chrono::milliseconds reconnect_max{5'000};
+    bool legacy_handshake = false;
+};
+
+// Options checked and parsed once, shared by every stream of a factory.
+struct stream_config {
+    source_options options;
+    uri_info uri;
+    std::vector<document> stages;
+    connection_options connection;
+};
+
+// Validates `opts` (URI, durations, stages as Extended JSON documents, collection lists)
+// and prepares the shared configuration. Diagnostics name the offending option and never
+// contain the password.
+error_code prepare(const source_options& opts, stream_config& out, diagnostics& diag);
+
+class change_stream final : public penne::change_source {
+public:
+    change_stream(boost::asio::any_io_executor ex, watch_scope scope,
+                  std::shared_ptr<const stream_config> config);
+    ~change_stream() override;
+
+    boost::asio::awaitable<error_code> open(const start_position& from, diagnostics& diag) override;
+    boost::asio::awaitable<error_code> next(event_batch& out, diagnostics& diag) override;
+    boost::asio::awaitable<void> close() override;
+
+    // The position after the last batch returned (what a resume would start from).
+    const resume_token& cached_token() const noexcept { return position_.cached; }
+    // How many times the stream resumed after a resumable error.
+    std::uint64_t resume_count() const noexcept { return resumes_; }
+    const watch_scope& scope() const noexcept { return scope_; }
+
+private:
+    boost::asio::awaitable<error_code> establish(diagnostics& diag);
+    boost::asio::awaitable<error_code> resume(diagnostics& diag);
+    boost::asio::awaitable<void> kill_cursor();
+    error_code deliver(std::vector<std::uint8_t>& frame, const cursor_view& cursor,
+                       event_batch& out, diagnostics& diag);
+
+    boost::asio::any_io_executor ex_;
+    watch_scope scope_;
+    std::shared_ptr<const stream_config> config_;
+    change_stream_spec spec_;
+    std::unique_ptr<connection> conn_;
+    resume_position position_;
+    std::int64_t cursor_id_ = 0;
+    std::string ns_;
+    bool opened_ = false;
+    bool has_pending_ = false;  // the aggregate's firstBatch, not yet returned
+    std::vector<std::uint8_t> pending_;
+    cursor_view pending_cursor_;  // views into pending_ (kept valid across buffer swaps)
+    std::vector<std::uint8_t> scratch_;
+    std::uint64_t resumes_ = 0;
+};
+
+class source_factory final : public penne::source_factory {
+public:
+    explicit source_factory(std::shared_ptr<const stream_config> config)
+        : config_(std::move(config)) {}
+
+    // Validates `opts`; on success `out` holds a factory.
+    static error_code create(const source_options& opts, std::unique_ptr<source_factory>& out,
+                             diagnostics& diag);
+
+    std::unique_ptr<penne::change_source> make(boost::asio::any_io_executor ex,
+                                               const watch_scope& scope) override;
+
+private:
+    std::shared_ptr<const stream_config> config_;
+};
+
+}  // namespace penne::mongo

@@ -1,0 +1,74 @@
+#pragma once
+// One TCP connection to one MongoDB server: connect (with timeout), handshake (hello with
+// client metadata, optional SCRAM authentication), then one command at a time, each
+// awaited to its reply. The socket and Asio details stay in connection.cpp.
+//
+// Thread safety: none; use from one strand. At most one command is outstanding (a second
+// concurrent run_command fails with client_errc::busy).
+// Cancellation: every operation honours the awaiting coroutine's cancellation slot; a
+// cancelled or timed-out operation leaves the connection closed (a half-read reply cannot
+// be resynchronised). Timeouts surface as penne::errc::timeout.
+// Lifetimes: the connection must outlive its operations; reply views point into the
+// caller's frame vector.
+
+#include <penne/error.hpp>
+#include <penne/event.hpp>
+#include <penne/mongo/commands.hpp>
+#include <penne/mongo/uri.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace penne::mongo {
+
+struct connection_options {
+    std::chrono::milliseconds connect_timeout{10'000};  // TCP connect + handshake + auth
+    // Slack granted to every command on top of the time the server may legitimately wait
+    // (getMore's maxTimeMS): a reply later than that means the connection is dead.
+    std::chrono::milliseconds socket_timeout{30'000};
+    client_metadata metadata;
+    std::optional<credentials> auth;
+    // Handshake with legacy OP_QUERY isMaster instead of OP_MSG hello (servers that do
+    // not accept OP_MSG before the handshake; not needed for MongoDB 3.6+).
+    bool legacy_handshake = false;
+};
+
+class connection {
+public:
+    explicit connection(boost::asio::any_io_executor ex);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    boost::asio::awaitable<error_code> connect(const host_port& peer,
+                                               const connection_options& opts, diagnostics& diag);
+
+    // Sends `command` (a complete OP_MSG body with $db) and awaits its reply. `frame`
+    // receives the reply frame (its previous buffer is recycled); `reply` views into it.
+    // A reply with ok: 0 completes with make_server_error(code) and a filled `reply`.
+    // `server_wait` is how long the server may hold the command (maxTimeMS).
+    boost::asio::awaitable<error_code> run_command(byte_view command,
+                                                   std::vector<std::uint8_t>& frame,
+                                                   command_reply& reply,
+                                                   std::chrono::milliseconds server_wait,
+                                                   diagnostics& diag);
+
+    void close() noexcept;
+    bool is_open() const noexcept;
+    const hello_reply& hello() const noexcept;
+    const host_port& peer() const noexcept;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+// Formats the diagnostics text of a failed command reply.
+std::string describe_failure(std::string_view command_name, const command_reply& reply);
+
+}  // namespace penne::mongo

@@ -1,0 +1,312 @@
+#include <penne/mongo/change_stream.hpp>
+#include <penne/mongo/topology.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace penne::mongo {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+
+namespace {
+
+error_code invalid(diagnostics& diag, std::string message) {
+    diag.message = std::move(message);
+    return make_error_code(penne::errc::invalid_config);
+}
+
+bool history_lost(const error_code& ec) noexcept {
+    return is_server_error(ec) && is_history_lost(ec.value());
+}
+
+}  // namespace
+
+error_code prepare(const source_options& opts, stream_config& out, diagnostics& diag) {
+    out = stream_config{};
+    out.options = opts;
+    diagnostics udiag;
+    if (parse_uri(opts.uri, out.uri, udiag)) {
+        return invalid(diag, "mongodb.uri: " + udiag.message);
+    }
+    if (opts.max_await.count() <= 0)
+        return invalid(diag, "mongodb.max_await must be positive");
+    if (opts.batch_size < 0)
+        return invalid(diag, "mongodb.batch_size must not be negative");
+    if (opts.connect_timeout.count() <= 0)
+        return invalid(diag, "mongodb.connect_timeout must be positive");
+    if (opts.socket_timeout.count() <= 0)
+        return invalid(diag, "mongodb.socket_timeout must be positive");
+    if (opts.max_resume_attempts < 1)
+        return invalid(diag, "mongodb.max_resume_attempts must be at least 1");
+    if (opts.reconnect_initial.count() <= 0 || opts.reconnect_max < opts.reconnect_initial)
+        return invalid(diag, "mongodb reconnect backoff: need 0 < initial <= max");
+    if (!opts.include_collections.empty() && !opts.exclude_collections.empty())
+        return invalid(diag, "mongodb: give include_collections or exclude_collections, not both");
+    for (std::size_t i = 0; i < opts.pipeline.size(); ++i) {
+        std::string error;
+        auto stage = document::from_json(opts.pipeline[i], error);
+        std::string where = "mongodb.pipeline[" + std::to_string(i) + "]";
+        if (!stage)
+            return invalid(diag, where + " is not valid Extended JSON: " + error);
+        bson_iter_t it;
+        if (!bson_iter_init(&it, stage->get()) || !bson_iter_next(&it) ||
+            bson_iter_key(&it)[0] != '$' || bson_iter_next(&it)) {
+            return invalid(diag, where + " must be one stage like {\"$match\": {...}}");
+        }
+        out.stages.push_back(std::move(*stage));
+    }
+    out.connection.connect_timeout = opts.connect_timeout;
+    out.connection.socket_timeout = opts.socket_timeout;
+    out.connection.metadata = client_metadata::from_system(out.uri.app_name);
+    out.connection.auth = out.uri.auth;
+    out.connection.legacy_handshake = opts.legacy_handshake;
+    return {};
+}
+
+change_stream::change_stream(asio::any_io_executor ex, watch_scope scope,
+                             std::shared_ptr<const stream_config> config)
+    : ex_(std::move(ex)), scope_(std::move(scope)), config_(std::move(config)) {}
+
+change_stream::~change_stream() = default;
+
+awaitable<error_code> change_stream::open(const start_position& from, diagnostics& diag) {
+    const source_options& o = config_->options;
+    using level = watch_scope::level;
+    if (scope_.kind != level::deployment && scope_.db.empty())
+        co_return invalid(diag, "watch scope needs a database name");
+    if (scope_.kind == level::collection && scope_.coll.empty())
+        co_return invalid(diag, "collection watch scope needs a collection name");
+    // The scope's own filters win over the factory-wide ones.
+    const bool scope_filters =
+        !scope_.include_collections.empty() || !scope_.exclude_collections.empty();
+    const auto& include = scope_filters ? scope_.include_collections : o.include_collections;
+    const auto& exclude = scope_filters ? scope_.exclude_collections : o.exclude_collections;
+    if (scope_.kind == level::collection && (!include.empty() || !exclude.empty()))
+        co_return invalid(diag,
+                          "include/exclude collection lists apply to database and "
+                          "deployment scopes only");
+    if (!include.empty() && !exclude.empty())
+        co_return invalid(diag, "give include_collections or exclude_collections, not both");
+
+    if (conn_)
+        conn_->close();
+    conn_.reset();
+    opened_ = false;
+    has_pending_ = false;
+    cursor_id_ = 0;
+
+    spec_ = change_stream_spec{};
+    spec_.kind = scope_.kind == level::collection ? change_stream_spec::level::collection
+                 : scope_.kind == level::database ? change_stream_spec::level::database
+                                                  : change_stream_spec::level::deployment;
+    spec_.db = scope_.db;
+    spec_.coll = scope_.coll;
+    spec_.full_document = o.full_document;
+    spec_.batch_size = o.batch_size;
+    spec_.include_collections = include;
+    spec_.exclude_collections = exclude;
+    spec_.extra_stages = config_->stages;
+
+    position_ = resume_position{};
+    if (from.resume_after && !from.resume_after->empty())
+        position_.cached = *from.resume_after;
+
+    error_code ec = co_await establish(diag);
+    if (ec)
+        co_return ec;
+    opened_ = true;
+    co_return error_code{};
+}
+
+awaitable<error_code> change_stream::establish(diagnostics& diag) {
+    if (conn_)
+        conn_->close();
+    conn_.reset();
+    cursor_id_ = 0;
+    has_pending_ = false;
+
+    std::unique_ptr<connection> c;
+    if (auto ec = co_await connect_primary(ex_, config_->uri, config_->connection, c, diag))
+        co_return ec;
+    std::int32_t wire = c->hello().max_wire_version;
+    apply_resume_position(spec_, position_, wire);
+    bool no_start_option =
+        !spec_.resume_after && !spec_.start_after && !spec_.start_at_operation_time;
+
+    document cmd = make_change_stream_aggregate(spec_);
+    command_reply reply;
+    error_code ec = co_await c->run_command(cmd.bytes(), pending_, reply, {}, diag);
+    if (ec) {
+        diag.message =
+            "change stream on " + scope_.id() + " (" + config_->uri.redacted + "): " + diag.message;
+        if (history_lost(ec))
+            co_return make_error_code(penne::errc::history_lost);
+        co_return ec;
+    }
+    if (!reply.cursor) {
+        diag.message = "aggregate reply for " + scope_.id() + " has no cursor";
+        co_return make_error_code(client_errc::malformed_reply);
+    }
+    // Without a token, the first aggregate's operationTime is where a resume starts.
+    if (no_start_option && !position_.operation_time && reply.operation_time)
+        position_.operation_time = reply.operation_time;
+    cursor_id_ = reply.cursor->id;
+    ns_ = std::string(reply.cursor->ns);
+    pending_cursor_ = *reply.cursor;
+    has_pending_ = true;
+    conn_ = std::move(c);
+    co_return error_code{};
+}
+
+error_code change_stream::deliver(std::vector<std::uint8_t>& frame, const cursor_view& cursor,
+                                  event_batch& out, diagnostics& diag) {
+    // Swapping moves the heap buffer, so `cursor`'s views now point into out.storage.
+    out.storage.swap(frame);
+    out.events.clear();
+    if (auto ec = parse_change_events(cursor.batch, out.events)) {
+        out.events.clear();
+        diag.message = ec == client_errc::missing_resume_token
+                           ? "change event on " + scope_.id() +
+                                 " has no _id: a pipeline stage removed the resume token"
+                           : "malformed change event batch on " + scope_.id();
+        return ec;
+    }
+    if (!cursor.post_batch_resume_token.empty()) {
+        out.post_batch_token.assign(cursor.post_batch_resume_token);
+    } else if (!out.events.empty()) {
+        out.post_batch_token.assign(out.events.back().token);
+    } else {
+        out.post_batch_token = position_.cached;
+    }
+    if (!out.post_batch_token.empty())
+        position_.cached = out.post_batch_token;
+    if (!out.events.empty())
+        position_.saw_event = true;
+    cursor_id_ = cursor.id;
+    return {};
+}
+
+awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
+    out.clear();
+    if (!opened_) {
+        diag.message = "change stream on " + scope_.id() + " is not open";
+        co_return make_error_code(client_errc::not_connected);
+    }
+    const source_options& o = config_->options;
+    for (;;) {
+        if (has_pending_) {
+            has_pending_ = false;
+            if (auto ec = deliver(pending_, pending_cursor_, out, diag))
+                co_return ec;
+            if (!out.events.empty())
+                co_return error_code{};
+        }
+        if (cursor_id_ == 0) {
+            diag.message = "the server closed the change stream on " + scope_.id() +
+                           " (after an invalidate event)";
+            co_return make_error_code(client_errc::cursor_closed);
+        }
+        error_code ec;
+        command_reply reply;
+        std::int32_t wire = 0;
+        if (conn_ && conn_->is_open()) {
+            wire = conn_->hello().max_wire_version;
+            document cmd = make_get_more(cursor_id_, ns_, o.max_await, o.batch_size);
+            ec = co_await conn_->run_command(cmd.bytes(), scratch_, reply, o.max_await, diag);
+            if (!ec) {
+                if (!reply.cursor) {
+                    diag.message = "getMore reply for " + scope_.id() + " has no cursor";
+                    co_return make_error_code(client_errc::malformed_reply);
+                }
+                co_return deliver(scratch_, *reply.cursor, out, diag);
+            }
+        } else {
+            ec = make_error_code(client_errc::connection_closed);
+        }
+        switch (decide_resume(ec, is_server_error(ec) ? &reply : nullptr, wire)) {
+            case resume_decision::history_lost:
+                co_return make_error_code(penne::errc::history_lost);
+            case resume_decision::fail:
+                co_return ec;
+            case resume_decision::resume:
+                break;
+        }
+        if (auto rec = co_await resume(diag))
+            co_return rec;
+    }
+}
+
+awaitable<error_code> change_stream::resume(diagnostics& diag) {
+    ++resumes_;
+    // After a server-side error the old cursor may still live there: kill it.
+    if (conn_ && conn_->is_open() && cursor_id_ != 0)
+        co_await kill_cursor();
+    if (conn_)
+        conn_->close();
+    conn_.reset();
+    cursor_id_ = 0;
+
+    const source_options& o = config_->options;
+    backoff delay(o.reconnect_initial, o.reconnect_max);
+    error_code ec;
+    for (int attempt = 0; attempt < o.max_resume_attempts; ++attempt) {
+        if (attempt > 0) {
+            asio::steady_timer timer(ex_, delay.next());
+            auto [tec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (tec)
+                co_return tec;
+        }
+        diagnostics d;
+        ec = co_await establish(d);
+        if (!ec)
+            co_return error_code{};
+        diag.message = "resuming change stream on " + scope_.id() + " (attempt " +
+                       std::to_string(attempt + 1) + "): " + d.message;
+        if (ec == asio::error::operation_aborted || ec == penne::errc::cancelled)
+            co_return ec;
+        if (!is_retryable(ec))
+            co_return ec;
+    }
+    co_return ec;
+}
+
+awaitable<void> change_stream::kill_cursor() {
+    if (!conn_ || !conn_->is_open() || cursor_id_ == 0 || ns_.empty())
+        co_return;
+    std::int64_t ids[] = {cursor_id_};
+    document cmd = make_kill_cursors(ns_, ids);
+    std::vector<std::uint8_t> frame;
+    command_reply reply;
+    diagnostics ignored;
+    co_await conn_->run_command(cmd.bytes(), frame, reply, {}, ignored);
+    cursor_id_ = 0;
+}
+
+awaitable<void> change_stream::close() {
+    co_await kill_cursor();
+    if (conn_)
+        conn_->close();
+    conn_.reset();
+    cursor_id_ = 0;
+    opened_ = false;
+    has_pending_ = false;
+}
+
+error_code source_factory::create(const source_options& opts, std::unique_ptr<source_factory>& out,
+                                  diagnostics& diag) {
+    auto config = std::make_shared<stream_config>();
+    if (auto ec = prepare(opts, *config, diag))
+        return ec;
+    out = std::make_unique<source_factory>(std::move(config));
+    return {};
+}
+
+std::unique_ptr<penne::change_source> source_factory::make(asio::any_io_executor ex,
+                                                           const watch_scope& scope) {
+    return std::make_unique<change_stream>(std::move(ex), scope, config_);
+}
+
+}  // namespace penne::mongo

@@ -1,0 +1,343 @@
+#include <penne/mongo/connection.hpp>
+#include <penne/mongo/scram.hpp>
+#include <penne/mongo/wire.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <string>
+#include <tuple>
+
+namespace penne::mongo {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// Runs `op` against a deadline. The loser is cancelled; a timer that fires first turns
+// into penne::errc::timeout, an outer cancellation into the op's own operation_aborted.
+awaitable<error_code> with_deadline(awaitable<error_code> op, std::chrono::milliseconds d) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer timer(co_await asio::this_coro::executor, d);
+    auto result = co_await (std::move(op) || timer.async_wait(use_tuple));
+    if (result.index() == 0)
+        co_return std::get<0>(result);
+    auto [tec] = std::get<1>(result);
+    co_return tec ? make_error_code(penne::errc::cancelled) : make_error_code(penne::errc::timeout);
+}
+
+std::string_view command_name(byte_view command) {
+    bson_iter_t it;
+    if (is_document(command) && bson_iter_init_from_data(&it, command.data(), command.size()) &&
+        bson_iter_next(&it))
+        return {bson_iter_key(&it), bson_iter_key_len(&it)};
+    return "command";
+}
+
+}  // namespace
+
+std::string describe_failure(std::string_view name, const command_reply& reply) {
+    std::string msg = std::string(name) + " failed: ";
+    msg += reply.errmsg.empty() ? std::string_view("(no message)") : reply.errmsg;
+    msg += " (";
+    if (!reply.code_name.empty()) {
+        msg += reply.code_name;
+        msg += ", ";
+    }
+    msg += "code " + std::to_string(reply.code) + ")";
+    return msg;
+}
+
+struct connection::impl {
+    explicit impl(asio::any_io_executor ex) : socket(ex) {}
+
+    tcp::socket socket;
+    wire::frame_reader reader;
+    std::vector<std::uint8_t> out;
+    std::int32_t next_request_id = 1;
+    bool busy = false;
+    bool open = false;
+    hello_reply hello;
+    host_port peer;
+    connection_options opts;
+
+    void shut() noexcept {
+        error_code ignored;
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+        socket.close(ignored);
+        reader.reset();
+        open = false;
+    }
+
+    // Writes `out` and reads the frame answering `request_id` into `frame`.
+    awaitable<error_code> exchange(std::int32_t request_id, std::vector<std::uint8_t>& frame) {
+        auto [wec, written] = co_await asio::async_write(socket, asio::buffer(out), use_tuple);
+        (void)written;
+        if (wec)
+            co_return wec;
+        reader.reset();
+        while (!reader.ready()) {
+            auto space = reader.prepare();
+            auto [rec, n] = co_await socket.async_read_some(
+                asio::buffer(space.data(), space.size()), use_tuple);
+            if (rec == asio::error::eof || rec == asio::error::connection_reset)
+                co_return make_error_code(client_errc::connection_closed);
+            if (rec)
+                co_return rec;
+            if (auto ec = reader.commit(n))
+                co_return ec;
+        }
+        reader.take(frame);
+        if (wire::read_header(frame).response_to != request_id)
+            co_return make_error_code(client_errc::response_mismatch);
+        co_return error_code{};
+    }
+
+    // One OP_MSG round trip with a deadline; fills `reply` from the frame.
+    awaitable<error_code> round_trip(byte_view command, std::vector<std::uint8_t>& frame,
+                                     command_reply& reply, std::chrono::milliseconds deadline,
+                                     diagnostics& diag) {
+        if (!open) {
+            diag.message = "MongoDB connection to " + peer.to_string() + " is closed";
+            co_return make_error_code(client_errc::not_connected);
+        }
+        if (busy)
+            co_return make_error_code(client_errc::busy);
+        busy = true;
+        std::int32_t id = next_request_id++;
+        out.clear();
+        wire::encode_op_msg(out, id, 0, command);
+        error_code ec = co_await with_deadline(exchange(id, frame), deadline);
+        busy = false;
+        std::string_view name = command_name(command);
+        if (ec) {
+            shut();
+            diag.message = std::string(name) + " to " + peer.to_string() + ": " + ec.message();
+            co_return ec;
+        }
+        wire::op_msg_view msg;
+        if (auto dec = wire::decode_op_msg(frame, msg)) {
+            shut();
+            diag.message = "unreadable reply to " + std::string(name) + " from " +
+                           peer.to_string() + ": " + dec.message();
+            co_return dec;
+        }
+        if (msg.more_to_come()) {
+            // We never set exhaustAllowed, so a streamed reply means the peer is confused.
+            shut();
+            diag.message = "unexpected moreToCome reply to " + std::string(name);
+            co_return make_error_code(client_errc::malformed_message);
+        }
+        if (auto pec = parse_reply(msg.body, reply)) {
+            shut();
+            diag.message = "malformed reply to " + std::string(name) + " from " + peer.to_string();
+            co_return pec;
+        }
+        if (!reply.ok) {
+            diag.message = describe_failure(name, reply);
+            co_return make_server_error(reply.code);
+        }
+        co_return error_code{};
+    }
+
+    awaitable<error_code> legacy_hello(std::vector<std::uint8_t>& frame, byte_view query,
+                                       byte_view& body, diagnostics& diag) {
+        std::int32_t id = next_request_id++;
+        out.clear();
+        wire::encode_op_query(out, id, 0, "admin.$cmd", 0, -1, query);
+        error_code ec = co_await with_deadline(exchange(id, frame), opts.connect_timeout);
+        if (ec) {
+            diag.message = "isMaster to " + peer.to_string() + ": " + ec.message();
+            co_return ec;
+        }
+        wire::op_reply_view rep;
+        if (auto dec = wire::decode_op_reply(frame, rep)) {
+            diag.message = "unreadable OP_REPLY from " + peer.to_string();
+            co_return dec;
+        }
+        body = rep.first_document;
+        co_return error_code{};
+    }
+
+    awaitable<error_code> handshake(diagnostics& diag) {
+        std::vector<std::uint8_t> frame;
+        std::string sasl_user;
+        if (opts.auth && opts.auth->mechanism.empty())
+            sasl_user = opts.auth->source + "." + opts.auth->username;
+        byte_view body;
+        command_reply reply;
+        if (opts.legacy_handshake) {
+            document q = make_hello(opts.metadata, hello_form::legacy_query, sasl_user);
+            if (auto ec = co_await legacy_hello(frame, q.bytes(), body, diag))
+                co_return ec;
+            if (auto ec = parse_reply(body, reply))
+                co_return ec;
+            if (!reply.ok) {
+                diag.message = describe_failure("isMaster", reply);
+                co_return make_server_error(reply.code);
+            }
+        } else {
+            document h = make_hello(opts.metadata, hello_form::hello, sasl_user);
+            error_code ec = co_await round_trip(h.bytes(), frame, reply, opts.socket_timeout, diag);
+            if (ec == make_server_error(server_code::command_not_found)) {
+                // Servers before 4.4.2 know only isMaster.
+                document m = make_hello(opts.metadata, hello_form::is_master, sasl_user);
+                ec = co_await round_trip(m.bytes(), frame, reply, opts.socket_timeout, diag);
+            }
+            if (ec)
+                co_return ec;
+            body = reply.body;
+        }
+        if (auto ec = parse_hello(body, hello)) {
+            diag.message = "malformed hello reply from " + peer.to_string();
+            co_return ec;
+        }
+        if (hello.max_wire_version < 6) {
+            diag.message = peer.to_string() + " speaks wire version " +
+                           std::to_string(hello.max_wire_version) +
+                           "; penne needs MongoDB 3.6 or newer (wire version 6)";
+            co_return make_error_code(client_errc::server_too_old);
+        }
+        reader.set_max_message_size(static_cast<std::uint32_t>(hello.max_message_size));
+        if (opts.auth)
+            co_return co_await authenticate(diag);
+        co_return error_code{};
+    }
+
+    awaitable<error_code> authenticate(diagnostics& diag) {
+        const credentials& c = *opts.auth;
+        scram_mechanism mech = scram_mechanism::sha256;
+        if (c.mechanism == "SCRAM-SHA-1") {
+            mech = scram_mechanism::sha1;
+        } else if (c.mechanism.empty() && !hello.sasl_supported_mechs.empty() &&
+                   std::find(hello.sasl_supported_mechs.begin(), hello.sasl_supported_mechs.end(),
+                             "SCRAM-SHA-256") == hello.sasl_supported_mechs.end()) {
+            mech = scram_mechanism::sha1;
+        }
+        scram_client scram(mech, c.username, c.password, scram_client::make_nonce());
+        std::vector<std::uint8_t> frame;
+        command_reply reply;
+        sasl_reply sasl;
+        auto fail = [&](error_code ec) {
+            diag.message = "authentication of user " + c.username + " on " + c.source + " (" +
+                           std::string(to_string(mech)) + ") failed: " + diag.message;
+            return ec;
+        };
+        document start = make_sasl_start(mech, scram.client_first(), c.source);
+        if (auto ec = co_await round_trip(start.bytes(), frame, reply, opts.socket_timeout, diag))
+            co_return fail(ec);
+        if (auto ec = parse_sasl_reply(reply.body, sasl))
+            co_return fail(ec);
+        std::string client_final;
+        if (auto ec = scram.on_server_first(sasl.payload, client_final, diag))
+            co_return fail(ec);
+        std::int32_t conversation = sasl.conversation_id;
+        document cont = make_sasl_continue(conversation, client_final, c.source);
+        if (auto ec = co_await round_trip(cont.bytes(), frame, reply, opts.socket_timeout, diag))
+            co_return fail(ec);
+        if (auto ec = parse_sasl_reply(reply.body, sasl))
+            co_return fail(ec);
+        if (auto ec = scram.on_server_final(sasl.payload, diag))
+            co_return fail(ec);
+        // Servers that ignore skipEmptyExchange want one more, empty, round.
+        for (int i = 0; !sasl.done && i < 2; ++i) {
+            document empty = make_sasl_continue(conversation, {}, c.source);
+            if (auto ec =
+                    co_await round_trip(empty.bytes(), frame, reply, opts.socket_timeout, diag))
+                co_return fail(ec);
+            if (auto ec = parse_sasl_reply(reply.body, sasl))
+                co_return fail(ec);
+        }
+        if (!sasl.done) {
+            diag.message = "server did not finish the SASL conversation";
+            co_return fail(make_error_code(client_errc::auth_failed));
+        }
+        co_return error_code{};
+    }
+
+    awaitable<error_code> open_socket(diagnostics& diag) {
+        error_code cec;
+        error_code aec;
+        auto address = asio::ip::make_address(peer.host, aec);
+        if (!aec) {
+            // An address literal needs no resolver (whose work runs on Asio's own thread).
+            std::tie(cec) =
+                co_await socket.async_connect(tcp::endpoint(address, peer.port), use_tuple);
+        } else {
+            tcp::resolver resolver(socket.get_executor());
+            auto [rec, endpoints] =
+                co_await resolver.async_resolve(peer.host, std::to_string(peer.port), use_tuple);
+            if (rec) {
+                diag.message = "cannot resolve " + peer.host + ": " + rec.message();
+                co_return rec;
+            }
+            tcp::endpoint ep;
+            std::tie(cec, ep) = co_await asio::async_connect(socket, endpoints, use_tuple);
+        }
+        if (cec) {
+            diag.message = "cannot connect to " + peer.to_string() + ": " + cec.message();
+            co_return cec;
+        }
+        socket.set_option(tcp::no_delay(true));
+        open = true;
+        co_return error_code{};
+    }
+};
+
+connection::connection(asio::any_io_executor ex) : impl_(std::make_unique<impl>(ex)) {}
+connection::~connection() = default;
+
+awaitable<error_code> connection::connect(const host_port& peer, const connection_options& opts,
+                                          diagnostics& diag) {
+    impl_->shut();
+    impl_->peer = peer;
+    impl_->opts = opts;
+    impl_->hello = {};
+    error_code ec = co_await with_deadline(impl_->open_socket(diag), opts.connect_timeout);
+    if (ec == penne::errc::timeout)
+        diag.message = "connecting to " + peer.to_string() + " timed out";
+    if (!ec) {
+        // The handshake's own round trips use the connect timeout as their deadline.
+        auto saved = impl_->opts.socket_timeout;
+        impl_->opts.socket_timeout = opts.connect_timeout;
+        ec = co_await impl_->handshake(diag);
+        impl_->opts.socket_timeout = saved;
+    }
+    if (ec)
+        impl_->shut();
+    co_return ec;
+}
+
+awaitable<error_code> connection::run_command(byte_view command, std::vector<std::uint8_t>& frame,
+                                              command_reply& reply,
+                                              std::chrono::milliseconds server_wait,
+                                              diagnostics& diag) {
+    co_return co_await impl_->round_trip(command, frame, reply,
+                                         server_wait + impl_->opts.socket_timeout, diag);
+}
+
+void connection::close() noexcept {
+    impl_->shut();
+}
+bool connection::is_open() const noexcept {
+    return impl_->open;
+}
+const hello_reply& connection::hello() const noexcept {
+    return impl_->hello;
+}
+const host_port& connection::peer() const noexcept {
+    return impl_->peer;
+}
+
+}  // namespace penne::mongo

@@ -1,0 +1,73 @@
+#include <penne/mongo/resume.hpp>
+
+#include <boost/asio/error.hpp>
+
+#include <algorithm>
+
+namespace penne::mongo {
+
+bool is_history_lost(std::int32_t code) noexcept {
+    return code == server_code::change_stream_history_lost ||
+           code == server_code::change_stream_fatal;
+}
+
+resume_decision decide_resume(const error_code& ec, const command_reply* reply,
+                              std::int32_t max_wire_version) noexcept {
+    if (!ec)
+        return resume_decision::fail;
+    if (ec == boost::asio::error::operation_aborted || ec == penne::errc::cancelled)
+        return resume_decision::fail;
+    if (ec.category() == error_category()) {
+        if (ec.value() > 0) {
+            std::int32_t code = ec.value();
+            if (is_history_lost(code))
+                return resume_decision::history_lost;
+            if (code == server_code::cursor_not_found)
+                return resume_decision::resume;
+            if (reply && reply->has_error_label("NonResumableChangeStreamError"))
+                return resume_decision::fail;
+            if (max_wire_version >= wire_version_resumable_label) {
+                return reply && reply->has_error_label("ResumableChangeStreamError")
+                           ? resume_decision::resume
+                           : resume_decision::fail;
+            }
+            return is_legacy_resumable_code(code) ? resume_decision::resume : resume_decision::fail;
+        }
+        // Client-side: only a dropped connection is a network error; malformed bytes are
+        // a protocol problem a resume would only repeat.
+        return ec == client_errc::connection_closed ? resume_decision::resume
+                                                    : resume_decision::fail;
+    }
+    if (ec == penne::errc::timeout)
+        return resume_decision::resume;
+    if (ec.category() == penne::penne_category())
+        return resume_decision::fail;
+    // Socket-level errors (system, asio misc categories) are network errors.
+    return resume_decision::resume;
+}
+
+void apply_resume_position(change_stream_spec& spec, const resume_position& pos,
+                           std::int32_t max_wire_version) {
+    spec.resume_after.reset();
+    spec.start_after.reset();
+    spec.start_at_operation_time.reset();
+    if (!pos.cached.empty()) {
+        if (pos.started_after && !pos.saw_event) {
+            spec.start_after = pos.cached;
+        } else {
+            spec.resume_after = pos.cached;
+        }
+    } else if (pos.operation_time && max_wire_version >= wire_version_start_at_operation_time) {
+        spec.start_at_operation_time = pos.operation_time;
+    }
+}
+
+std::chrono::milliseconds backoff::next() noexcept {
+    auto d = initial_;
+    for (int i = 0; i < attempt_ && d < max_; ++i)
+        d *= 2;
+    ++attempt_;
+    return std::min(d, max_);
+}
+
+}  // namespace penne::mongo

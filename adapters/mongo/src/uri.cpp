@@ -1,0 +1,164 @@
+#include <penne/mongo/error.hpp>
+#include <penne/mongo/uri.hpp>
+
+#include <mongoc/mongoc.h>
+
+#include <charconv>
+#include <memory>
+
+namespace penne::mongo {
+namespace {
+
+struct uri_deleter {
+    void operator()(mongoc_uri_t* u) const noexcept { mongoc_uri_destroy(u); }
+};
+
+// The raw (still percent-encoded) password of `uri`, located the way redact_uri does.
+std::pair<std::size_t, std::size_t> password_span(std::string_view uri) {
+    auto scheme = uri.find("://");
+    if (scheme == std::string_view::npos)
+        return {0, 0};
+    std::size_t start = scheme + 3;
+    auto at = uri.rfind('@');
+    if (at == std::string_view::npos || at < start)
+        return {0, 0};
+    auto colon = uri.find(':', start);
+    if (colon == std::string_view::npos || colon > at)
+        return {0, 0};
+    return {colon + 1, at - colon - 1};
+}
+
+void scrub(std::string& text, std::string_view secret) {
+    if (secret.empty())
+        return;
+    for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos + 3)) {
+        text.replace(pos, secret.size(), "***");
+    }
+}
+
+error_code fail(diagnostics& diag, std::string message) {
+    diag.message = std::move(message);
+    return make_error_code(client_errc::invalid_uri);
+}
+
+}  // namespace
+
+std::string host_port::to_string() const {
+    if (host.find(':') != std::string::npos)
+        return "[" + host + "]:" + std::to_string(port);
+    return host + ":" + std::to_string(port);
+}
+
+std::optional<host_port> host_port::parse(std::string_view s) {
+    host_port hp;
+    std::string_view port_text;
+    if (!s.empty() && s.front() == '[') {
+        auto close = s.find(']');
+        if (close == std::string_view::npos)
+            return std::nullopt;
+        hp.host = std::string(s.substr(1, close - 1));
+        auto rest = s.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest.front() != ':')
+                return std::nullopt;
+            port_text = rest.substr(1);
+        }
+    } else {
+        auto colon = s.rfind(':');
+        if (colon != std::string_view::npos) {
+            if (s.find(':') != colon)
+                return std::nullopt;  // bare IPv6 needs brackets
+            port_text = s.substr(colon + 1);
+            s = s.substr(0, colon);
+        }
+        hp.host = std::string(s);
+    }
+    if (hp.host.empty())
+        return std::nullopt;
+    if (!port_text.empty()) {
+        unsigned v = 0;
+        auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), v);
+        if (ec != std::errc{} || p != port_text.data() + port_text.size() || v == 0 || v > 65535)
+            return std::nullopt;
+        hp.port = static_cast<std::uint16_t>(v);
+    }
+    return hp;
+}
+
+std::string redact_uri(std::string_view uri) {
+    auto [pos, len] = password_span(uri);
+    std::string out(uri);
+    if (len > 0)
+        out.replace(pos, len, "***");
+    return out;
+}
+
+error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag) {
+    out = uri_info{};
+    out.redacted = redact_uri(uri);
+    auto [ppos, plen] = password_span(uri);
+    std::string_view raw_secret = uri.substr(ppos, plen);
+
+    std::string text(uri);
+    bson_error_t err{};
+    std::unique_ptr<mongoc_uri_t, uri_deleter> u(mongoc_uri_new_with_error(text.c_str(), &err));
+    if (!u) {
+        std::string msg = err.message;
+        scrub(msg, raw_secret);
+        return fail(diag, "invalid MongoDB URI " + out.redacted + ": " + msg);
+    }
+    if (mongoc_uri_get_srv_hostname(u.get()) != nullptr) {
+        return fail(diag,
+                    "mongodb+srv:// URIs are not supported yet (no DNS SRV lookup): list "
+                    "the hosts in a mongodb:// URI instead (" +
+                        out.redacted + ")");
+    }
+    if (mongoc_uri_get_tls(u.get())) {
+        return fail(diag, "TLS connections are not supported yet: remove tls=true/ssl=true from " +
+                              out.redacted);
+    }
+    for (const mongoc_host_list_t* h = mongoc_uri_get_hosts(u.get()); h; h = h->next) {
+        if (h->family == AF_UNIX) {
+            return fail(diag, "Unix domain socket hosts are not supported: " + out.redacted);
+        }
+        out.hosts.push_back({h->host, h->port});
+    }
+    if (out.hosts.empty())
+        return fail(diag, "MongoDB URI names no host: " + out.redacted);
+    if (const char* rs = mongoc_uri_get_replica_set(u.get()))
+        out.replica_set = rs;
+    out.direct_connection =
+        mongoc_uri_get_option_as_bool(u.get(), MONGOC_URI_DIRECTCONNECTION, false);
+    if (out.direct_connection && out.hosts.size() > 1) {
+        return fail(diag, "directConnection=true requires exactly one host: " + out.redacted);
+    }
+    if (const char* app = mongoc_uri_get_appname(u.get()))
+        out.app_name = app;
+
+    const char* user = mongoc_uri_get_username(u.get());
+    const char* mech = mongoc_uri_get_auth_mechanism(u.get());
+    if (user || mech) {
+        credentials c;
+        if (user)
+            c.username = user;
+        if (const char* pw = mongoc_uri_get_password(u.get()))
+            c.password = pw;
+        if (mech)
+            c.mechanism = mech;
+        const char* src = mongoc_uri_get_auth_source(u.get());
+        c.source = src ? src : "admin";
+        if (!c.mechanism.empty() && c.mechanism != "SCRAM-SHA-256" &&
+            c.mechanism != "SCRAM-SHA-1") {
+            diag.message = "authMechanism " + c.mechanism +
+                           " is not supported (use SCRAM-SHA-256 or SCRAM-SHA-1): " + out.redacted;
+            return make_error_code(client_errc::unsupported_auth);
+        }
+        if (c.username.empty()) {
+            return fail(diag, "SCRAM authentication needs a username: " + out.redacted);
+        }
+        out.auth = std::move(c);
+    }
+    return {};
+}
+
+}  // namespace penne::mongo

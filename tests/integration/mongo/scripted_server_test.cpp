@@ -1,0 +1,442 @@
+// penne::mongo::change_stream over real sockets against a scripted peer: each test says
+// what the "server" answers to each command, then checks what the client sent and did.
+
+#include <penne/mongo/change_stream.hpp>
+#include <penne/mongo/wire.hpp>
+
+#include <gtest/gtest.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <exception>
+#include <functional>
+#include <list>
+#include <optional>
+#include <string>
+#include <vector>
+
+// gtest's ASSERT_* return void, which a coroutine cannot; this stops the coroutine.
+#define CO_ASSERT_EQ(a, b) \
+    do {                   \
+        EXPECT_EQ(a, b);   \
+        if (!((a) == (b))) \
+            co_return;     \
+    } while (0)
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using asio::awaitable;
+using penne::mongo::document;
+using tcp = asio::ip::tcp;
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+document json(const std::string& s) {
+    std::string err;
+    auto d = document::from_json(s, err);
+    EXPECT_TRUE(d) << err << ": " << s;
+    return d ? std::move(*d) : document{};
+}
+
+std::string event_json(int i) {
+    return R"({"_id": {"_data": "T)" + std::to_string(i) +
+           R"("}, "operationType": "insert", "ns": {"db": "d", "coll": "c"},
+              "clusterTime": {"$timestamp": {"t": 100, "i": )" +
+           std::to_string(i) + R"(}}, "documentKey": {"_id": )" + std::to_string(i) + "}}";
+}
+
+std::string batch_reply(bool first, std::int64_t id, std::vector<int> events, std::string pbrt) {
+    std::string arr;
+    for (int e : events)
+        arr += (arr.empty() ? "" : ",") + event_json(e);
+    return R"({"cursor": {")" + std::string(first ? "firstBatch" : "nextBatch") + R"(": [)" + arr +
+           R"(], "postBatchResumeToken": {"_data": ")" + pbrt + R"("}, "id": {"$numberLong": ")" +
+           std::to_string(id) + R"("}, "ns": "d.c"}, "ok": 1})";
+}
+
+// A reply: a document, or "close the connection", or "never answer".
+struct action {
+    enum kind { reply, close, hang } what = reply;
+    std::string body;
+};
+action answer(std::string body) {
+    return {action::reply, std::move(body)};
+}
+
+struct received {
+    int connection;
+    std::string name;
+    std::string json;
+};
+
+class scripted_server {
+public:
+    using script = std::function<action(const received&)>;
+
+    scripted_server(asio::io_context& io, script s)
+        : io_(io), acceptor_(io, {asio::ip::make_address("127.0.0.1"), 0}), script_(std::move(s)) {
+        asio::co_spawn(io_, accept_loop(), asio::detached);
+    }
+    std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+    std::string address() const { return "127.0.0.1:" + std::to_string(port()); }
+    void stop() {
+        boost::system::error_code ec;
+        acceptor_.close(ec);
+        for (auto& s : sockets_)
+            s.close(ec);
+    }
+    std::vector<received> log;
+
+    std::vector<received> commands(const std::string& name) const {
+        std::vector<received> out;
+        for (const auto& r : log)
+            if (r.name == name)
+                out.push_back(r);
+        return out;
+    }
+
+private:
+    awaitable<void> accept_loop() {
+        for (int n = 0;; ++n) {
+            auto [ec, s] = co_await acceptor_.async_accept(use_tuple);
+            if (ec)
+                co_return;
+            auto& sock = sockets_.emplace_back(std::move(s));
+            asio::co_spawn(io_, serve(sock, n), asio::detached);
+        }
+    }
+    awaitable<void> serve(tcp::socket& sock, int conn) {
+        penne::mongo::wire::frame_reader reader;
+        std::vector<std::uint8_t> frame, out;
+        for (;;) {
+            while (!reader.ready()) {
+                auto span = reader.prepare();
+                auto [ec, n] = co_await sock.async_read_some(asio::buffer(span.data(), span.size()),
+                                                             use_tuple);
+                if (ec)
+                    co_return;
+                if (reader.commit(n))
+                    co_return;
+            }
+            reader.take(frame);
+            penne::mongo::wire::op_msg_view msg;
+            if (penne::mongo::wire::decode_op_msg(frame, msg))
+                co_return;
+            bson_iter_t it;
+            bson_iter_init_from_data(&it, msg.body.data(), msg.body.size());
+            bson_iter_next(&it);
+            received r{conn, bson_iter_key(&it), penne::mongo::to_json(msg.body)};
+            log.push_back(r);
+            action a = script_(r);
+            if (a.what == action::close) {
+                boost::system::error_code ignored;
+                sock.close(ignored);
+                co_return;
+            }
+            if (a.what == action::hang)
+                continue;
+            auto body = json(a.body);
+            out.clear();
+            penne::mongo::wire::encode_op_msg(out, 1000 + conn, 0, body.bytes());
+            std::int32_t to = msg.header.request_id;
+            for (int i = 0; i < 4; ++i)
+                out[8 + i] = static_cast<std::uint8_t>(to >> (8 * i));
+            auto [wec, w] = co_await asio::async_write(sock, asio::buffer(out), use_tuple);
+            if (wec)
+                co_return;
+        }
+    }
+
+    asio::io_context& io_;
+    tcp::acceptor acceptor_;
+    script script_;
+    std::list<tcp::socket> sockets_;
+};
+
+std::string primary_hello(const std::string& me) {
+    return R"({"helloOk": true, "isWritablePrimary": true, "setName": "rs0", "hosts": [")" + me +
+           R"("], "primary": ")" + me + R"(", "me": ")" + me +
+           R"(", "maxWireVersion": 17, "minWireVersion": 0, "maxMessageSizeBytes": 48000000,
+              "ok": 1})";
+}
+
+std::shared_ptr<const penne::mongo::stream_config> config(const std::string& uri,
+                                                          int attempts = 3) {
+    penne::mongo::source_options o;
+    o.uri = uri;
+    o.max_await = 200ms;
+    o.connect_timeout = 1s;
+    o.socket_timeout = 300ms;
+    o.max_resume_attempts = attempts;
+    o.reconnect_initial = 10ms;
+    auto cfg = std::make_shared<penne::mongo::stream_config>();
+    penne::diagnostics d;
+    EXPECT_FALSE(penne::mongo::prepare(o, *cfg, d)) << d.message;
+    return cfg;
+}
+
+void run(asio::io_context& io, std::function<awaitable<void>()> body) {
+    std::exception_ptr failure;
+    bool done = false;
+    asio::co_spawn(io, body(), [&](std::exception_ptr e) {
+        failure = e;
+        done = true;
+        io.stop();
+    });
+    io.run_for(20s);
+    ASSERT_TRUE(done) << "test coroutine did not finish";
+    if (failure)
+        std::rethrow_exception(failure);
+}
+
+penne::watch_scope coll_scope() {
+    return {penne::watch_scope::level::collection, "d", "c"};
+}
+
+TEST(ScriptedServer, OpenNextCloseCommandShapes) {
+    asio::io_context io;
+    int getmores = 0;
+    scripted_server* self = nullptr;
+    scripted_server srv(io, [&](const received& r) -> action {
+        if (r.name == "hello")
+            return answer(primary_hello(self->address()));
+        if (r.name == "aggregate")
+            return answer(batch_reply(true, 7, {1}, "P1"));
+        if (r.name == "getMore")
+            return answer(++getmores == 1 ? batch_reply(false, 7, {2, 3}, "P3")
+                                          : batch_reply(false, 7, {}, "P4"));
+        return answer(R"({"ok": 1})");
+    });
+    self = &srv;
+    run(io, [&]() -> awaitable<void> {
+        penne::mongo::change_stream cs(io.get_executor(), coll_scope(),
+                                       config("mongodb://" + srv.address() + "/?appName=t1"));
+        penne::diagnostics d;
+        auto ec = co_await cs.open({}, d);
+        EXPECT_FALSE(ec) << d.message;
+        penne::event_batch b;
+        // The aggregate's firstBatch comes first.
+        ec = co_await cs.next(b, d);
+        EXPECT_FALSE(ec) << d.message;
+        EXPECT_EQ(b.events.size(), 1u);
+        EXPECT_EQ(penne::mongo::to_json(b.post_batch_token.bytes()), R"({ "_data" : "P1" })");
+        ec = co_await cs.next(b, d);
+        EXPECT_FALSE(ec) << d.message;
+        CO_ASSERT_EQ(b.events.size(), 2u);
+        EXPECT_EQ(b.events[1].operation, "insert");
+        EXPECT_EQ(b.events[1].coll, "c");
+        EXPECT_EQ(b.events[1].time, (penne::cluster_time{100, 3}));
+        // Views point into the batch's own storage.
+        EXPECT_GE(b.events[0].raw.data(), b.storage.data());
+        EXPECT_LE(b.events[1].raw.data() + b.events[1].raw.size(),
+                  b.storage.data() + b.storage.size());
+        EXPECT_EQ(penne::mongo::to_json(b.post_batch_token.bytes()), R"({ "_data" : "P3" })");
+        ec = co_await cs.next(b, d);
+        EXPECT_FALSE(ec) << d.message;
+        EXPECT_TRUE(b.events.empty());
+        EXPECT_EQ(penne::mongo::to_json(b.post_batch_token.bytes()), R"({ "_data" : "P4" })");
+        co_await cs.close();
+    });
+    auto hello = srv.commands("hello");
+    ASSERT_EQ(hello.size(), 1u);
+    EXPECT_NE(hello[0].json.find(R"("driver" : { "name" : "penne")"), std::string::npos);
+    EXPECT_NE(hello[0].json.find(R"("application" : { "name" : "t1" })"), std::string::npos);
+    auto agg = srv.commands("aggregate");
+    ASSERT_EQ(agg.size(), 1u);
+    EXPECT_NE(agg[0].json.find(R"("aggregate" : "c", "pipeline" : [ { "$changeStream" : {  } } ])"),
+              std::string::npos)
+        << agg[0].json;
+    auto gm = srv.commands("getMore");
+    ASSERT_EQ(gm.size(), 2u);  // the first batch came with the aggregate
+    EXPECT_EQ(gm[0].json,
+              R"({ "getMore" : 7, "collection" : "c", "maxTimeMS" : 200, "$db" : "d" })");
+    auto kc = srv.commands("killCursors");
+    ASSERT_EQ(kc.size(), 1u);
+    EXPECT_EQ(kc[0].json, R"({ "killCursors" : "c", "cursors" : [ 7 ], "$db" : "d" })");
+}
+
+TEST(ScriptedServer, ResumableErrorResumesFromCachedToken) {
+    asio::io_context io;
+    int getmores = 0;
+    scripted_server* self = nullptr;
+    scripted_server srv(io, [&](const received& r) -> action {
+        if (r.name == "hello")
+            return answer(primary_hello(self->address()));
+        // Like a real server, a resumed aggregate reports the position it resumed at.
+        if (r.name == "aggregate")
+            return answer(batch_reply(true, 8 + r.connection, {}, r.connection == 0 ? "A" : "B2"));
+        if (r.name == "getMore") {
+            ++getmores;
+            if (getmores == 1)
+                return answer(batch_reply(false, 8, {1, 2}, "B2"));
+            if (getmores == 2)
+                return answer(R"({"ok": 0, "code": 10107, "codeName": "NotWritablePrimary",
+                    "errmsg": "not primary", "errorLabels": ["ResumableChangeStreamError"]})");
+            if (getmores == 3)
+                return {action::close, {}};  // then a network error
+            return answer(batch_reply(false, 8 + r.connection, {3}, "B3"));
+        }
+        return answer(R"({"ok": 1})");
+    });
+    self = &srv;
+    run(io, [&]() -> awaitable<void> {
+        penne::mongo::change_stream cs(io.get_executor(), coll_scope(),
+                                       config("mongodb://" + srv.address()));
+        penne::diagnostics d;
+        auto ec = co_await cs.open({}, d);
+        EXPECT_FALSE(ec) << d.message;
+        penne::event_batch b;
+        ec = co_await cs.next(b, d);
+        EXPECT_FALSE(ec) << d.message;
+        EXPECT_EQ(b.events.size(), 2u);
+        ec = co_await cs.next(b, d);
+        EXPECT_FALSE(ec) << d.message;
+        CO_ASSERT_EQ(b.events.size(), 1u);
+        EXPECT_EQ(penne::mongo::to_json(b.events[0].token), R"({ "_data" : "T3" })");
+        EXPECT_EQ(cs.resume_count(), 2u);
+        co_await cs.close();
+    });
+    auto agg = srv.commands("aggregate");
+    ASSERT_EQ(agg.size(), 3u);
+    EXPECT_EQ(agg[0].json.find("resumeAfter"), std::string::npos);
+    for (int i = 1; i < 3; ++i) {
+        EXPECT_NE(agg[i].json.find(R"("resumeAfter" : { "_data" : "B2" })"), std::string::npos)
+            << agg[i].json;
+    }
+    // The cursor of the server-side failure was killed before resuming.
+    auto kc = srv.commands("killCursors");
+    ASSERT_GE(kc.size(), 1u);
+    EXPECT_NE(kc[0].json.find("[ 8 ]"), std::string::npos);
+}
+
+TEST(ScriptedServer, TimeoutThenResume) {
+    asio::io_context io;
+    int getmores = 0;
+    scripted_server* self = nullptr;
+    scripted_server srv(io, [&](const received& r) -> action {
+        if (r.name == "hello")
+            return answer(primary_hello(self->address()));
+        if (r.name == "aggregate")
+            return answer(batch_reply(true, 5, {}, "A"));
+        if (r.name == "getMore") {
+            if (++getmores == 1)
+                return {action::hang, {}};
+            return answer(batch_reply(false, 5, {9}, "Z"));
+        }
+        return answer(R"({"ok": 1})");
+    });
+    self = &srv;
+    run(io, [&]() -> awaitable<void> {
+        penne::mongo::change_stream cs(io.get_executor(), coll_scope(),
+                                       config("mongodb://" + srv.address()));
+        penne::diagnostics d;
+        EXPECT_FALSE(co_await cs.open({}, d)) << d.message;
+        penne::event_batch b;
+        auto start = std::chrono::steady_clock::now();
+        auto ec = co_await cs.next(b, d);
+        EXPECT_FALSE(ec) << d.message;
+        EXPECT_EQ(b.events.size(), 1u);
+        // max_await 200ms + socket_timeout 300ms before the hung getMore is abandoned.
+        EXPECT_GE(std::chrono::steady_clock::now() - start, 450ms);
+        EXPECT_EQ(cs.resume_count(), 1u);
+        co_await cs.close();
+    });
+}
+
+TEST(ScriptedServer, ErrorsThatEndTheStream) {
+    for (auto [code, expect_lost] : {std::pair{286, true}, std::pair{2, false}}) {
+        asio::io_context io;
+        scripted_server* self = nullptr;
+        scripted_server srv(io, [&, code = code](const received& r) -> action {
+            if (r.name == "hello")
+                return answer(primary_hello(self->address()));
+            if (r.name == "aggregate")
+                return answer(batch_reply(true, 5, {}, "A"));
+            if (r.name == "getMore")
+                return answer(R"({"ok": 0, "code": )" + std::to_string(code) +
+                              R"(, "codeName": "X", "errmsg": "boom"})");
+            return answer(R"({"ok": 1})");
+        });
+        self = &srv;
+        run(io, [&, code = code, expect_lost = expect_lost]() -> awaitable<void> {
+            penne::mongo::change_stream cs(io.get_executor(), coll_scope(),
+                                           config("mongodb://" + srv.address()));
+            penne::diagnostics d;
+            EXPECT_FALSE(co_await cs.open({}, d)) << d.message;
+            penne::event_batch b;
+            auto ec = co_await cs.next(b, d);
+            if (expect_lost) {
+                EXPECT_EQ(ec, penne::errc::history_lost);
+            } else {
+                EXPECT_EQ(ec, penne::mongo::make_server_error(code));
+                EXPECT_TRUE(penne::is_fatal(ec));
+            }
+            EXPECT_NE(d.message.find("boom"), std::string::npos) << d.message;
+            EXPECT_EQ(cs.resume_count(), 0u);
+            co_await cs.close();
+        });
+    }
+}
+
+TEST(ScriptedServer, FollowsPrimaryFromSecondary) {
+    asio::io_context io;
+    scripted_server* primary_ptr = nullptr;
+    scripted_server primary(io, [&](const received& r) -> action {
+        if (r.name == "hello")
+            return answer(primary_hello(primary_ptr->address()));
+        if (r.name == "aggregate")
+            return answer(batch_reply(true, 5, {4}, "A"));
+        return answer(R"({"ok": 1})");
+    });
+    primary_ptr = &primary;
+    scripted_server secondary(io, [&](const received& r) -> action {
+        if (r.name == "hello")
+            return answer(R"({"helloOk": true, "isWritablePrimary": false, "secondary": true,
+                "setName": "rs0", "primary": ")" +
+                          primary.address() + R"(", "maxWireVersion": 17, "ok": 1})");
+        return answer(R"({"ok": 0, "code": 10107, "errmsg": "not primary"})");
+    });
+    run(io, [&]() -> awaitable<void> {
+        penne::mongo::change_stream cs(
+            io.get_executor(), coll_scope(),
+            config("mongodb://" + secondary.address() + "/?replicaSet=rs0"));
+        penne::diagnostics d;
+        auto ec = co_await cs.open({}, d);
+        EXPECT_FALSE(ec) << d.message;
+        penne::event_batch b;
+        EXPECT_FALSE(co_await cs.next(b, d)) << d.message;
+        EXPECT_EQ(b.events.size(), 1u);
+        co_await cs.close();
+    });
+    EXPECT_EQ(secondary.commands("aggregate").size(), 0u);
+    EXPECT_EQ(primary.commands("aggregate").size(), 1u);
+}
+
+TEST(ScriptedServer, WrongReplicaSetIsNoPrimary) {
+    asio::io_context io;
+    scripted_server* self = nullptr;
+    scripted_server srv(io, [&](const received& r) -> action {
+        if (r.name == "hello")
+            return answer(primary_hello(self->address()));
+        return answer(R"({"ok": 1})");
+    });
+    self = &srv;
+    run(io, [&]() -> awaitable<void> {
+        penne::mongo::change_stream cs(io.get_executor(), coll_scope(),
+                                       config("mongodb://" + srv.address() + "/?replicaSet=other"));
+        penne::diagnostics d;
+        auto ec = co_await cs.open({}, d);
+        EXPECT_EQ(ec, penne::mongo::client_errc::no_primary);
+        EXPECT_NE(d.message.find("'rs0', not 'other'"), std::string::npos) << d.message;
+    });
+}
+
+}  // namespace

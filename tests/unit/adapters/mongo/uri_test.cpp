@@ -1,0 +1,110 @@
+#include <penne/mongo/change_stream.hpp>
+#include <penne/mongo/uri.hpp>
+
+#include <gtest/gtest.h>
+
+namespace penne::mongo {
+namespace {
+
+TEST(Uri, ParsesSeedsAndOptions) {
+    uri_info u;
+    diagnostics d;
+    ASSERT_FALSE(parse_uri("mongodb://h1:27018,h2/?replicaSet=rs0&appName=penne-test", u, d))
+        << d.message;
+    ASSERT_EQ(u.hosts.size(), 2u);
+    EXPECT_EQ(u.hosts[0], (host_port{"h1", 27018}));
+    EXPECT_EQ(u.hosts[1], (host_port{"h2", 27017}));
+    EXPECT_EQ(u.replica_set, "rs0");
+    EXPECT_EQ(u.app_name, "penne-test");
+    EXPECT_FALSE(u.direct_connection);
+    EXPECT_FALSE(u.auth);
+    ASSERT_FALSE(parse_uri("mongodb://127.0.0.1:5/?directConnection=true", u, d));
+    EXPECT_TRUE(u.direct_connection);
+}
+
+TEST(Uri, CredentialsAreParsedAndRedacted) {
+    uri_info u;
+    diagnostics d;
+    ASSERT_FALSE(parse_uri("mongodb://bob:s%40cret@db.example:1/?authSource=users", u, d));
+    ASSERT_TRUE(u.auth);
+    EXPECT_EQ(u.auth->username, "bob");
+    EXPECT_EQ(u.auth->password, "s@cret");
+    EXPECT_EQ(u.auth->source, "users");
+    EXPECT_EQ(u.redacted, "mongodb://bob:***@db.example:1/?authSource=users");
+    EXPECT_EQ(redact_uri("mongodb://h/?appName=x"), "mongodb://h/?appName=x");
+    EXPECT_EQ(redact_uri("mongodb://u:p@w:rd@h"), "mongodb://u:***@h");
+}
+
+TEST(Uri, ErrorsNeverShowThePassword) {
+    uri_info u;
+    diagnostics d;
+    EXPECT_TRUE(parse_uri("mongodb://bob:hunter2@h:99999/", u, d));
+    EXPECT_EQ(d.message.find("hunter2"), std::string::npos) << d.message;
+    EXPECT_NE(d.message.find("***"), std::string::npos) << d.message;
+
+    EXPECT_TRUE(parse_uri("http://bob:hunter2@h/", u, d));
+    EXPECT_EQ(d.message.find("hunter2"), std::string::npos) << d.message;
+
+    EXPECT_EQ(parse_uri("mongodb://bob:hunter2@h/?authMechanism=PLAIN", u, d),
+              client_errc::unsupported_auth);
+    EXPECT_EQ(d.message.find("hunter2"), std::string::npos) << d.message;
+
+    EXPECT_EQ(parse_uri("mongodb://h/?tls=true", u, d), client_errc::invalid_uri);
+    EXPECT_NE(d.message.find("TLS"), std::string::npos);
+    EXPECT_EQ(parse_uri("mongodb://a,b/?directConnection=true", u, d), client_errc::invalid_uri);
+}
+
+TEST(Uri, HostPortParse) {
+    EXPECT_EQ(host_port::parse("a:1"), (host_port{"a", 1}));
+    EXPECT_EQ(host_port::parse("a"), (host_port{"a", 27017}));
+    EXPECT_EQ(host_port::parse("[::1]:5"), (host_port{"::1", 5}));
+    EXPECT_FALSE(host_port::parse("a:0"));
+    EXPECT_FALSE(host_port::parse("a:x"));
+    EXPECT_FALSE(host_port::parse(""));
+    EXPECT_FALSE(host_port::parse("::1"));
+    EXPECT_EQ((host_port{"::1", 5}).to_string(), "[::1]:5");
+}
+
+TEST(SourceOptions, Validation) {
+    stream_config cfg;
+    diagnostics d;
+    source_options o;
+    o.uri = "mongodb://u:topsecret@localhost:27017/?replicaSet=rs0";
+    o.pipeline = {R"({"$match": {"operationType": "insert"}})"};
+    ASSERT_FALSE(prepare(o, cfg, d)) << d.message;
+    EXPECT_EQ(cfg.stages.size(), 1u);
+    EXPECT_TRUE(cfg.connection.auth);
+    EXPECT_EQ(cfg.uri.redacted.find("topsecret"), std::string::npos);
+
+    auto bad = o;
+    bad.uri = "mongodb://u:topsecret@";
+    EXPECT_EQ(prepare(bad, cfg, d), penne::errc::invalid_config);
+    EXPECT_NE(d.message.find("mongodb.uri"), std::string::npos);
+    EXPECT_EQ(d.message.find("topsecret"), std::string::npos) << d.message;
+
+    bad = o;
+    bad.pipeline = {"{not json"};
+    EXPECT_EQ(prepare(bad, cfg, d), penne::errc::invalid_config);
+    EXPECT_NE(d.message.find("pipeline[0]"), std::string::npos);
+    bad.pipeline = {R"({"$match": {}, "$project": {}})"};
+    EXPECT_EQ(prepare(bad, cfg, d), penne::errc::invalid_config);
+    bad.pipeline = {R"({"match": {}})"};
+    EXPECT_EQ(prepare(bad, cfg, d), penne::errc::invalid_config);
+
+    bad = o;
+    bad.max_await = std::chrono::milliseconds(0);
+    EXPECT_EQ(prepare(bad, cfg, d), penne::errc::invalid_config);
+    EXPECT_NE(d.message.find("max_await"), std::string::npos);
+
+    bad = o;
+    bad.include_collections = {"a"};
+    bad.exclude_collections = {"b"};
+    EXPECT_EQ(prepare(bad, cfg, d), penne::errc::invalid_config);
+
+    std::unique_ptr<source_factory> f;
+    EXPECT_FALSE(source_factory::create(o, f, d));
+    ASSERT_TRUE(f);
+}
+
+}  // namespace
+}  // namespace penne::mongo
