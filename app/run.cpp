@@ -2,8 +2,8 @@
 
 #include <penne/file/destination.hpp>
 #include <penne/file/state_store.hpp>
-#include <penne/formats/compress.hpp>
 #include <penne/formats/jsonl.hpp>
+#include <penne/formats/object_compressor.hpp>
 #include <penne/memory_state_store.hpp>
 #include <penne/mongo/change_stream.hpp>
 #include <penne/pipeline.hpp>
@@ -53,27 +53,29 @@ bool build(const config& cfg, services& s, std::string& error) {
     mo.uri = cfg.mongodb.uri;
     mo.max_await = cfg.mongodb.max_await;
     mo.connect_timeout = cfg.mongodb.connect_timeout;
-    mo.batch_size = cfg.mongodb.batch_size;
-    mo.full_document = cfg.mongodb.full_document;
+    mo.batch_size = static_cast<std::int32_t>(cfg.mongodb.batch_size);
+    mo.full_document = mongo::parse_full_document_mode(cfg.mongodb.full_document)
+                           .value_or(mongo::full_document_mode::server_default);
     mo.pipeline = cfg.mongodb.pipeline;
-    auto factory = std::make_unique<mongo::source_factory>();
-    if (auto ec = factory->configure(std::move(mo), diag)) {
-        error = "mongodb: " + diag.message;
+    std::unique_ptr<mongo::source_factory> factory;
+    if (auto ec = mongo::source_factory::create(mo, factory, diag)) {
+        error = diag.message;
         return false;
     }
     s.sources = std::move(factory);
 
-    s.encoder = std::make_unique<formats::jsonl_encoder_factory>(
-        cfg.output.json_mode == "canonical" ? formats::ejson_mode::canonical
-                                            : formats::ejson_mode::relaxed);
+    formats::jsonl_options jo;
+    jo.mode = cfg.output.json_mode == "canonical" ? formats::ejson_mode::canonical
+                                                  : formats::ejson_mode::relaxed;
+    s.encoder = std::make_unique<formats::jsonl_encoder_factory>(jo);
     if (cfg.output.compression != "none") {
-        formats::compression_settings cs;
-        if (auto ec = formats::parse_codec(cfg.output.compression, cs.codec, diag)) {
+        formats::compression_options co;
+        if (auto ec = formats::parse_compression(cfg.output.compression,
+                                                 cfg.output.compression_level, co, diag)) {
             error = "output.compression: " + diag.message;
             return false;
         }
-        cs.level = cfg.output.compression_level;
-        s.compression = std::make_unique<formats::pooled_compressor>(cs);
+        s.compression = std::make_unique<formats::object_compressor>(co);
     }
 
     s.dest = std::make_unique<file::destination>(cfg.destination.path);

@@ -1,8 +1,8 @@
 // penne-loadgen: a change workload for demos and benchmarks, and an independent check of
 // penne's output.
 //
-//   penne-loadgen write  --uri mongodb://127.0.0.1:27017 --db demo --collections 5 \
-//                        --ops 20000 [--mix 70/25/5] [--doc-bytes 800] [--rate 0]
+//   penne-loadgen write --uri mongodb://127.0.0.1:27017 --db demo --collections 5
+//                       --ops 20000 [--mix 70/25/5] [--doc-bytes 800] [--rate 0]
 //   penne-loadgen verify --dir ./penne-out --expect-events 20000
 //
 // write: inserts, updates ($set on existing documents) and deletes in the given mix,
@@ -69,7 +69,8 @@ int do_write(const write_options& o) {
         const std::string coll_name = "coll" + std::to_string(coll_no);
         mongoc_collection_t* coll =
             mongoc_client_get_collection(client, o.db.c_str(), coll_name.c_str());
-        mongoc_bulk_operation_t* bulk = mongoc_collection_create_bulk_operation_with_opts(coll, nullptr);
+        mongoc_bulk_operation_t* bulk =
+            mongoc_collection_create_bulk_operation_with_opts(coll, nullptr);
         auto& ids = live[static_cast<std::size_t>(coll_no)];
         std::int64_t n = std::min<std::int64_t>(o.batch, o.ops - done);
         for (std::int64_t i = 0; i < n; ++i) {
@@ -118,7 +119,8 @@ int do_write(const write_options& o) {
         const auto now = std::chrono::steady_clock::now();
         if (o.rate > 0) {
             auto due = start + std::chrono::duration<double>(static_cast<double>(done) / o.rate);
-            if (due > now) std::this_thread::sleep_until(due);
+            if (due > now)
+                std::this_thread::sleep_until(due);
         }
         if (now - last_report > std::chrono::seconds(1) || done == o.ops) {
             last_report = now;
@@ -145,7 +147,8 @@ int do_verify(const std::string& dir, std::int64_t expect) {
     std::map<std::string, std::int64_t> by_op;
     std::int64_t dup = 0;
     for (auto& e : scan.events) {
-        if (!tokens.insert(e.token).second) ++dup;
+        if (!tokens.insert(e.token).second)
+            ++dup;
         ++by_op[e.operation];
     }
     std::printf("verify: %zu objects, %zu events (", scan.objects, scan.events.size());
@@ -155,9 +158,11 @@ int do_verify(const std::string& dir, std::int64_t expect) {
         first = false;
     }
     std::printf(")\n");
-    for (auto& e : scan.errors) std::printf("verify: error: %s\n", e.c_str());
+    for (auto& e : scan.errors)
+        std::printf("verify: error: %s\n", e.c_str());
     bool ok = scan.errors.empty() && dup == 0;
-    if (dup) std::printf("verify: %lld events appear more than once\n", static_cast<long long>(dup));
+    if (dup)
+        std::printf("verify: %lld events appear more than once\n", static_cast<long long>(dup));
     if (expect >= 0 && static_cast<std::int64_t>(tokens.size()) != expect) {
         std::printf("verify: expected %lld distinct events, found %zu\n",
                     static_cast<long long>(expect), tokens.size());
@@ -176,19 +181,23 @@ int main(int argc, char** argv) {
     auto* write = app.add_subcommand("write", "Write a change workload through the C driver");
     write->add_option("--uri", w.uri, "MongoDB URI");
     write->add_option("--db", w.db, "Database");
-    write->add_option("--collections", w.collections, "Number of collections")->check(CLI::Range(1, 100000));
-    write->add_option("--ops", w.ops, "Number of operations")->check(CLI::Range(1LL, 1'000'000'000LL));
+    write->add_option("--collections", w.collections, "Number of collections")
+        ->check(CLI::Range(1, 100000));
+    write->add_option("--ops", w.ops, "Number of operations")
+        ->check(CLI::Range(1LL, 1'000'000'000LL));
     write->add_option("--mix", w.mix, "insert/update/delete percentages");
     write->add_option("--doc-bytes", w.doc_bytes, "Approximate document size");
     write->add_option("--rate", w.rate, "Operations per second (0: unlimited)");
     write->add_option("--seed", w.seed, "Random seed");
-    write->add_option("--batch", w.batch, "Operations per bulk write")->check(CLI::Range(1, 100000));
+    write->add_option("--batch", w.batch, "Operations per bulk write")
+        ->check(CLI::Range(1, 100000));
     std::string dir;
     std::int64_t expect = -1;
     auto* verify = app.add_subcommand("verify", "Check a local-directory destination");
     verify->add_option("--dir", dir, "Destination directory")->required();
     verify->add_option("--expect-events", expect, "Expected number of distinct events");
     CLI11_PARSE(app, argc, argv);
-    if (write->parsed()) return do_write(w);
+    if (write->parsed())
+        return do_write(w);
     return do_verify(dir, expect);
 }

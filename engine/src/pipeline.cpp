@@ -320,7 +320,12 @@ void scope_runner::seal(coll_state& cs, seal_reason why) {
 
     auto job = std::make_shared<upload_job>();
     if (p_.svc.compression && !p_.svc.encoder->info().compresses_itself) {
-        p_.svc.compression->compress(sb.body, job->body);
+        if (auto ec = p_.svc.compression->compress(sb.body, job->body)) {
+            // The batch stays pending, so the watermark never passes it.
+            p_.stats.buffered_bytes -= encoded;
+            fail(ec, "compressing " + sb.key + " failed: " + ec.message());
+            return;
+        }
     } else {
         job->body = std::move(sb.body);
     }

@@ -5,6 +5,8 @@
 // Thread safety: compress() may be called concurrently from several strands; an
 // implementation lends out pooled contexts so idle collections own none.
 
+#include <penne/error.hpp>
+
 #include <string>
 #include <string_view>
 
@@ -16,7 +18,8 @@ public:
     virtual std::string_view extension() const noexcept = 0;         // "zst", "gz"
     virtual std::string_view content_encoding() const noexcept = 0;  // "zstd", "gzip"
     // Replaces `out` with the compressed form of `in`; deterministic for the same input.
-    virtual void compress(std::string_view in, std::string& out) = 0;
+    // Fails only when the codec itself fails (out of memory).
+    virtual error_code compress(std::string_view in, std::string& out) = 0;
 };
 
 }  // namespace penne
