@@ -129,7 +129,9 @@ awaitable<error_code> change_stream::establish(diagnostics& diag) {
     has_pending_ = false;
 
     std::unique_ptr<connection> c;
-    if (auto ec = co_await connect_primary(ex_, config_->uri, config_->connection, c, diag))
+    // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
+    auto ec = co_await connect_primary(ex_, config_->uri, config_->connection, c, diag);
+    if (ec)
         co_return ec;
     std::int32_t wire = c->hello().max_wire_version;
     apply_resume_position(spec_, position_, wire);
@@ -234,7 +236,9 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
             case resume_decision::resume:
                 break;
         }
-        if (auto rec = co_await resume(diag))
+        // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
+        auto rec = co_await resume(diag);
+        if (rec)
             co_return rec;
     }
 }

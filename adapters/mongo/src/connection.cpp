@@ -179,7 +179,9 @@ struct connection::impl {
         command_reply reply;
         if (opts.legacy_handshake) {
             document q = make_hello(opts.metadata, hello_form::legacy_query, sasl_user);
-            if (auto ec = co_await legacy_hello(frame, q.bytes(), body, diag))
+            // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
+            auto ec = co_await legacy_hello(frame, q.bytes(), body, diag);
+            if (ec)
                 co_return ec;
             if (auto ec = parse_reply(body, reply))
                 co_return ec;
@@ -235,7 +237,9 @@ struct connection::impl {
             return ec;
         };
         document start = make_sasl_start(mech, scram.client_first(), c.source);
-        if (auto ec = co_await round_trip(start.bytes(), frame, reply, opts.socket_timeout, diag))
+        // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
+        auto ec = co_await round_trip(start.bytes(), frame, reply, opts.socket_timeout, diag);
+        if (ec)
             co_return fail(ec);
         if (auto ec = parse_sasl_reply(reply.body, sasl))
             co_return fail(ec);
@@ -244,7 +248,9 @@ struct connection::impl {
             co_return fail(ec);
         std::int32_t conversation = sasl.conversation_id;
         document cont = make_sasl_continue(conversation, client_final, c.source);
-        if (auto ec = co_await round_trip(cont.bytes(), frame, reply, opts.socket_timeout, diag))
+        // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
+        auto ec = co_await round_trip(cont.bytes(), frame, reply, opts.socket_timeout, diag);
+        if (ec)
             co_return fail(ec);
         if (auto ec = parse_sasl_reply(reply.body, sasl))
             co_return fail(ec);

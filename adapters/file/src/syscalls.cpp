@@ -1,0 +1,41 @@
+#include <penne/file/syscalls.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace penne::file {
+
+int syscalls::openat(int dirfd, const char* path, int flags, mode_t mode) {
+    return ::openat(dirfd, path, flags, mode);
+}
+ssize_t syscalls::read(int fd, void* buf, std::size_t size) {
+    return ::read(fd, buf, size);
+}
+ssize_t syscalls::write(int fd, const void* buf, std::size_t size) {
+    return ::write(fd, buf, size);
+}
+int syscalls::fsync(int fd) {
+    return ::fsync(fd);
+}
+int syscalls::close(int fd) {
+    return ::close(fd);
+}
+int syscalls::renameat(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path) {
+    return ::renameat(old_dirfd, old_path, new_dirfd, new_path);
+}
+int syscalls::mkdirat(int dirfd, const char* path, mode_t mode) {
+    return ::mkdirat(dirfd, path, mode);
+}
+int syscalls::unlinkat(int dirfd, const char* path, int flags) {
+    return ::unlinkat(dirfd, path, flags);
+}
+
+syscalls& posix_syscalls() noexcept {
+    static syscalls real;
+    return real;
+}
+
+}  // namespace penne::file

@@ -1,0 +1,258 @@
+#include <penne/file/destination.hpp>
+
+#include "file_test_support.hpp"
+
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <gtest/gtest.h>
+
+namespace penne::file {
+namespace {
+
+using namespace test;
+
+sealed_object object(std::string_view key, std::string_view body) {
+    sealed_object o;
+    o.key = key;
+    o.body = body;
+    o.content_type = "application/x-ndjson";
+    o.event_count = 1;
+    return o;
+}
+
+class FileDestination : public ::testing::Test {
+protected:
+    scratch_dir tmp;
+    fs::path root = tmp / "out";
+
+    error_code put(destination& d, std::string_view key, std::string_view body,
+                   diagnostics* diag_out = nullptr) {
+        diagnostics diag;
+        auto ec = run(d.put(object(key, body), diag));
+        if (diag_out)
+            *diag_out = diag;
+        return ec;
+    }
+};
+
+TEST_F(FileDestination, WritesNestedKeysCreatingDirectories) {
+    destination d(root);
+    const std::string key = "penne/shop/orders/2026/01/22/05/0123abcd.jsonl.zst";
+    const std::string body = std::string("{\"a\":1}\n", 8) + std::string(100000, 'z');
+    ASSERT_FALSE(put(d, key, body));
+    EXPECT_EQ(read_all(root / key), body);
+    ASSERT_FALSE(put(d, "top-level.jsonl", ""));
+    EXPECT_TRUE(fs::exists(root / "top-level.jsonl"));
+    EXPECT_EQ(fs::file_size(root / "top-level.jsonl"), 0u);
+    EXPECT_EQ(d.describe(), "file:" + root.string());
+}
+
+TEST_F(FileDestination, SameKeyAgainReplacesTheObject) {
+    destination d(root);
+    ASSERT_FALSE(put(d, "a/b.jsonl", "first version, longer than the second"));
+    ASSERT_FALSE(put(d, "a/b.jsonl", "second"));
+    EXPECT_EQ(read_all(root / "a/b.jsonl"), "second");
+    ASSERT_FALSE(put(d, "a/b.jsonl", "second"));  // a replay with the same bytes
+    EXPECT_EQ(read_all(root / "a/b.jsonl"), "second");
+    EXPECT_EQ(tree(root), (std::set<std::string>{"a/", "a/b.jsonl"}));
+}
+
+TEST_F(FileDestination, RejectsKeysThatCouldEscapeTheRoot) {
+    destination d(root);
+    const std::vector<std::string> bad = {"",
+                                          "/etc/passwd",
+                                          "../outside",
+                                          "a/../../outside",
+                                          "a/..",
+                                          "..",
+                                          ".",
+                                          "a/./b",
+                                          "a//b",
+                                          "a/",
+                                          std::string("a\0b", 3),
+                                          "a/.b.jsonl.penne-tmp-1-2"};
+    for (auto& key : bad) {
+        diagnostics diag;
+        auto ec = put(d, key, "x", &diag);
+        EXPECT_EQ(ec, errc::permanent_rejection) << "key '" << key << "'";
+        EXPECT_TRUE(is_fatal(ec));
+        EXPECT_NE(diag.message.find("refusing object key"), std::string::npos) << diag.message;
+    }
+    // Nothing was written anywhere, inside or outside the root.
+    EXPECT_EQ(tree(tmp.path()), std::set<std::string>{});
+}
+
+TEST_F(FileDestination, DoesNotFollowSymlinksPlantedInsideTheRoot) {
+    auto outside = tmp / "outside";
+    fs::create_directories(outside);
+    fs::create_directories(root);
+    fs::create_directory_symlink(outside, root / "link");
+    destination d(root);
+    diagnostics diag;
+    auto ec = put(d, "link/x.jsonl", "x", &diag);
+    EXPECT_EQ(ec, errc::permanent_rejection);
+    EXPECT_TRUE(fs::is_empty(outside));
+    EXPECT_NE(diag.message.find("link"), std::string::npos) << diag.message;
+}
+
+TEST_F(FileDestination, AFileWhereADirectoryIsNeededIsPermanent) {
+    destination d(root);
+    ASSERT_FALSE(put(d, "a", "file"));
+    diagnostics diag;
+    EXPECT_EQ(put(d, "a/b", "x", &diag), errc::permanent_rejection);
+    EXPECT_NE(diag.message.find("Not a directory"), std::string::npos) << diag.message;
+}
+
+TEST_F(FileDestination, FsyncsObjectBeforeRenameAndDirectoriesAfterChanges) {
+    recording_syscalls sys;
+    destination d(root, sys);
+    ASSERT_FALSE(put(d, "x/y.jsonl", "body"));
+    auto calls = sys.calls();
+    std::vector<std::string> shape;
+    for (auto& c : calls)
+        shape.push_back(c.starts_with("create .y.jsonl") ? "create tmp" : c);
+    // The root is created (its parent fsynced), then x (root fsynced), then the object.
+    std::vector<std::string> expected = {"mkdir out",  "fsync dir",         "mkdir x",
+                                         "fsync dir",  "create tmp",        "write",
+                                         "fsync file", "rename -> y.jsonl", "fsync dir"};
+    EXPECT_EQ(shape, expected);
+
+    sys.clear();
+    ASSERT_FALSE(put(d, "x/y.jsonl", "body 2"));
+    shape.clear();
+    for (auto& c : sys.calls())
+        shape.push_back(c.starts_with("create .y.jsonl") ? "create tmp" : c);
+    expected = {"create tmp", "write", "fsync file", "rename -> y.jsonl", "fsync dir"};
+    EXPECT_EQ(shape, expected);
+}
+
+struct injected {
+    const char* name;
+    int recording_syscalls::*fault;
+    int err;
+    errc expected;
+};
+
+class FileDestinationFault : public FileDestination,
+                             public ::testing::WithParamInterface<injected> {};
+
+TEST_P(FileDestinationFault, IsClassifiedWithThePathAndLeavesNoTempFile) {
+    recording_syscalls sys;
+    destination d(root, sys);
+    ASSERT_FALSE(put(d, "db/c/obj.jsonl", "old"));
+    sys.*(GetParam().fault) = GetParam().err;
+    diagnostics diag;
+    auto ec = put(d, "db/c/obj.jsonl", "new", &diag);
+    EXPECT_EQ(ec, GetParam().expected) << diag.message;
+    EXPECT_EQ(is_retryable(ec), GetParam().expected == errc::io_error);
+    EXPECT_NE(diag.message.find(root.string()), std::string::npos) << diag.message;
+    EXPECT_NE(diag.message.find(errno_name(GetParam().err)), std::string::npos) << diag.message;
+    EXPECT_NE(diag.message.find("db/c/obj.jsonl"), std::string::npos) << diag.message;
+    EXPECT_FALSE(has_temp_files(root));
+    if (GetParam().fault != &recording_syscalls::fail_dir_fsync) {
+        EXPECT_EQ(read_all(root / "db/c/obj.jsonl"), "old");  // never a torn object
+    }
+    sys.*(GetParam().fault) = 0;
+    ASSERT_FALSE(put(d, "db/c/obj.jsonl", "new"));
+    EXPECT_EQ(read_all(root / "db/c/obj.jsonl"), "new");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Errnos, FileDestinationFault,
+    ::testing::Values(
+        injected{"write_enospc", &recording_syscalls::fail_write, ENOSPC, errc::io_error},
+        injected{"write_eio", &recording_syscalls::fail_write, EIO, errc::io_error},
+        injected{"fsync_eio", &recording_syscalls::fail_file_fsync, EIO, errc::io_error},
+        injected{"dir_fsync_eio", &recording_syscalls::fail_dir_fsync, EIO, errc::io_error},
+        injected{"create_eacces", &recording_syscalls::fail_create, EACCES,
+                 errc::permanent_rejection},
+        injected{"create_erofs", &recording_syscalls::fail_create, EROFS,
+                 errc::permanent_rejection},
+        injected{"rename_eacces", &recording_syscalls::fail_rename, EACCES,
+                 errc::permanent_rejection},
+        injected{"create_enospc", &recording_syscalls::fail_create, ENOSPC, errc::io_error}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST_F(FileDestination, MissingDirectoryThatCannotBeCreatedIsPermanent) {
+    recording_syscalls sys;
+    sys.fail_mkdir = EACCES;
+    destination d(root, sys);
+    diagnostics diag;
+    EXPECT_EQ(put(d, "a/b", "x", &diag), errc::permanent_rejection);
+    EXPECT_NE(diag.message.find("Permission denied"), std::string::npos) << diag.message;
+    EXPECT_NE(diag.message.find(root.string()), std::string::npos) << diag.message;
+}
+
+TEST_F(FileDestination, NoTempFilesAfterManyWrites) {
+    destination d(root);
+    for (int i = 0; i < 50; ++i) {
+        ASSERT_FALSE(put(d, "p/" + std::to_string(i % 7) + "/o.jsonl", std::to_string(i)));
+    }
+    EXPECT_FALSE(has_temp_files(root));
+    EXPECT_EQ(tree(root).size(), 1u + 7u * 2u);
+}
+
+TEST_F(FileDestination, ConcurrentPutsOfDifferentKeys) {
+    destination d(root);
+    asio::thread_pool pool(4);
+    std::vector<std::future<error_code>> done;
+    for (int i = 0; i < 64; ++i) {
+        done.push_back(asio::co_spawn(
+            pool,
+            [&d, i]() -> asio::awaitable<error_code> {
+                std::string key = "shared/prefix/" + std::to_string(i % 3) + "/obj-" +
+                                  std::to_string(i) + ".jsonl";
+                std::string body(1000 + i, static_cast<char>('a' + i % 26));
+                diagnostics diag;
+                co_return co_await d.put(object(key, body), diag);
+            },
+            asio::use_future));
+    }
+    for (auto& f : done)
+        EXPECT_FALSE(f.get());
+    pool.join();
+    for (int i = 0; i < 64; ++i) {
+        auto p = root / "shared/prefix" / std::to_string(i % 3) /
+                 ("obj-" + std::to_string(i) + ".jsonl");
+        EXPECT_EQ(read_all(p), std::string(1000 + i, static_cast<char>('a' + i % 26)));
+    }
+    EXPECT_FALSE(has_temp_files(root));
+}
+
+TEST_F(FileDestination, CheckCreatesTheRootAndLeavesItEmpty) {
+    destination d(root);
+    diagnostics diag;
+    ASSERT_FALSE(run(d.check(diag))) << diag.message;
+    EXPECT_TRUE(fs::is_directory(root));
+    EXPECT_TRUE(fs::is_empty(root));
+}
+
+TEST_F(FileDestination, CheckReportsUnwritableRoot) {
+    recording_syscalls sys;
+    sys.fail_create = EROFS;
+    destination d(root, sys);
+    diagnostics diag;
+    auto ec = run(d.check(diag));
+    EXPECT_EQ(ec, errc::permanent_rejection);
+    EXPECT_NE(diag.message.find("Read-only file system"), std::string::npos) << diag.message;
+    EXPECT_NE(diag.message.find(root.string()), std::string::npos) << diag.message;
+}
+
+TEST_F(FileDestination, CheckReportsARootThatIsAFile) {
+    write_all(root, "not a directory");
+    destination d(root);
+    diagnostics diag;
+    EXPECT_EQ(run(d.check(diag)), errc::permanent_rejection);
+    EXPECT_NE(diag.message.find(root.string()), std::string::npos) << diag.message;
+}
+
+TEST_F(FileDestination, CancelledPutWritesNothing) {
+    destination d(root);
+    diagnostics diag;
+    EXPECT_EQ(run(d.put(object("a.jsonl", "x"), diag), /*cancelled=*/true), errc::cancelled);
+    EXPECT_FALSE(fs::exists(root / "a.jsonl"));
+}
+
+}  // namespace
+}  // namespace penne::file

@@ -1,0 +1,243 @@
+#pragma once
+// Helpers for the file adapter's tests: a scratch directory, a synchronous runner for the
+// adapter's coroutines, and a syscalls double that records calls and injects errnos.
+
+#include <penne/error.hpp>
+#include <penne/event.hpp>
+#include <penne/file/syscalls.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace penne::file::test {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+// A fresh directory under $TMPDIR, removed with everything in it on destruction.
+class scratch_dir {
+public:
+    scratch_dir() {
+        std::string tmpl = (fs::temp_directory_path() / "penne-file-test-XXXXXX").string();
+        if (!::mkdtemp(tmpl.data()))
+            throw std::runtime_error("mkdtemp failed");
+        path_ = tmpl;
+    }
+    ~scratch_dir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    scratch_dir(const scratch_dir&) = delete;
+    scratch_dir& operator=(const scratch_dir&) = delete;
+
+    const fs::path& path() const noexcept { return path_; }
+    fs::path operator/(const fs::path& p) const { return path_ / p; }
+
+private:
+    fs::path path_;
+};
+
+// Runs one adapter operation to completion on a private io_context. With `cancelled`, the
+// operation's cancellation slot is emitted after its coroutine was spawned but before the
+// operation itself starts.
+inline error_code run(asio::awaitable<error_code> op, bool cancelled = false) {
+    asio::io_context ctx;
+    asio::cancellation_signal signal;
+    std::optional<error_code> result;
+    auto outer = [](asio::awaitable<error_code> op, bool yield) -> asio::awaitable<error_code> {
+        // Like an engine coroutine that handles cancellation itself: the operation gets
+        // to see the cancelled state instead of asio throwing at the next co_await.
+        co_await asio::this_coro::throw_if_cancelled(false);
+        if (yield) {
+            // Lets the posted emit() run first.
+            auto ex = co_await asio::this_coro::executor;
+            co_await asio::post(ex, asio::use_awaitable);
+        }
+        error_code ec = co_await std::move(op);
+        co_return ec;
+    };
+    asio::co_spawn(
+        ctx, outer(std::move(op), cancelled),
+        asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, error_code ec) {
+            if (e)
+                std::rethrow_exception(e);
+            result = ec;
+        }));
+    if (cancelled)
+        asio::post(ctx, [&] { signal.emit(asio::cancellation_type::terminal); });
+    ctx.run();
+    if (!result)
+        throw std::runtime_error("operation did not complete");
+    return *result;
+}
+
+// A resume token: the BSON document {i: <int64 n>}.
+inline resume_token token(std::int64_t n) {
+    std::vector<std::uint8_t> b = {16, 0, 0, 0, 0x12, 'i', 0};
+    for (int i = 0; i < 8; ++i)
+        b.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
+    b.push_back(0);
+    return resume_token(byte_view(b.data(), b.size()));
+}
+
+inline std::string read_all(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+inline void write_all(const fs::path& p, const std::string& data) {
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out << data;
+}
+
+// Every file name under `root`, recursively, relative to it.
+inline std::set<std::string> tree(const fs::path& root) {
+    std::set<std::string> out;
+    for (auto& e : fs::recursive_directory_iterator(root)) {
+        out.insert(fs::relative(e.path(), root).string() + (e.is_directory() ? "/" : ""));
+    }
+    return out;
+}
+
+// The text strerror() gives for `err`, as it appears in diagnostics.
+inline std::string errno_name(int err) {
+    return std::strerror(err);
+}
+
+inline bool has_temp_files(const fs::path& root) {
+    for (auto& e : fs::recursive_directory_iterator(root)) {
+        auto name = e.path().filename().string();
+        if (name.find(".penne-tmp-") != std::string::npos)
+            return true;
+    }
+    return false;
+}
+
+// Records the calls that change the disk, in order, and fails chosen ones with an errno.
+class recording_syscalls final : public syscalls {
+public:
+    // errno to inject per operation, 0 for none.
+    int fail_create = 0;    // openat with O_CREAT (temp files, probe, lock)
+    int fail_open_dir = 0;  // openat with O_DIRECTORY
+    int fail_write = 0;
+    int fail_file_fsync = 0;
+    int fail_dir_fsync = 0;
+    int fail_rename = 0;
+    int fail_mkdir = 0;
+
+    std::vector<std::string> calls() {
+        std::lock_guard lock(mutex_);
+        return log_;
+    }
+    void clear() {
+        std::lock_guard lock(mutex_);
+        log_.clear();
+    }
+    std::size_t count(const std::string& call) {
+        std::lock_guard lock(mutex_);
+        return static_cast<std::size_t>(std::count(log_.begin(), log_.end(), call));
+    }
+
+    int openat(int dirfd, const char* path, int flags, mode_t mode) override {
+        bool dir = flags & O_DIRECTORY;
+        bool create = flags & O_CREAT;
+        if (dir && fail_open_dir)
+            return fail(fail_open_dir);
+        if (create && fail_create)
+            return fail(fail_create);
+        int fd = syscalls::openat(dirfd, path, flags, mode);
+        if (fd >= 0) {
+            std::lock_guard lock(mutex_);
+            if (dir)
+                dir_fds_.insert(fd);
+            if (create)
+                log_.push_back("create " + fs::path(path).filename().string());
+        }
+        return fd;
+    }
+    ssize_t write(int fd, const void* buf, std::size_t size) override {
+        if (fail_write)
+            return fail(fail_write);
+        add("write");
+        return syscalls::write(fd, buf, size);
+    }
+    int fsync(int fd) override {
+        bool dir;
+        {
+            std::lock_guard lock(mutex_);
+            dir = dir_fds_.contains(fd);
+        }
+        if (dir && fail_dir_fsync)
+            return fail(fail_dir_fsync);
+        if (!dir && fail_file_fsync)
+            return fail(fail_file_fsync);
+        add(dir ? "fsync dir" : "fsync file");
+        return syscalls::fsync(fd);
+    }
+    int close(int fd) override {
+        {
+            std::lock_guard lock(mutex_);
+            dir_fds_.erase(fd);
+        }
+        return syscalls::close(fd);
+    }
+    int renameat(int od, const char* op, int nd, const char* np) override {
+        if (fail_rename)
+            return fail(fail_rename);
+        add("rename -> " + std::string(np));
+        return syscalls::renameat(od, op, nd, np);
+    }
+    int mkdirat(int dirfd, const char* path, mode_t mode) override {
+        if (fail_mkdir)
+            return fail(fail_mkdir);
+        int rc = syscalls::mkdirat(dirfd, path, mode);
+        if (rc == 0)
+            add("mkdir " + fs::path(path).filename().string());
+        return rc;
+    }
+    int unlinkat(int dirfd, const char* path, int flags) override {
+        add("unlink");
+        return syscalls::unlinkat(dirfd, path, flags);
+    }
+
+private:
+    static int fail(int err) {
+        errno = err;
+        return -1;
+    }
+    void add(std::string call) {
+        std::lock_guard lock(mutex_);
+        log_.push_back(std::move(call));
+    }
+
+    std::mutex mutex_;
+    std::vector<std::string> log_;
+    std::set<int> dir_fds_;
+};
+
+}  // namespace penne::file::test
