@@ -130,7 +130,7 @@ awaitable<error_code> change_stream::establish(diagnostics& diag) {
 
     std::unique_ptr<connection> c;
     // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
-    auto ec = co_await connect_primary(ex_, config_->uri, config_->connection, c, diag);
+    error_code ec = co_await connect_primary(ex_, config_->uri, config_->connection, c, diag);
     if (ec)
         co_return ec;
     std::int32_t wire = c->hello().max_wire_version;
@@ -140,7 +140,7 @@ awaitable<error_code> change_stream::establish(diagnostics& diag) {
 
     document cmd = make_change_stream_aggregate(spec_);
     command_reply reply;
-    error_code ec = co_await c->run_command(cmd.bytes(), pending_, reply, {}, diag);
+    ec = co_await c->run_command(cmd.bytes(), pending_, reply, {}, diag);
     if (ec) {
         diag.message =
             "change stream on " + scope_.id() + " (" + config_->uri.redacted + "): " + diag.message;

@@ -238,9 +238,9 @@ struct connection::impl {
         };
         document start = make_sasl_start(mech, scram.client_first(), c.source);
         // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
-        auto ec = co_await round_trip(start.bytes(), frame, reply, opts.socket_timeout, diag);
-        if (ec)
-            co_return fail(ec);
+        error_code rt = co_await round_trip(start.bytes(), frame, reply, opts.socket_timeout, diag);
+        if (rt)
+            co_return fail(rt);
         if (auto ec = parse_sasl_reply(reply.body, sasl))
             co_return fail(ec);
         std::string client_final;
@@ -249,9 +249,9 @@ struct connection::impl {
         std::int32_t conversation = sasl.conversation_id;
         document cont = make_sasl_continue(conversation, client_final, c.source);
         // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
-        auto ec = co_await round_trip(cont.bytes(), frame, reply, opts.socket_timeout, diag);
-        if (ec)
-            co_return fail(ec);
+        rt = co_await round_trip(cont.bytes(), frame, reply, opts.socket_timeout, diag);
+        if (rt)
+            co_return fail(rt);
         if (auto ec = parse_sasl_reply(reply.body, sasl))
             co_return fail(ec);
         if (auto ec = scram.on_server_final(sasl.payload, diag))
