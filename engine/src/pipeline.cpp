@@ -133,7 +133,7 @@ private:
     awaitable<void> upload(std::shared_ptr<upload_job> job);
     awaitable<void> committer();
     awaitable<void> age_sealer();
-    awaitable<error_code> open_source(const std::optional<resume_token>& from);
+    awaitable<error_code> open_source(std::optional<resume_token> from);
     awaitable<void> shutdown();
     awaitable<void> wait_cv();
     void notify() { cv_.cancel(); }
@@ -456,11 +456,12 @@ awaitable<void> scope_runner::wait_cv() {
     co_await cv_.async_wait(nothrow);
 }
 
-awaitable<error_code> scope_runner::open_source(const std::optional<resume_token>& from) {
+awaitable<error_code> scope_runner::open_source(std::optional<resume_token> from) {
     diagnostics diag;
+    // Lives in this frame: open() is a coroutine and keeps the reference.
+    const start_position start{std::move(from)};
     auto ec = co_await retrying(
-        "opening change stream",
-        [&](diagnostics& d) { return source_->open(start_position{from}, d); },
+        "opening change stream", [&](diagnostics& d) { return source_->open(start, d); },
         p_.stats.source_reopens, diag);
     if (ec && ec != errc::cancelled)
         fail(ec, "opening the change stream failed: " + describe(ec, diag));

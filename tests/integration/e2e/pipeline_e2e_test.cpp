@@ -43,7 +43,7 @@ public:
     void insert(const std::string& db, const std::vector<std::string>& colls, std::int64_t first,
                 std::int64_t last, std::int64_t chunk = 100) {
         for (std::int64_t base = first; base < last; base += chunk) {
-            std::map<std::string, std::vector<bson_t*>> docs;
+            std::map<std::string, std::vector<bson_t*, std::allocator<bson_t*>>> docs;
             for (std::int64_t n = base; n < std::min(last, base + chunk); ++n) {
                 const auto& c = colls[static_cast<std::size_t>(n) % colls.size()];
                 bson_t* d = bson_new();
