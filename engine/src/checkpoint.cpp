@@ -75,10 +75,21 @@ replay_cursor::decision replay_cursor::on_event(const change_event& ev) {
         return d;
     const manifest_entry& front = entries_.front();
     if (!inside_) {
-        if (!ev.token_equals(front.first))
-            return d;  // before the recorded batch: normal
         inside_ = true;
-        d.first = true;
+        // The first event of this collection seen after the resume point always belongs to
+        // its first recorded entry: earlier batches were retired (wholly before the
+        // watermark) and entries are recorded in seal order. A durable entry may have
+        // started before the watermark, so its first event is not always seen again.
+        d.first = ev.token_equals(front.first);
+        if (!d.first && !front.durable) {
+            // A batch that is not durable never starts before the watermark; state written
+            // by something else. Batch normally rather than overwrite its key with a part.
+            entries_.pop_front();
+            inside_ = false;
+            d.what = step::pass;
+            d.mismatch = true;
+            return d;
+        }
     }
     d.what = front.durable ? step::skip : step::force;
     if (ev.token_equals(front.last)) {

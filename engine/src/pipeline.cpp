@@ -92,6 +92,7 @@ public:
           id_(scope_.id()),
           age_timer_(strand),
           commit_timer_(strand),
+          record_timer_(strand),
           cv_(strand) {}
 
     awaitable<void> run();
@@ -131,6 +132,8 @@ private:
     bool append(coll_state& cs, const change_event& ev, std::uint64_t seq);
     void seal(coll_state& cs, seal_reason why);
     awaitable<void> upload(std::shared_ptr<upload_job> job);
+    void start_upload(std::shared_ptr<upload_job> job);
+    awaitable<void> recorder();
     awaitable<void> committer();
     awaitable<void> age_sealer();
     awaitable<error_code> open_source(std::optional<resume_token> from);
@@ -150,6 +153,9 @@ private:
     std::deque<age_entry> ages_;
     asio::steady_timer age_timer_;
     asio::steady_timer commit_timer_;
+    asio::steady_timer record_timer_;
+    std::deque<std::shared_ptr<upload_job>> record_queue_;
+    asio::cancellation_signal recorder_sig_;
     asio::steady_timer cv_;  // wakes the reader in shutdown (uploads done, helpers exited)
     std::map<std::uint64_t, asio::cancellation_signal> upload_sigs_;
     asio::cancellation_signal committer_sig_;
@@ -186,6 +192,7 @@ void scope_runner::request_stop(bool hard) {
         for (auto& [id, sig] : upload_sigs_)
             sig.emit(asio::cancellation_type::terminal);
         committer_sig_.emit(asio::cancellation_type::terminal);
+        recorder_sig_.emit(asio::cancellation_type::terminal);
         sealer_sig_.emit(asio::cancellation_type::terminal);
         notify();
         return;
@@ -278,6 +285,12 @@ void scope_runner::route(const event_batch& batch) {
         coll_state& cs = lookup(ev.db, ev.coll);
         if (cs.replay.active()) {
             auto d = cs.replay.on_event(ev);
+            if (d.mismatch) {
+                p_.log(log_level::warn, "scope " + id_ + ": a recorded batch of " + cs.db + "." +
+                                            cs.coll +
+                                            " starts before the resume point and is not "
+                                            "durable; writing its events as a new batch");
+            }
             if (d.what == replay_cursor::step::skip) {
                 ++p_.stats.events_replayed_skipped;
                 if (d.last)
@@ -342,8 +355,14 @@ void scope_runner::seal(coll_state& cs, seal_reason why) {
     job->entry.last = std::move(sb.last);
     job->entry.count = sb.count;
 
-    const auto uid = ++next_upload_id_;
+    // Recorded strictly in seal order (see recorder()); uploaded once recorded.
     ++inflight_;
+    record_queue_.push_back(std::move(job));
+    record_timer_.cancel();
+}
+
+void scope_runner::start_upload(std::shared_ptr<upload_job> job) {
+    const auto uid = ++next_upload_id_;
     asio::co_spawn(
         strand, [self = shared_from_this(), job] { return self->upload(job); },
         asio::bind_cancellation_slot(
@@ -353,14 +372,51 @@ void scope_runner::seal(coll_state& cs, seal_reason why) {
             }));
 }
 
+// Writes manifest entries one at a time in seal order, so that a recorded entry implies
+// every batch sealed before it is recorded too. Replay relies on that: after a restart, the
+// first event of a collection seen again belongs to that collection's first recorded entry.
+awaitable<void> scope_runner::recorder() {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    diagnostics diag;
+    for (;;) {
+        if (hard_stop_)
+            break;
+        if (record_queue_.empty()) {
+            if (helpers_exit_)
+                break;
+            record_timer_.expires_at(clock::time_point::max());
+            co_await record_timer_.async_wait(nothrow);
+            continue;
+        }
+        auto job = record_queue_.front();
+        error_code ec = co_await retrying(
+            "recording manifest entry " + job->entry.key,
+            [&](diagnostics& d) { return p_.svc.state->record(id_, job->entry, d); },
+            p_.stats.state_retries, diag);
+        if (ec) {
+            if (!hard_stop_ && ec != errc::cancelled)
+                fail(ec, "recording " + job->entry.key + " failed: " + describe(ec, diag));
+            break;
+        }
+        record_queue_.pop_front();
+        start_upload(std::move(job));
+    }
+    // Whatever was not recorded is dropped: it is still pending in the watermark, so the
+    // next start reads those events again.
+    for (auto& job : record_queue_) {
+        p_.stats.buffered_bytes -= job->body.size();
+        --inflight_;
+    }
+    record_queue_.clear();
+    --helpers_running_;
+    notify();
+}
+
 awaitable<void> scope_runner::upload(std::shared_ptr<upload_job> job) {
     co_await asio::this_coro::throw_if_cancelled(false);
     diagnostics diag;
-    error_code ec = co_await retrying(
-        "recording manifest entry " + job->entry.key,
-        [&](diagnostics& d) { return p_.svc.state->record(id_, job->entry, d); },
-        p_.stats.state_retries, diag);
-    if (!ec) {
+    error_code ec;
+    {
         auto [sec] = co_await p_.upload_slots.async_send(error_code{}, nothrow);
         if (sec) {
             ec = make_error_code(errc::cancelled);
@@ -505,7 +561,10 @@ awaitable<void> scope_runner::run() {
         ec = co_await open_source(saved.watermark);
     if (!ec && !stopping_)
         p_.log(log_level::info, "scope " + id_ + ": change stream open");
-    helpers_running_ = 2;
+    helpers_running_ = 3;
+    asio::co_spawn(
+        strand, [self] { return self->recorder(); },
+        asio::bind_cancellation_slot(recorder_sig_.slot(), asio::detached));
     asio::co_spawn(
         strand, [self] { return self->committer(); },
         asio::bind_cancellation_slot(committer_sig_.slot(), asio::detached));
@@ -586,6 +645,7 @@ awaitable<void> scope_runner::shutdown() {
         co_await wait_cv();
     helpers_exit_ = true;
     age_timer_.cancel();
+    record_timer_.cancel();
     commit_timer_.cancel();
     while (helpers_running_ > 0)
         co_await wait_cv();

@@ -14,7 +14,9 @@
 // collection, the recorded manifest entries say where the batches were cut: an entry that
 // is durable is skipped (its object already holds those events), an entry that is not is
 // rebuilt with exactly the same boundaries (so the upload overwrites the same key with the
-// same bytes). Token equality, not ordering, identifies boundaries: tokens are opaque.
+// same bytes). Token equality, not ordering, identifies boundaries: tokens are opaque. A
+// durable entry may straddle the watermark (in a database scope another collection's
+// pending batch can hold the watermark back inside it); its tail is skipped.
 //
 // Thread safety: none; one instance per scope, used from the scope's strand.
 
@@ -88,9 +90,10 @@ public:
     };
     struct decision {
         step what = step::pass;
-        bool first = false;    // the entry's first event (open the rebuilt batch)
-        bool last = false;     // the entry's last event (seal it / end skipping)
-        manifest_entry entry;  // set when first or last
+        bool first = false;     // the entry's first event (open the rebuilt batch)
+        bool last = false;      // the entry's last event (seal it / end skipping)
+        bool mismatch = false;  // a recorded batch could not be matched (was dropped)
+        manifest_entry entry;   // set when first or last
     };
 
     void push(manifest_entry e) { entries_.push_back(std::move(e)); }
