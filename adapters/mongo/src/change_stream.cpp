@@ -187,6 +187,10 @@ error_code change_stream::deliver(std::vector<std::uint8_t>& frame, const cursor
         position_.cached = out.post_batch_token;
     if (!out.events.empty())
         position_.saw_event = true;
+    for (const auto& ev : out.events) {
+        if (ev.operation == "invalidate")
+            invalidate_token_.assign(ev.token);
+    }
     cursor_id_ = cursor.id;
     return {};
 }
@@ -206,9 +210,26 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
             if (!out.events.empty())
                 co_return error_code{};
         }
+        if (cursor_id_ == 0 && !invalidate_token_.empty()) {
+            // The collection or database was dropped or renamed: the server closed the
+            // stream after an invalidate event (which was delivered). Keep watching the
+            // namespace: a new stream starts after the invalidate (startAfter, since
+            // resumeAfter refuses an invalidate token).
+            position_.cached = invalidate_token_;
+            position_.started_after = true;
+            position_.saw_event = false;
+            invalidate_token_.clear();
+            ++restarts_after_invalidate_;
+            if (conn_)
+                conn_->close();
+            conn_.reset();
+            error_code ec = co_await establish(diag);
+            if (ec)
+                co_return ec;
+            continue;
+        }
         if (cursor_id_ == 0) {
-            diag.message = "the server closed the change stream on " + scope_.id() +
-                           " (after an invalidate event)";
+            diag.message = "the server closed the change stream on " + scope_.id();
             co_return make_error_code(client_errc::cursor_closed);
         }
         error_code ec;

@@ -10,6 +10,9 @@
 // list) are handled inside next(): reconnect with capped backoff and a new aggregate from
 // the cached resume token. History loss (286, 280) comes back as
 // penne::errc::history_lost; other errors as penne::mongo codes with diagnostics.
+// After an invalidate event (the watched collection or database was dropped or renamed)
+// the invalidate is delivered and the stream starts again after it (startAfter), so a
+// re-created namespace keeps being captured.
 //
 // Thread safety: none; one strand, one operation at a time (penne::change_source).
 // Cancellation: an operation cancelled through its coroutine completes with
@@ -74,6 +77,8 @@ public:
     const resume_token& cached_token() const noexcept { return position_.cached; }
     // How many times the stream resumed after a resumable error.
     std::uint64_t resume_count() const noexcept { return resumes_; }
+    // How many times the stream started again after an invalidate (drop, rename).
+    std::uint64_t restarts_after_invalidate() const noexcept { return restarts_after_invalidate_; }
     const watch_scope& scope() const noexcept { return scope_; }
 
 private:
@@ -97,6 +102,8 @@ private:
     cursor_view pending_cursor_;  // views into pending_ (kept valid across buffer swaps)
     std::vector<std::uint8_t> scratch_;
     std::uint64_t resumes_ = 0;
+    resume_token invalidate_token_;  // set when a batch held an invalidate event
+    std::uint64_t restarts_after_invalidate_ = 0;
 };
 
 class source_factory final : public penne::source_factory {
