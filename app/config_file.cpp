@@ -212,6 +212,30 @@ std::string redact_uri(std::string_view uri) {
     return out;
 }
 
+std::string redact_uris_in(std::string_view text) {
+    std::string out;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        auto scheme = text.find("://", pos);
+        if (scheme == std::string_view::npos)
+            break;
+        // Back up over the scheme name, then take the URI up to the next blank or quote.
+        auto start = scheme;
+        while (start > pos &&
+               (std::isalnum(static_cast<unsigned char>(text[start - 1])) ||
+                text[start - 1] == '+' || text[start - 1] == '-' || text[start - 1] == '.'))
+            --start;
+        auto end = text.find_first_of(" \t\n\"'", scheme);
+        if (end == std::string_view::npos)
+            end = text.size();
+        out.append(text.substr(pos, start - pos));
+        out += redact_uri(text.substr(start, end - start));
+        pos = end;
+    }
+    out.append(text.substr(std::min(pos, text.size())));
+    return out;
+}
+
 std::map<std::string, std::string> environment() {
     std::map<std::string, std::string> env;
     for (char** e = environ; e && *e; ++e) {

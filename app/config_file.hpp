@@ -82,6 +82,9 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 // Replaces the password of a URI (scheme://user:password@host) with "****".
 std::string redact_uri(std::string_view uri);
 
+// Redacts the password of every URI embedded anywhere in `text` (for third-party log lines).
+std::string redact_uris_in(std::string_view text);
+
 // The environment as a map (for load_config).
 std::map<std::string, std::string> environment();
 

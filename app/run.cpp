@@ -9,6 +9,8 @@
 #include <penne/pipeline.hpp>
 #include <penne/version.hpp>
 
+#include <mongoc/mongoc.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -129,9 +131,25 @@ std::string progress_line(const pipeline_stats& st) {
            " buffered";
 }
 
+// libmongoc (used for URI parsing) logs through a process-wide handler; send it through
+// ours so its lines are formatted, levelled and redacted like the rest.
+void route_mongoc_logs(const logger& log) {
+    mongoc_log_set_handler(
+        [](mongoc_log_level_t level, const char* domain, const char* message, void* user) {
+            if (level > MONGOC_LOG_LEVEL_WARNING)
+                return;
+            static_cast<const logger*>(user)->log(
+                level <= MONGOC_LOG_LEVEL_CRITICAL ? log_level::error : log_level::warn,
+                std::string(domain) + ": " + redact_uris_in(message));
+        },
+        const_cast<logger*>(&log));
+}
+
 }  // namespace
 
 int check_config(const config& cfg) {
+    logger log("warn", "text");
+    route_mongoc_logs(log);
     services s;
     std::string error;
     if (!build(cfg, s, error)) {
@@ -145,6 +163,7 @@ int check_config(const config& cfg) {
 
 int run_pipeline(const config& cfg) {
     logger log(cfg.log.level, cfg.log.format);
+    route_mongoc_logs(log);
     services s;
     std::string error;
     if (!build(cfg, s, error)) {

@@ -143,6 +143,9 @@ TEST(config, redacts_passwords) {
     EXPECT_EQ(redact_uri("mongodb://user@h1"), "mongodb://user@h1");
     EXPECT_EQ(redact_uri("mongodb://h1:27017"), "mongodb://h1:27017");
     EXPECT_EQ(redact_uri("redis://:p%40ss@r:6379/0"), "redis://:****@r:6379/0");
+    EXPECT_EQ(redact_uris_in("bad uri 'mongodb://a:b@h/x' and mongodb+srv://c:d@e ok"),
+              "bad uri 'mongodb://a:****@h/x' and mongodb+srv://c:****@e ok");
+    EXPECT_EQ(redact_uris_in("nothing here"), "nothing here");
 }
 
 }  // namespace
