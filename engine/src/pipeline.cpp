@@ -131,6 +131,7 @@ private:
                     const manifest_entry* replayed);
     bool append(coll_state& cs, const change_event& ev, std::uint64_t seq);
     void seal(coll_state& cs, seal_reason why);
+    void seal_largest();
     awaitable<void> upload(std::shared_ptr<upload_job> job);
     void start_upload(std::shared_ptr<upload_job> job);
     awaitable<void> recorder();
@@ -449,6 +450,17 @@ awaitable<void> scope_runner::upload(std::shared_ptr<upload_job> job) {
     notify();
 }
 
+void scope_runner::seal_largest() {
+    coll_state* largest = nullptr;
+    for (auto& [name, cs] : colls_) {
+        if (cs->b.is_open() && !cs->b.is_forced() &&
+            (!largest || cs->b.buffered_bytes() > largest->b.buffered_bytes()))
+            largest = cs.get();
+    }
+    if (largest)
+        seal(*largest, seal_reason::bytes);
+}
+
 awaitable<void> scope_runner::committer() {
     co_await asio::this_coro::throw_if_cancelled(false);
     commit_request req;
@@ -559,7 +571,9 @@ awaitable<void> scope_runner::run() {
     source_ = p_.svc.sources->make(strand, scope_);
     if (!stopping_)
         ec = co_await open_source(saved.watermark);
-    if (!ec && !stopping_)
+    // On a fresh start the stream counts as open once its starting position is saved:
+    // from then on nothing it reports can be lost (see the first-checkpoint wait below).
+    if (!ec && !stopping_ && !needs_first_checkpoint_)
         p_.log(log_level::info, "scope " + id_ + ": change stream open");
     helpers_running_ = 3;
     asio::co_spawn(
@@ -579,6 +593,10 @@ awaitable<void> scope_runner::run() {
     while (!stopping_ && !ec) {
         if (p_.stats.buffered_bytes.load(std::memory_order_relaxed) >= p_.cfg.max_buffered_bytes) {
             ++p_.stats.backpressure_waits;
+            // Open batches alone can fill the budget; with nothing of ours in flight, no
+            // upload would ever free it. Cut the largest batch so memory drains.
+            if (inflight_ == 0)
+                seal_largest();
             pause.expires_after(std::chrono::milliseconds(5));
             co_await pause.async_wait(nothrow);
             continue;
@@ -620,6 +638,9 @@ awaitable<void> scope_runner::run() {
             while (!first_checkpoint_saved_ && !stopping_)
                 co_await wait_cv();
             needs_first_checkpoint_ = false;
+            if (first_checkpoint_saved_)
+                p_.log(log_level::info,
+                       "scope " + id_ + ": change stream open (starting position saved)");
         }
     }
     reading_ = false;

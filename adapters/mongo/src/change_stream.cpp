@@ -1,5 +1,7 @@
 #include <penne/mongo/change_stream.hpp>
+
 #include <penne/mongo/topology.hpp>
+#include <utility>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/error.hpp>
@@ -118,6 +120,7 @@ awaitable<error_code> change_stream::open(const start_position& from, diagnostic
     if (ec)
         co_return ec;
     opened_ = true;
+    first_after_open_ = true;
     co_return error_code{};
 }
 
@@ -204,10 +207,15 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
     const source_options& o = config_->options;
     for (;;) {
         if (has_pending_) {
+            // After open() the aggregate's reply is returned even when empty: its
+            // postBatchResumeToken is the stream's starting point, which a fresh consumer
+            // must save before any event arrives (or a crash would restart at a later
+            // "now"). After a resume an empty first batch is skipped.
             has_pending_ = false;
+            const bool first_after_open = std::exchange(first_after_open_, false);
             if (auto ec = deliver(pending_, pending_cursor_, out, diag))
                 co_return ec;
-            if (!out.events.empty())
+            if (first_after_open || !out.events.empty())
                 co_return error_code{};
         }
         if (cursor_id_ == 0 && !invalidate_token_.empty()) {

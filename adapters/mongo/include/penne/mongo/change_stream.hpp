@@ -97,7 +97,8 @@ private:
     std::int64_t cursor_id_ = 0;
     std::string ns_;
     bool opened_ = false;
-    bool has_pending_ = false;  // the aggregate's firstBatch, not yet returned
+    bool has_pending_ = false;       // the aggregate's firstBatch, not yet returned
+    bool first_after_open_ = false;  // the pending batch is open()'s, not a resume's
     std::vector<std::uint8_t> pending_;
     cursor_view pending_cursor_;  // views into pending_ (kept valid across buffer swaps)
     std::vector<std::uint8_t> scratch_;

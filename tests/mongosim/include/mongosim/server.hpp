@@ -1,0 +1,97 @@
+#pragma once
+// mongosim: a MongoDB 7.0 replica-set primary, in process, for tests. It speaks the wire
+// protocol (OP_MSG, legacy OP_QUERY handshake), stores documents in memory and keeps an oplog
+// that change streams read, so real drivers (libmongoc, Node, PyMongo) and penne's own client
+// can insert, watch and resume against it.
+//
+// Usage:
+//     mongosim::server srv(io.get_executor(), {.port = 0});
+//     if (auto ec = srv.listen()) ...;          // port() is valid from here on
+//     srv.async_run(asio::detached);            // accepts until stop()
+//     ... mongodb://127.0.0.1:<port>/?replicaSet=rs0 ...
+//     srv.stop();
+//
+// Thread safety: the server runs on its executor, which must be single-threaded (one
+// io_context thread, or a strand). stop() may be called from any thread; everything else from
+// the executor's thread (or before it starts running). Cancellation: stop() closes the
+// acceptor and every connection and wakes waiting getMores; async_run then completes.
+// Lifetimes: connections keep the shared state alive, so destroying the server after stop()
+// is safe even while connection coroutines are still unwinding on the executor.
+//
+// mongosim::background runs a server on its own thread for tests that drive a blocking client.
+
+#include <mongosim/error.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace mongosim {
+
+namespace asio = boost::asio;
+
+struct server_options {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;  // 0: the kernel picks a free port
+    std::string replset = "rs0";
+    std::size_t oplog_size = 0;  // most change events kept; 0: unbounded
+    std::chrono::milliseconds cursor_timeout = std::chrono::minutes(10);  // idle cursors die
+    bool trace = false;  // print every request and reply (relaxed extended JSON) to stderr
+};
+
+struct shared_state;
+
+class server {
+public:
+    server(asio::any_io_executor ex, server_options opts);
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    // Binds and listens. After success, port() is the bound port.
+    error_code listen();
+    std::uint16_t port() const noexcept;
+    // "host:port" as advertised in hello (hosts, me, primary).
+    std::string address() const;
+
+    // Accepts connections until stop(). Requires a successful listen().
+    asio::awaitable<void> run();
+    template <class Token>
+    auto async_run(Token&& token) {
+        return asio::co_spawn(executor_, run(), std::forward<Token>(token));
+    }
+    void stop();
+
+private:
+    asio::any_io_executor executor_;
+    std::shared_ptr<shared_state> state_;
+};
+
+// A server on its own io_context thread, started by the constructor (which throws
+// boost::system::system_error when it cannot listen) and stopped by the destructor, which
+// joins the thread. For tests with blocking clients.
+class background {
+public:
+    explicit background(server_options opts = {});
+    ~background();
+    background(const background&) = delete;
+    background& operator=(const background&) = delete;
+
+    std::uint16_t port() const noexcept { return port_; }
+    // mongodb://host:port/?replicaSet=<set>
+    std::string uri() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+    std::uint16_t port_ = 0;
+    std::string host_, replset_;
+};
+
+}  // namespace mongosim

@@ -1,0 +1,1737 @@
+#include "commands.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+namespace mongosim {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+constexpr std::size_t max_batch_bytes = 16 * 1024 * 1024;
+constexpr std::size_t default_first_batch = 101;
+constexpr std::int64_t max_write_batch = 100'000;
+constexpr std::int64_t default_await_ms = 1000;
+
+const char* code_name(int code) {
+    switch (code) {
+        case 2:
+            return "BadValue";
+        case 6:
+            return "HostUnreachable";
+        case 7:
+            return "HostNotFound";
+        case 9:
+            return "FailedToParse";
+        case 11:
+            return "UserNotFound";
+        case 13:
+            return "Unauthorized";
+        case 14:
+            return "TypeMismatch";
+        case 16:
+            return "InvalidLength";
+        case 20:
+            return "IllegalOperation";
+        case 26:
+            return "NamespaceNotFound";
+        case 27:
+            return "IndexNotFound";
+        case 28:
+            return "PathNotViable";
+        case 40:
+            return "ConflictingUpdateOperators";
+        case 43:
+            return "CursorNotFound";
+        case 47:
+            return "NoMatchingDocument";
+        case 48:
+            return "NamespaceExists";
+        case 50:
+            return "MaxTimeMSExpired";
+        case 56:
+            return "EmptyFieldName";
+        case 59:
+            return "CommandNotFound";
+        case 63:
+            return "StaleShardVersion";
+        case 66:
+            return "ImmutableField";
+        case 73:
+            return "InvalidNamespace";
+        case 89:
+            return "NetworkTimeout";
+        case 91:
+            return "ShutdownInProgress";
+        case 112:
+            return "WriteConflict";
+        case 133:
+            return "FailedToSatisfyReadPreference";
+        case 150:
+            return "StaleEpoch";
+        case 189:
+            return "PrimarySteppedDown";
+        case 234:
+            return "RetryChangeStream";
+        case 251:
+            return "NoSuchTransaction";
+        case 260:
+            return "InvalidResumeToken";
+        case 262:
+            return "ExceededTimeLimit";
+        case 280:
+            return "ChangeStreamFatalError";
+        case 286:
+            return "ChangeStreamHistoryLost";
+        case 352:
+            return "UnsupportedOpQueryCommand";
+        case 9001:
+            return "SocketException";
+        case 10107:
+            return "NotWritablePrimary";
+        case 10334:
+            return "BSONObjectTooLarge";
+        case 11000:
+            return "DuplicateKey";
+        case 11600:
+            return "InterruptedAtShutdown";
+        case 11602:
+            return "InterruptedDueToReplStateChange";
+        case 13388:
+            return "StaleConfig";
+        case 13435:
+            return "NotPrimaryNoSecondaryOk";
+        case 13436:
+            return "NotPrimaryOrSecondary";
+        default:
+            return "";
+    }
+}
+
+// Codes after which a driver may resume a change stream (mongod labels them itself).
+bool resumable_change_stream_code(int code) {
+    switch (code) {
+        case 6:
+        case 7:
+        case 43:
+        case 63:
+        case 89:
+        case 91:
+        case 133:
+        case 150:
+        case 189:
+        case 234:
+        case 262:
+        case 9001:
+        case 10107:
+        case 11600:
+        case 11602:
+        case 13388:
+        case 13435:
+        case 13436:
+            return true;
+        default:
+            return false;
+    }
+}
+
+bool retryable_write_code(int code) {
+    switch (code) {
+        case 6:
+        case 7:
+        case 89:
+        case 91:
+        case 189:
+        case 262:
+        case 9001:
+        case 10107:
+        case 11600:
+        case 11602:
+        case 13435:
+        case 13436:
+            return true;
+        default:
+            return false;
+    }
+}
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+bool first_element(const bson_t& cmd, bson_iter_t& it) {
+    return bson_iter_init(&it, &cmd) && bson_iter_next(&it);
+}
+
+std::string target_collection(const request& req) {
+    bson_iter_t it;
+    if (first_element(*req.command, it) && BSON_ITER_HOLDS_UTF8(&it))
+        return bson_iter_utf8(&it, nullptr);
+    return {};
+}
+
+bool find_field(const bson_t& doc, const char* key, bson_iter_t& it) {
+    return bson_iter_init_find(&it, &doc, key);
+}
+
+bool get_doc(const bson_t& doc, const char* key, bson_t& view) {
+    bson_iter_t it;
+    return find_field(doc, key, it) && BSON_ITER_HOLDS_DOCUMENT(&it) && view_document(it, view);
+}
+
+std::optional<std::int64_t> get_int(const bson_t& doc, const char* key) {
+    bson_iter_t it;
+    if (!find_field(doc, key, it))
+        return std::nullopt;
+    return as_int64(it);
+}
+
+bool get_bool(const bson_t& doc, const char* key, bool fallback) {
+    bson_iter_t it;
+    if (!find_field(doc, key, it))
+        return fallback;
+    return bson_iter_as_bool(&it);
+}
+
+bool valid_collection_name(const std::string& name) {
+    return !name.empty() && name.find('$') == std::string::npos && name[0] != '.' &&
+           name.find('\0') == std::string::npos;
+}
+
+bool valid_db_name(const std::string& name) {
+    if (name.empty() || name.size() > 63)
+        return false;
+    return name.find_first_of("/\\. \"$") == std::string::npos;
+}
+
+shared_doc make_key(const bson_t& doc) {
+    bson_ptr key = make_bson();
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, &doc, "_id"))
+        append_value(key.get(), "_id", *bson_iter_value(&it));
+    return share(std::move(key));
+}
+
+void append_array_index(bson_t* arr, std::uint32_t i, const bson_t& doc) {
+    char buf[16];
+    const char* key;
+    std::size_t len = bson_uint32_to_string(i, &key, buf, sizeof buf);
+    bson_append_document(arr, key, static_cast<int>(len), &doc);
+}
+
+// Takes up to max_count documents (and about max_batch_bytes) from a find cursor.
+void take(std::vector<shared_doc>& docs, std::size_t& next, const projection& proj,
+          std::size_t max_count, std::vector<bson_ptr>& out) {
+    std::size_t bytes = 0;
+    while (next < docs.size() && out.size() < max_count) {
+        bson_ptr d =
+            proj.empty() ? copy_bson(docs[next].get()) : apply_projection(*docs[next], proj);
+        if (!out.empty() && bytes + d->len > max_batch_bytes)
+            break;
+        bytes += d->len;
+        out.push_back(std::move(d));
+        docs[next].reset();  // the cursor no longer needs it; let updates free old versions
+        ++next;
+    }
+}
+
+bool split_namespace(const std::string& ns, std::string& db, std::string& coll) {
+    auto dot = ns.find('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == ns.size())
+        return false;
+    db = ns.substr(0, dot);
+    coll = ns.substr(dot + 1);
+    return true;
+}
+
+}  // namespace
+
+command_processor::command_processor(server_options opts, std::string advertised)
+    : opts_(std::move(opts)),
+      advertised_(std::move(advertised)),
+      oplog_(opts_.oplog_size),
+      rng_(std::random_device{}()) {
+    bson_oid_init(&process_id_, nullptr);
+    bson_oid_init_from_string(&election_id_, "7fffffff0000000000000001");
+    handlers_ = {
+        {"hello", &command_processor::cmd_hello},
+        {"isMaster", &command_processor::cmd_hello},
+        {"ismaster", &command_processor::cmd_hello},
+        {"ping", &command_processor::cmd_ping},
+        {"buildInfo", &command_processor::cmd_build_info},
+        {"buildinfo", &command_processor::cmd_build_info},
+        {"endSessions", &command_processor::cmd_end_sessions},
+        {"listDatabases", &command_processor::cmd_list_databases},
+        {"listCollections", &command_processor::cmd_list_collections},
+        {"create", &command_processor::cmd_create},
+        {"drop", &command_processor::cmd_drop},
+        {"dropDatabase", &command_processor::cmd_drop_database},
+        {"renameCollection", &command_processor::cmd_rename},
+        {"insert", &command_processor::cmd_insert},
+        {"update", &command_processor::cmd_update},
+        {"delete", &command_processor::cmd_delete},
+        {"find", &command_processor::cmd_find},
+        {"getMore", &command_processor::cmd_get_more},
+        {"killCursors", &command_processor::cmd_kill_cursors},
+        {"count", &command_processor::cmd_count},
+        {"aggregate", &command_processor::cmd_aggregate},
+        {"createIndexes", &command_processor::cmd_create_indexes},
+        {"listIndexes", &command_processor::cmd_list_indexes},
+        {"dropIndexes", &command_processor::cmd_drop_indexes},
+        {"configureFailPoint", &command_processor::cmd_configure_fail_point},
+        {"mongosimGenerate", &command_processor::cmd_generate},
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+
+void command_processor::append_cluster_time(bson_t* out) {
+    const timestamp now = oplog_.clock().now();
+    bson_t ct, sig;
+    bson_append_document_begin(out, "$clusterTime", 12, &ct);
+    bson_append_timestamp(&ct, "clusterTime", 11, now.t, now.i);
+    bson_append_document_begin(&ct, "signature", 9, &sig);
+    static const std::uint8_t zeros[20] = {};
+    bson_append_binary(&sig, "hash", 4, BSON_SUBTYPE_BINARY, zeros, sizeof zeros);
+    bson_append_int64(&sig, "keyId", 5, 0);
+    bson_append_document_end(&ct, &sig);
+    bson_append_document_end(out, &ct);
+    bson_append_timestamp(out, "operationTime", 13, now.t, now.i);
+}
+
+outcome command_processor::ok(bson_ptr body) {
+    bson_append_double(body.get(), "ok", 2, 1.0);
+    append_cluster_time(body.get());
+    return {outcome::kind::reply, std::move(body), {}};
+}
+
+bson_ptr command_processor::error_doc(int code, const std::string& message,
+                                      const std::vector<std::string>& labels) {
+    bson_ptr body = make_bson();
+    bson_append_double(body.get(), "ok", 2, 0.0);
+    bson_append_utf8(body.get(), "errmsg", 6, message.data(), static_cast<int>(message.size()));
+    bson_append_int32(body.get(), "code", 4, code);
+    BSON_APPEND_UTF8(body.get(), "codeName", code_name(code));
+    if (!labels.empty()) {
+        bson_t arr;
+        bson_append_array_begin(body.get(), "errorLabels", 11, &arr);
+        for (std::uint32_t i = 0; i < labels.size(); ++i) {
+            char buf[16];
+            const char* key;
+            std::size_t len = bson_uint32_to_string(i, &key, buf, sizeof buf);
+            bson_append_utf8(&arr, key, static_cast<int>(len), labels[i].data(),
+                             static_cast<int>(labels[i].size()));
+        }
+        bson_append_array_end(body.get(), &arr);
+    }
+    append_cluster_time(body.get());
+    return body;
+}
+
+outcome command_processor::error(int code, const std::string& message,
+                                 const std::vector<std::string>& labels) {
+    return {outcome::kind::reply, error_doc(code, message, labels), {}};
+}
+
+void command_processor::append_cursor(bson_t* out, const char* batch_key,
+                                      const std::vector<bson_ptr>& docs, std::int64_t id,
+                                      const std::string& ns,
+                                      const std::optional<token_position>& pbrt) {
+    bson_t cur, arr;
+    bson_append_document_begin(out, "cursor", 6, &cur);
+    bson_append_array_begin(&cur, batch_key, -1, &arr);
+    for (std::uint32_t i = 0; i < docs.size(); ++i)
+        append_array_index(&arr, i, *docs[i]);
+    bson_append_array_end(&cur, &arr);
+    if (pbrt)
+        append_token(&cur, "postBatchResumeToken", pbrt->ts, pbrt->kind);
+    bson_append_int64(&cur, "id", 2, id);
+    bson_append_utf8(&cur, "ns", 2, ns.data(), static_cast<int>(ns.size()));
+    bson_append_document_end(out, &cur);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared machinery
+
+timestamp command_processor::record(event_record e) {
+    return oplog_.append(std::move(e));
+}
+
+collection& command_processor::obtain(const std::string& db, const std::string& coll) {
+    bool created = false;
+    collection& c = store_.obtain(db, coll, created);
+    if (created) {
+        event_record e;
+        e.op = op_type::create;
+        e.db = db;
+        e.coll = coll;
+        record(std::move(e));
+    }
+    return c;
+}
+
+std::int64_t command_processor::new_cursor_id() {
+    for (;;) {
+        auto id = static_cast<std::int64_t>(rng_() & 0x7FFFFFFFFFFFFFFFull);
+        if (id != 0 && !cursors_.contains(id))
+            return id;
+    }
+}
+
+void command_processor::reap_cursors(steady_time now) {
+    std::erase_if(cursors_,
+                  [&](const auto& kv) { return now - kv.second.last_used > opts_.cursor_timeout; });
+}
+
+std::optional<outcome> command_processor::check_fail_point(const std::string& name,
+                                                           const request& req, client_info& client,
+                                                           exec_context& ctx) {
+    if (!ctx.failpoint_checked) {
+        ctx.failpoint_checked = true;
+        fail_point& fp = fail_point_;
+        bool listed = std::find(fp.commands.begin(), fp.commands.end(), name) != fp.commands.end();
+        if (fp.active && listed && (fp.app_name.empty() || fp.app_name == client.app_name)) {
+            if (fp.times > 0 && --fp.times == 0)
+                fp.active = false;
+            ctx.failpoint_close = fp.close_connection;
+            if (fp.error_code) {
+                std::vector<std::string> labels;
+                if (fp.labels) {
+                    labels = *fp.labels;
+                } else if (name == "getMore" && resumable_change_stream_code(*fp.error_code)) {
+                    labels.push_back("ResumableChangeStreamError");
+                } else if ((name == "insert" || name == "update" || name == "delete") &&
+                           retryable_write_code(*fp.error_code) &&
+                           bson_has_field(req.command.get(), "txnNumber")) {
+                    labels.push_back("RetryableWriteError");
+                }
+                ctx.failpoint_reply = error_doc(
+                    *fp.error_code, "Failing command via 'failCommand' failpoint", labels);
+            }
+            if (fp.block_ms > 0)
+                return outcome{outcome::kind::sleep, nullptr,
+                               clock::now() + std::chrono::milliseconds(fp.block_ms)};
+        }
+    }
+    if (ctx.failpoint_close)
+        return outcome{outcome::kind::close, nullptr, {}};
+    if (ctx.failpoint_reply)
+        return outcome{outcome::kind::reply, std::move(*ctx.failpoint_reply), {}};
+    return std::nullopt;
+}
+
+outcome command_processor::execute(const request& req, client_info& client, exec_context& ctx) {
+    outcome out = dispatch(req, client, ctx);
+    if (req.more_to_come() && out.what == outcome::kind::reply)
+        out.what = outcome::kind::none;
+    return out;
+}
+
+outcome command_processor::dispatch(const request& req, client_info& client, exec_context& ctx) {
+    const auto now = clock::now();
+    if (now - last_reap_ > std::chrono::seconds(1)) {
+        reap_cursors(now);
+        last_reap_ = now;
+    }
+    bson_iter_t first;
+    if (!first_element(*req.command, first))
+        return error(9, "empty command document");
+    const std::string name(key_of(first));
+    if (req.legacy && name != "hello" && name != "isMaster" && name != "ismaster")
+        return error(352, "Unsupported OP_QUERY command: " + name +
+                              ". The client driver may require an upgrade.");
+    if (!req.legacy && req.db.empty())
+        return error(40571, "OP_MSG requests require a $db argument");
+    if (!valid_db_name(req.db))
+        return error(73, "Invalid database name: '" + req.db + "'");
+    if (name != "configureFailPoint") {
+        if (auto fp = check_fail_point(name, req, client, ctx))
+            return std::move(*fp);
+    }
+    auto h = handlers_.find(name);
+    if (h == handlers_.end())
+        return error(59, "no such command: '" + name + "'");
+    return (this->*(h->second))(req, client, ctx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handshake and server information
+
+outcome command_processor::cmd_hello(const request& req, client_info& client, exec_context& ctx) {
+    const bson_t& cmd = *req.command;
+    bson_t tv;
+    auto max_await = get_int(cmd, "maxAwaitTimeMS");
+    if (get_doc(cmd, "topologyVersion", tv) && max_await) {
+        if (*max_await < 0)
+            return error(2, "maxAwaitTimeMS must be a non-negative integer");
+        bson_iter_t pid;
+        bool same = bson_iter_init_find(&pid, &tv, "processId") && BSON_ITER_HOLDS_OID(&pid) &&
+                    bson_oid_equal(bson_iter_oid(&pid), &process_id_) &&
+                    get_int(tv, "counter").value_or(-1) == 0;
+        if (same) {
+            // The topology never changes here, so an awaitable hello runs out its full wait.
+            if (!ctx.deadline)
+                ctx.deadline = clock::now() + std::chrono::milliseconds(*max_await);
+            if (clock::now() < *ctx.deadline)
+                return {outcome::kind::wait_topology, nullptr, *ctx.deadline};
+        }
+    }
+    if (!client.handshake_done) {
+        client.handshake_done = true;
+        bson_t meta;
+        bson_iter_t name;
+        if (get_doc(cmd, "client", meta) && bson_iter_init(&name, &meta) &&
+            bson_iter_find_descendant(&name, "application.name", &name) &&
+            BSON_ITER_HOLDS_UTF8(&name))
+            client.app_name = bson_iter_utf8(&name, nullptr);
+    }
+
+    bson_ptr r = make_bson();
+    bson_t doc, arr, op;
+    const timestamp last = oplog_.clock().now();
+    const std::int64_t now = now_ms();
+    BSON_APPEND_BOOL(r.get(), "helloOk", true);
+    BSON_APPEND_DOCUMENT_BEGIN(r.get(), "topologyVersion", &doc);
+    BSON_APPEND_OID(&doc, "processId", &process_id_);
+    BSON_APPEND_INT64(&doc, "counter", 0);
+    bson_append_document_end(r.get(), &doc);
+    BSON_APPEND_ARRAY_BEGIN(r.get(), "hosts", &arr);
+    BSON_APPEND_UTF8(&arr, "0", advertised_.c_str());
+    bson_append_array_end(r.get(), &arr);
+    BSON_APPEND_UTF8(r.get(), "setName", opts_.replset.c_str());
+    BSON_APPEND_INT32(r.get(), "setVersion", 1);
+    BSON_APPEND_BOOL(r.get(), "ismaster", true);
+    BSON_APPEND_BOOL(r.get(), "isWritablePrimary", true);
+    BSON_APPEND_BOOL(r.get(), "secondary", false);
+    BSON_APPEND_UTF8(r.get(), "primary", advertised_.c_str());
+    BSON_APPEND_UTF8(r.get(), "me", advertised_.c_str());
+    BSON_APPEND_OID(r.get(), "electionId", &election_id_);
+    BSON_APPEND_DOCUMENT_BEGIN(r.get(), "lastWrite", &doc);
+    for (const char* key : {"opTime", "majorityOpTime"}) {
+        bson_append_document_begin(&doc, key, -1, &op);
+        bson_append_timestamp(&op, "ts", 2, last.t, last.i);
+        BSON_APPEND_INT64(&op, "t", 1);
+        bson_append_document_end(&doc, &op);
+    }
+    BSON_APPEND_DATE_TIME(&doc, "lastWriteDate", static_cast<std::int64_t>(last.t) * 1000);
+    BSON_APPEND_DATE_TIME(&doc, "majorityWriteDate", static_cast<std::int64_t>(last.t) * 1000);
+    bson_append_document_end(r.get(), &doc);
+    BSON_APPEND_INT32(r.get(), "maxBsonObjectSize", max_bson_size);
+    BSON_APPEND_INT32(r.get(), "maxMessageSizeBytes", max_message_size);
+    BSON_APPEND_INT32(r.get(), "maxWriteBatchSize", static_cast<std::int32_t>(max_write_batch));
+    BSON_APPEND_DATE_TIME(r.get(), "localTime", now);
+    BSON_APPEND_INT32(r.get(), "logicalSessionTimeoutMinutes", 30);
+    BSON_APPEND_INT64(r.get(), "connectionId", client.connection_id);
+    BSON_APPEND_INT32(r.get(), "minWireVersion", 0);
+    BSON_APPEND_INT32(r.get(), "maxWireVersion", 17);
+    BSON_APPEND_BOOL(r.get(), "readOnly", false);
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_ping(const request&, client_info&, exec_context&) {
+    return ok(make_bson());
+}
+
+outcome command_processor::cmd_build_info(const request&, client_info&, exec_context&) {
+    bson_ptr r = make_bson();
+    bson_t arr;
+    BSON_APPEND_UTF8(r.get(), "version", "7.0.0");
+    BSON_APPEND_UTF8(r.get(), "gitVersion", "mongosim");
+    BSON_APPEND_ARRAY_BEGIN(r.get(), "versionArray", &arr);
+    BSON_APPEND_INT32(&arr, "0", 7);
+    BSON_APPEND_INT32(&arr, "1", 0);
+    BSON_APPEND_INT32(&arr, "2", 0);
+    BSON_APPEND_INT32(&arr, "3", 0);
+    bson_append_array_end(r.get(), &arr);
+    BSON_APPEND_ARRAY_BEGIN(r.get(), "modules", &arr);
+    bson_append_array_end(r.get(), &arr);
+    BSON_APPEND_ARRAY_BEGIN(r.get(), "storageEngines", &arr);
+    BSON_APPEND_UTF8(&arr, "0", "wiredTiger");
+    bson_append_array_end(r.get(), &arr);
+    BSON_APPEND_INT32(r.get(), "bits", 64);
+    BSON_APPEND_BOOL(r.get(), "debug", false);
+    BSON_APPEND_INT32(r.get(), "maxBsonObjectSize", max_bson_size);
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_end_sessions(const request&, client_info&, exec_context&) {
+    return ok(make_bson());  // sessions carry no server state here
+}
+
+// ---------------------------------------------------------------------------------------------
+// Namespaces
+
+outcome command_processor::cmd_list_databases(const request& req, client_info&, exec_context&) {
+    if (req.db != "admin")
+        return error(13, "listDatabases may only be run against the admin database.");
+    const bson_t& cmd = *req.command;
+    bson_t filter_view;
+    const bson_t* filter = get_doc(cmd, "filter", filter_view) ? &filter_view : nullptr;
+    if (filter) {
+        if (auto f = validate_filter(*filter))
+            return error(*f);
+    }
+    const bool name_only = get_bool(cmd, "nameOnly", false);
+
+    std::map<std::string, std::int64_t> sizes = {
+        {"admin", 40960}, {"config", 36864}, {"local", 73728}};
+    for (const auto& [name, db] : store_.databases()) {
+        std::int64_t size = 0;
+        for (const auto& [cname, c] : db.collections)
+            for (const auto& [slot, d] : c.docs)
+                size += d->len;
+        sizes[name] = std::max<std::int64_t>(size, 8192);
+    }
+    bson_ptr r = make_bson();
+    bson_t arr;
+    BSON_APPEND_ARRAY_BEGIN(r.get(), "databases", &arr);
+    std::uint32_t i = 0;
+    std::int64_t total = 0;
+    for (const auto& [name, size] : sizes) {
+        bson_ptr entry = make_bson();
+        BSON_APPEND_UTF8(entry.get(), "name", name.c_str());
+        if (!name_only) {
+            BSON_APPEND_INT64(entry.get(), "sizeOnDisk", size);
+            BSON_APPEND_BOOL(entry.get(), "empty", false);
+        }
+        if (filter && !matches(*entry, *filter))
+            continue;
+        total += size;
+        append_array_index(&arr, i++, *entry);
+    }
+    bson_append_array_end(r.get(), &arr);
+    if (!name_only) {
+        BSON_APPEND_INT64(r.get(), "totalSize", total);
+        BSON_APPEND_INT64(r.get(), "totalSizeMb", total / (1024 * 1024));
+    }
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_list_collections(const request& req, client_info&, exec_context&) {
+    const bson_t& cmd = *req.command;
+    bson_t filter_view;
+    const bson_t* filter = get_doc(cmd, "filter", filter_view) ? &filter_view : nullptr;
+    if (filter) {
+        if (auto f = validate_filter(*filter))
+            return error(*f);
+    }
+    const bool name_only = get_bool(cmd, "nameOnly", false);
+    std::vector<bson_ptr> entries;
+    auto db = store_.databases().find(req.db);
+    if (db != store_.databases().end()) {
+        for (const auto& [name, c] : db->second.collections) {
+            bson_ptr e = make_bson();
+            bson_t sub, key;
+            BSON_APPEND_UTF8(e.get(), "name", name.c_str());
+            BSON_APPEND_UTF8(e.get(), "type", "collection");
+            if (!name_only) {
+                BSON_APPEND_DOCUMENT(e.get(), "options", c.options.get());
+                BSON_APPEND_DOCUMENT_BEGIN(e.get(), "info", &sub);
+                BSON_APPEND_BOOL(&sub, "readOnly", false);
+                bson_append_binary(&sub, "uuid", 4, BSON_SUBTYPE_UUID, c.uuid.data(), 16);
+                bson_append_document_end(e.get(), &sub);
+                BSON_APPEND_DOCUMENT_BEGIN(e.get(), "idIndex", &sub);
+                BSON_APPEND_INT32(&sub, "v", 2);
+                BSON_APPEND_DOCUMENT_BEGIN(&sub, "key", &key);
+                BSON_APPEND_INT32(&key, "_id", 1);
+                bson_append_document_end(&sub, &key);
+                BSON_APPEND_UTF8(&sub, "name", "_id_");
+                bson_append_document_end(e.get(), &sub);
+            }
+            if (filter && !matches(*e, *filter))
+                continue;
+            entries.push_back(std::move(e));
+        }
+    }
+    bson_ptr r = make_bson();
+    append_cursor(r.get(), "firstBatch", entries, 0, req.db + ".$cmd.listCollections",
+                  std::nullopt);
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_create(const request& req, client_info&, exec_context&) {
+    const std::string name = target_collection(req);
+    if (!valid_collection_name(name))
+        return error(73, "Invalid collection name: '" + name + "'");
+    if (store_.find(req.db, name) != nullptr)
+        return error(48, "Collection " + req.db + "." + name + " already exists.");
+    collection& c = obtain(req.db, name);
+    bson_iter_t it;
+    bson_iter_init(&it, req.command.get());
+    bson_iter_next(&it);  // the command name
+    while (bson_iter_next(&it)) {
+        std::string_view k = key_of(it);
+        if (k[0] == '$' || k == "lsid" || k == "txnNumber" || k == "writeConcern" ||
+            k == "autocommit" || k == "comment")
+            continue;
+        append_value(c.options.get(), k, *bson_iter_value(&it));
+    }
+    return ok(make_bson());
+}
+
+outcome command_processor::cmd_drop(const request& req, client_info&, exec_context&) {
+    const std::string name = target_collection(req);
+    if (!valid_collection_name(name))
+        return error(73, "Invalid collection name: '" + name + "'");
+    bson_ptr r = make_bson();
+    collection* c = store_.find(req.db, name);
+    if (c == nullptr)
+        return ok(std::move(r));  // 7.0: dropping a missing collection succeeds
+    BSON_APPEND_INT32(r.get(), "nIndexesWas", static_cast<std::int32_t>(1 + c->indexes.size()));
+    const std::string ns = req.db + "." + name;
+    BSON_APPEND_UTF8(r.get(), "ns", ns.c_str());
+    store_.drop(req.db, name);
+    event_record e;
+    e.op = op_type::drop;
+    e.db = req.db;
+    e.coll = name;
+    record(std::move(e));
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_drop_database(const request& req, client_info&, exec_context&) {
+    auto db = store_.databases().find(req.db);
+    bson_ptr r = make_bson();
+    if (db == store_.databases().end())
+        return ok(std::move(r));
+    std::vector<std::string> names;
+    for (const auto& [name, c] : db->second.collections)
+        names.push_back(name);
+    for (const auto& name : names) {
+        store_.drop(req.db, name);
+        event_record e;
+        e.op = op_type::drop;
+        e.db = req.db;
+        e.coll = name;
+        record(std::move(e));
+    }
+    event_record e;
+    e.op = op_type::drop_database;
+    e.db = req.db;
+    record(std::move(e));
+    BSON_APPEND_UTF8(r.get(), "dropped", req.db.c_str());
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_rename(const request& req, client_info&, exec_context&) {
+    if (req.db != "admin")
+        return error(13, "renameCollection may only be run against the admin database.");
+    const bson_t& cmd = *req.command;
+    std::string from_db, from_coll, to_db, to_coll;
+    bson_iter_t to;
+    if (!split_namespace(target_collection(req), from_db, from_coll) ||
+        !find_field(cmd, "to", to) || !BSON_ITER_HOLDS_UTF8(&to) ||
+        !split_namespace(bson_iter_utf8(&to, nullptr), to_db, to_coll))
+        return error(73, "renameCollection needs full namespaces in 'renameCollection' and 'to'");
+    if (!valid_collection_name(to_coll) || !valid_db_name(to_db))
+        return error(73, "Invalid target namespace");
+    if (from_db == to_db && from_coll == to_coll)
+        return error(20, "Can't rename a collection to itself");
+    if (store_.find(from_db, from_coll) == nullptr)
+        return error(26, "Source collection " + from_db + "." + from_coll + " does not exist");
+    if (store_.find(to_db, to_coll) != nullptr) {
+        if (!get_bool(cmd, "dropTarget", false))
+            return error(48, "target namespace exists");
+        store_.drop(to_db, to_coll);
+        event_record e;
+        e.op = op_type::drop;
+        e.db = to_db;
+        e.coll = to_coll;
+        record(std::move(e));
+    }
+    collection c;
+    store_.extract(from_db, from_coll, c);
+    store_.put(to_db, to_coll, std::move(c));
+    event_record e;
+    e.op = op_type::rename;
+    e.db = from_db;
+    e.coll = from_coll;
+    e.to_db = to_db;
+    e.to_coll = to_coll;
+    record(std::move(e));
+    return ok(make_bson());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes
+
+namespace {
+
+struct write_errors {
+    bson_ptr array = make_bson();
+    std::uint32_t count = 0;
+
+    void add(std::uint32_t index, const cmd_error& e) {
+        bson_ptr item = make_bson();
+        BSON_APPEND_INT32(item.get(), "index", static_cast<std::int32_t>(index));
+        BSON_APPEND_INT32(item.get(), "code", e.code);
+        BSON_APPEND_UTF8(item.get(), "errmsg", e.message.c_str());
+        append_array_index(array.get(), count++, *item);
+    }
+    void append_to(bson_t* out) const {
+        if (count > 0)
+            bson_append_array(out, "writeErrors", 11, array.get());
+    }
+};
+
+// Iterates the documents of a write command's array field (documents, updates, deletes).
+failure statements(const bson_t& cmd, const char* key, std::vector<doc_view>& out) {
+    bson_iter_t it, el;
+    if (!find_field(cmd, key, it) || !BSON_ITER_HOLDS_ARRAY(&it))
+        return cmd_error{9, std::string("BSON field '") + key + "' is missing or not an array"};
+    bson_iter_recurse(&it, &el);
+    while (bson_iter_next(&el)) {
+        bson_t view;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&el) || !view_document(el, view))
+            return cmd_error{14, std::string("each entry of '") + key + "' must be a document"};
+        out.push_back({bson_get_data(&view), view.len});
+    }
+    if (static_cast<std::int64_t>(out.size()) > max_write_batch)
+        return cmd_error{16, "Write batch sizes must be between 1 and 100000"};
+    return {};
+}
+
+}  // namespace
+
+outcome command_processor::cmd_insert(const request& req, client_info&, exec_context&) {
+    const std::string name = target_collection(req);
+    if (!valid_collection_name(name))
+        return error(73, "Invalid collection name: '" + name + "'");
+    std::vector<doc_view> docs;
+    if (auto f = statements(*req.command, "documents", docs))
+        return error(*f);
+    const bool ordered = get_bool(*req.command, "ordered", true);
+    write_errors errs;
+    std::int32_t n = 0;
+    for (std::uint32_t i = 0; i < docs.size(); ++i) {
+        bson_t in;
+        bson_init_static(&in, docs[i].data, docs[i].len);
+        failure f = validate_for_storage(in);
+        if (!f) {
+            shared_doc doc = share(with_leading_id(in));
+            collection& c = obtain(req.db, name);
+            f = c.insert(doc);
+            if (!f) {
+                ++n;
+                event_record e;
+                e.op = op_type::insert;
+                e.db = req.db;
+                e.coll = name;
+                e.document_key = make_key(*doc);
+                e.full_document = std::move(doc);
+                record(std::move(e));
+            }
+        }
+        if (f) {
+            errs.add(i, *f);
+            if (ordered)
+                break;
+        }
+    }
+    bson_ptr r = make_bson();
+    BSON_APPEND_INT32(r.get(), "n", n);
+    errs.append_to(r.get());
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_update(const request& req, client_info&, exec_context&) {
+    const std::string name = target_collection(req);
+    if (!valid_collection_name(name))
+        return error(73, "Invalid collection name: '" + name + "'");
+    std::vector<doc_view> stmts;
+    if (auto f = statements(*req.command, "updates", stmts))
+        return error(*f);
+    const bool ordered = get_bool(*req.command, "ordered", true);
+    write_errors errs;
+    std::int32_t n = 0, modified = 0;
+    bson_ptr upserted = make_bson();
+    std::uint32_t n_upserted = 0;
+
+    for (std::uint32_t i = 0; i < stmts.size(); ++i) {
+        bson_t st;
+        bson_init_static(&st, stmts[i].data, stmts[i].len);
+        auto fail = [&](const cmd_error& e) {
+            errs.add(i, e);
+            return ordered;
+        };
+        bson_t q, u;
+        bson_iter_t uit;
+        if (!get_doc(st, "q", q)) {
+            if (fail({9, "update statement needs a 'q' document"}))
+                break;
+            continue;
+        }
+        if (!find_field(st, "u", uit) || !BSON_ITER_HOLDS_DOCUMENT(&uit) ||
+            !view_document(uit, u)) {
+            if (fail({2,
+                      "mongosim supports update documents (operators or a replacement), not "
+                      "pipelines"}))
+                break;
+            continue;
+        }
+        const bool upsert = get_bool(st, "upsert", false);
+        const bool multi = get_bool(st, "multi", false);
+        const bool operators = is_operator_update(u);
+        if (auto f = validate_filter(q)) {
+            if (fail(*f))
+                break;
+            continue;
+        }
+        if (!operators && multi) {
+            if (fail({9, "multi update is not supported for replacement-style update"}))
+                break;
+            continue;
+        }
+        if (!operators) {
+            if (auto f = validate_for_storage(u)) {
+                if (fail(*f))
+                    break;
+                continue;
+            }
+        }
+        std::vector<std::uint64_t> slots;
+        collection* c = store_.find(req.db, name);
+        if (c != nullptr) {
+            for (const auto& [slot, d] : c->docs) {
+                if (matches(*d, q)) {
+                    slots.push_back(slot);
+                    if (!multi)
+                        break;
+                }
+            }
+        }
+        failure err;
+        for (std::uint64_t slot : slots) {
+            shared_doc old = c->docs.at(slot);
+            bson_ptr next;
+            update_diff diff;
+            if (operators) {
+                err = apply_update(old.get(), u, false, next, diff);
+            } else {
+                bson_iter_t a, b;
+                bson_iter_init_find(&a, old.get(), "_id");
+                if (bson_iter_init_find(&b, &u, "_id") &&
+                    (!values_equal(*bson_iter_value(&a), *bson_iter_value(&b)) ||
+                     bson_iter_type(&a) != bson_iter_type(&b))) {
+                    err = cmd_error{66,
+                                    "After applying the update, the (immutable) field '_id' was "
+                                    "found to have been altered"};
+                } else {
+                    bson_ptr with_id = make_bson();
+                    append_value(with_id.get(), "_id", *bson_iter_value(&a));
+                    bson_iter_t f;
+                    bson_iter_init(&f, &u);
+                    while (bson_iter_next(&f))
+                        if (key_of(f) != "_id")
+                            append_value(with_id.get(), key_of(f), *bson_iter_value(&f));
+                    next = std::move(with_id);
+                }
+            }
+            if (err)
+                break;
+            ++n;
+            if (next->len == old->len &&
+                std::memcmp(bson_get_data(next.get()), bson_get_data(old.get()), old->len) == 0)
+                continue;  // nothing changed: no write, no event
+            ++modified;
+            shared_doc stored = share(std::move(next));
+            c->docs[slot] = stored;
+            event_record e;
+            e.db = req.db;
+            e.coll = name;
+            e.document_key = make_key(*stored);
+            if (operators) {
+                e.op = op_type::update;
+                e.update_description = make_bson();
+                bson_t arr;
+                BSON_APPEND_DOCUMENT(e.update_description.get(), "updatedFields",
+                                     diff.updated_fields.get());
+                BSON_APPEND_ARRAY_BEGIN(e.update_description.get(), "removedFields", &arr);
+                for (std::uint32_t k = 0; k < diff.removed_fields.size(); ++k) {
+                    char buf[16];
+                    const char* key;
+                    std::size_t len = bson_uint32_to_string(k, &key, buf, sizeof buf);
+                    bson_append_utf8(&arr, key, static_cast<int>(len),
+                                     diff.removed_fields[k].data(),
+                                     static_cast<int>(diff.removed_fields[k].size()));
+                }
+                bson_append_array_end(e.update_description.get(), &arr);
+                BSON_APPEND_ARRAY_BEGIN(e.update_description.get(), "truncatedArrays", &arr);
+                bson_append_array_end(e.update_description.get(), &arr);
+            } else {
+                e.op = op_type::replace;
+                e.full_document = stored;
+            }
+            record(std::move(e));
+        }
+        if (!err && slots.empty() && upsert) {
+            bson_ptr seed, doc;
+            if (operators) {
+                update_diff diff;
+                err = upsert_seed(q, seed);
+                if (!err)
+                    err = apply_update(seed.get(), u, true, doc, diff);
+            } else {
+                doc = copy_bson(&u);
+                bson_iter_t qid;
+                if (!bson_has_field(&u, "_id") && bson_iter_init_find(&qid, &q, "_id") &&
+                    !BSON_ITER_HOLDS_DOCUMENT(&qid)) {
+                    doc = make_bson();
+                    append_value(doc.get(), "_id", *bson_iter_value(&qid));
+                    bson_concat(doc.get(), &u);
+                }
+            }
+            if (!err)
+                err = validate_for_storage(*doc);
+            if (!err) {
+                shared_doc stored = share(with_leading_id(*doc));
+                err = obtain(req.db, name).insert(stored);
+                if (!err) {
+                    ++n;
+                    bson_iter_t id;
+                    bson_iter_init_find(&id, stored.get(), "_id");
+                    bson_ptr item = make_bson();
+                    BSON_APPEND_INT32(item.get(), "index", static_cast<std::int32_t>(i));
+                    append_value(item.get(), "_id", *bson_iter_value(&id));
+                    append_array_index(upserted.get(), n_upserted++, *item);
+                    event_record e;
+                    e.op = op_type::insert;
+                    e.db = req.db;
+                    e.coll = name;
+                    e.document_key = make_key(*stored);
+                    e.full_document = stored;
+                    record(std::move(e));
+                }
+            }
+        }
+        if (err && fail(*err))
+            break;
+    }
+    bson_ptr r = make_bson();
+    BSON_APPEND_INT32(r.get(), "n", n);
+    BSON_APPEND_INT32(r.get(), "nModified", modified);
+    if (n_upserted > 0)
+        bson_append_array(r.get(), "upserted", 8, upserted.get());
+    errs.append_to(r.get());
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_delete(const request& req, client_info&, exec_context&) {
+    const std::string name = target_collection(req);
+    if (!valid_collection_name(name))
+        return error(73, "Invalid collection name: '" + name + "'");
+    std::vector<doc_view> stmts;
+    if (auto f = statements(*req.command, "deletes", stmts))
+        return error(*f);
+    const bool ordered = get_bool(*req.command, "ordered", true);
+    write_errors errs;
+    std::int32_t n = 0;
+    for (std::uint32_t i = 0; i < stmts.size(); ++i) {
+        bson_t q;
+        bson_t st;
+        bson_init_static(&st, stmts[i].data, stmts[i].len);
+        auto limit = get_int(st, "limit");
+        failure f;
+        if (!get_doc(st, "q", q))
+            f = cmd_error{9, "delete statement needs a 'q' document"};
+        else if (!limit || (*limit != 0 && *limit != 1))
+            f = cmd_error{9, "delete statement needs 'limit' 0 or 1"};
+        else
+            f = validate_filter(q);
+        if (f) {
+            errs.add(i, *f);
+            if (ordered)
+                break;
+            continue;
+        }
+        collection* c = store_.find(req.db, name);
+        if (c == nullptr)
+            continue;
+        std::vector<std::uint64_t> slots;
+        for (const auto& [slot, d] : c->docs) {
+            if (matches(*d, q)) {
+                slots.push_back(slot);
+                if (*limit == 1)
+                    break;
+            }
+        }
+        for (std::uint64_t slot : slots) {
+            shared_doc old = c->docs.at(slot);
+            bson_iter_t id;
+            bson_iter_init_find(&id, old.get(), "_id");
+            c->by_id.erase(id_key(*bson_iter_value(&id)));
+            c->docs.erase(slot);
+            ++n;
+            event_record e;
+            e.op = op_type::remove;
+            e.db = req.db;
+            e.coll = name;
+            e.document_key = make_key(*old);
+            record(std::move(e));
+        }
+    }
+    bson_ptr r = make_bson();
+    BSON_APPEND_INT32(r.get(), "n", n);
+    errs.append_to(r.get());
+    return ok(std::move(r));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads and cursors
+
+outcome command_processor::cmd_find(const request& req, client_info&, exec_context&) {
+    const bson_t& cmd = *req.command;
+    const std::string name = target_collection(req);
+    if (!valid_collection_name(name))
+        return error(73, "Invalid collection name: '" + name + "'");
+    bson_t filter, spec;
+    if (!get_doc(cmd, "filter", filter))
+        bson_init(&filter);
+    if (auto f = validate_filter(filter))
+        return error(*f);
+    std::vector<sort_key> sort;
+    if (get_doc(cmd, "sort", spec)) {
+        if (auto f = parse_sort(spec, sort))
+            return error(*f);
+    }
+    find_cursor fc;
+    if (get_doc(cmd, "projection", spec)) {
+        if (auto f = parse_projection(spec, fc.proj))
+            return error(*f);
+    }
+    std::int64_t skip = get_int(cmd, "skip").value_or(0);
+    std::int64_t limit = get_int(cmd, "limit").value_or(0);
+    std::int64_t batch_size = get_int(cmd, "batchSize").value_or(default_first_batch);
+    bool single = get_bool(cmd, "singleBatch", false);
+    if (skip < 0 || batch_size < 0)
+        return error(51024, "skip and batchSize must be non-negative");
+    if (limit < 0) {
+        limit = -limit;
+        single = true;
+    }
+    if (collection* c = store_.find(req.db, name)) {
+        for (const auto& [slot, d] : c->docs)
+            if (matches(*d, filter))
+                fc.docs.push_back(d);
+    }
+    if (!sort.empty())
+        std::stable_sort(
+            fc.docs.begin(), fc.docs.end(),
+            [&](const shared_doc& a, const shared_doc& b) { return sort_less(*a, *b, sort); });
+    fc.docs.erase(fc.docs.begin(), fc.docs.begin() + std::min<std::size_t>(fc.docs.size(), skip));
+    if (limit > 0 && fc.docs.size() > static_cast<std::size_t>(limit))
+        fc.docs.resize(limit);
+
+    std::vector<bson_ptr> batch;
+    std::size_t first = limit > 0 && single ? static_cast<std::size_t>(limit)
+                                            : static_cast<std::size_t>(batch_size);
+    take(fc.docs, fc.next, fc.proj, first, batch);
+    std::int64_t id = 0;
+    const std::string ns = req.db + "." + name;
+    if (fc.next < fc.docs.size() && !single) {
+        id = new_cursor_id();
+        cursors_.emplace(id, cursor{ns, std::move(fc), clock::now()});
+    }
+    bson_ptr r = make_bson();
+    append_cursor(r.get(), "firstBatch", batch, id, ns, std::nullopt);
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_get_more(const request& req, client_info&, exec_context& ctx) {
+    const bson_t& cmd = *req.command;
+    bson_iter_t first;
+    first_element(cmd, first);
+    auto id = as_int64(first);
+    if (!id || bson_iter_type(&first) == BSON_TYPE_DOUBLE)
+        return error(14, "getMore's cursor id must be a 64-bit integer");
+    bson_iter_t coll;
+    if (!find_field(cmd, "collection", coll) || !BSON_ITER_HOLDS_UTF8(&coll))
+        return error(9, "getMore needs 'collection'");
+    auto it = cursors_.find(*id);
+    if (it == cursors_.end())
+        return error(43, "cursor id " + std::to_string(*id) + " not found");
+    const std::string ns = req.db + "." + bson_iter_utf8(&coll, nullptr);
+    if (it->second.ns != ns)
+        return error(13, "Requested getMore on namespace '" + ns +
+                             "', but cursor belongs to a different namespace " + it->second.ns);
+    std::int64_t batch_size = get_int(cmd, "batchSize").value_or(0);
+    if (batch_size < 0)
+        return error(2, "batchSize must be non-negative");
+    const std::size_t max_count = batch_size > 0 ? static_cast<std::size_t>(batch_size)
+                                                 : std::numeric_limits<std::size_t>::max();
+    it->second.last_used = clock::now();
+
+    std::vector<bson_ptr> docs;
+    std::optional<token_position> pbrt;
+    bool done;
+    if (auto* fc = std::get_if<find_cursor>(&it->second.state)) {
+        take(fc->docs, fc->next, fc->proj, max_count, docs);
+        done = fc->next >= fc->docs.size();
+    } else {
+        auto& cs = std::get<change_stream>(it->second.state);
+        batch b;
+        if (auto f = next_batch(cs, oplog_, store_, max_count, max_batch_bytes, b)) {
+            cursors_.erase(it);
+            return error(*f);
+        }
+        if (b.events.empty() && b.caught_up && !cs.finished) {
+            // awaitData: hold the request until an event arrives or maxTimeMS runs out.
+            if (!ctx.deadline) {
+                std::int64_t wait = get_int(cmd, "maxTimeMS").value_or(default_await_ms);
+                ctx.deadline =
+                    clock::now() + std::chrono::milliseconds(std::max<std::int64_t>(wait, 0));
+            }
+            if (clock::now() < *ctx.deadline)
+                return {outcome::kind::wait_oplog, nullptr, *ctx.deadline};
+        }
+        if (!b.events.empty() || !b.caught_up) {
+            pbrt = b.last;
+        }
+        if (!pbrt)
+            pbrt = token_position{oplog_.clock().tick(), token_kind::high_water};
+        docs = std::move(b.events);
+        done = cs.finished;
+    }
+    const std::string cursor_ns = it->second.ns;
+    if (done)
+        cursors_.erase(it);
+    bson_ptr r = make_bson();
+    append_cursor(r.get(), "nextBatch", docs, done ? 0 : *id, cursor_ns, pbrt);
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_kill_cursors(const request& req, client_info&, exec_context&) {
+    bson_iter_t it, el;
+    if (!find_field(*req.command, "cursors", it) || !BSON_ITER_HOLDS_ARRAY(&it))
+        return error(9, "killCursors needs a 'cursors' array");
+    bson_ptr killed = make_bson(), missing = make_bson();
+    std::uint32_t nk = 0, nm = 0;
+    bson_iter_recurse(&it, &el);
+    while (bson_iter_next(&el)) {
+        auto id = as_int64(el);
+        if (!id)
+            return error(14, "cursor ids must be 64-bit integers");
+        char buf[16];
+        const char* key;
+        bool found = cursors_.erase(*id) > 0;
+        std::size_t len = bson_uint32_to_string(found ? nk++ : nm++, &key, buf, sizeof buf);
+        bson_append_int64(found ? killed.get() : missing.get(), key, static_cast<int>(len), *id);
+    }
+    bson_ptr r = make_bson();
+    bson_append_array(r.get(), "cursorsKilled", -1, killed.get());
+    bson_append_array(r.get(), "cursorsNotFound", -1, missing.get());
+    bson_t empty = BSON_INITIALIZER;
+    bson_append_array(r.get(), "cursorsAlive", -1, &empty);
+    bson_append_array(r.get(), "cursorsUnknown", -1, &empty);
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_count(const request& req, client_info&, exec_context&) {
+    const bson_t& cmd = *req.command;
+    const std::string name = target_collection(req);
+    bson_t query;
+    if (!get_doc(cmd, "query", query))
+        bson_init(&query);
+    if (auto f = validate_filter(query))
+        return error(*f);
+    std::int64_t skip = get_int(cmd, "skip").value_or(0);
+    std::int64_t limit = get_int(cmd, "limit").value_or(0);
+    std::int64_t n = 0;
+    if (collection* c = store_.find(req.db, name)) {
+        for (const auto& [slot, d] : c->docs)
+            if (matches(*d, query))
+                ++n;
+    }
+    n = std::max<std::int64_t>(0, n - std::max<std::int64_t>(0, skip));
+    if (limit != 0)
+        n = std::min(n, std::abs(limit));
+    bson_ptr r = make_bson();
+    if (n <= INT32_MAX)
+        BSON_APPEND_INT32(r.get(), "n", static_cast<std::int32_t>(n));
+    else
+        BSON_APPEND_INT64(r.get(), "n", n);
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_aggregate(const request& req, client_info&, exec_context& ctx) {
+    const bson_t& cmd = *req.command;
+    bson_iter_t it;
+    bson_t pipeline;
+    if (!find_field(cmd, "pipeline", it) || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !view_document(it, pipeline))
+        return error(14, "'pipeline' must be an array");
+    bson_iter_t st, stage;
+    if (bson_iter_init(&st, &pipeline) && bson_iter_next(&st) && BSON_ITER_HOLDS_DOCUMENT(&st) &&
+        bson_iter_recurse(&st, &stage) && bson_iter_next(&stage) &&
+        key_of(stage) == "$changeStream")
+        return open_stream(req, pipeline, ctx);
+    if (!bson_has_field(&cmd, "cursor"))
+        return error(9,
+                     "The 'cursor' option is required, except for aggregate with the explain "
+                     "argument");
+    const std::string name = target_collection(req);
+    if (name.empty())
+        return error(73, "mongosim runs collection-less aggregate only with $changeStream");
+    return run_pipeline(req, store_.find(req.db, name), pipeline);
+}
+
+outcome command_processor::open_stream(const request& req, const bson_t& pipeline, exec_context&) {
+    const bson_t& cmd = *req.command;
+    bson_iter_t first;
+    first_element(cmd, first);
+    scope_kind scope;
+    std::string coll, ns;
+    if (BSON_ITER_HOLDS_UTF8(&first)) {
+        scope = scope_kind::collection;
+        coll = bson_iter_utf8(&first, nullptr);
+        if (!valid_collection_name(coll))
+            return error(73, "Invalid collection name: '" + coll + "'");
+        ns = req.db + "." + coll;
+    } else if (as_int64(first) == 1) {
+        scope = req.db == "admin" ? scope_kind::deployment : scope_kind::database;
+        ns = req.db + ".$cmd.aggregate";
+    } else {
+        return error(14, "aggregate must name a collection or be 1");
+    }
+    if (scope == scope_kind::collection &&
+        (req.db == "admin" || req.db == "config" || req.db == "local"))
+        return error(73, "$changeStream may not be opened on the internal " + req.db + " database");
+    bson_t cursor_opts;
+    std::int64_t batch_size = default_first_batch;
+    if (get_doc(cmd, "cursor", cursor_opts))
+        batch_size = get_int(cursor_opts, "batchSize").value_or(default_first_batch);
+    if (batch_size < 0)
+        return error(2, "batchSize must be non-negative");
+
+    change_stream cs;
+    if (auto f = open_change_stream(pipeline, scope, req.db, coll, oplog_, cs))
+        return error(*f);
+    batch b;
+    if (auto f = next_batch(cs, oplog_, store_, static_cast<std::size_t>(batch_size),
+                            max_batch_bytes, b))
+        return error(*f);
+    std::optional<token_position> pbrt;
+    if (!b.events.empty() || !b.caught_up)
+        pbrt = b.last;
+    if (!pbrt && !b.caught_up && cs.next_seq > oplog_.begin_seq())
+        pbrt = token_position{oplog_.at(cs.next_seq - 1).ts, token_kind::high_water};
+    if (!pbrt && !b.caught_up && cs.next_seq < oplog_.end_seq()) {
+        timestamp ts = oplog_.at(cs.next_seq).ts;  // just before the next event
+        ts = ts.i > 0 ? timestamp{ts.t, ts.i - 1} : timestamp{ts.t - 1, UINT32_MAX};
+        pbrt = token_position{ts, token_kind::high_water};
+    }
+    if (!pbrt)
+        pbrt = token_position{oplog_.clock().tick(), token_kind::high_water};
+    std::int64_t id = 0;
+    if (!cs.finished) {
+        id = new_cursor_id();
+        cursors_.emplace(id, cursor{ns, std::move(cs), clock::now()});
+    }
+    bson_ptr r = make_bson();
+    append_cursor(r.get(), "firstBatch", b.events, id, ns, pbrt);
+    return ok(std::move(r));
+}
+
+outcome command_processor::run_pipeline(const request& req, collection* c, const bson_t& pipeline) {
+    std::vector<shared_doc> docs;
+    if (c != nullptr)
+        for (const auto& [slot, d] : c->docs)
+            docs.push_back(d);
+    bson_iter_t st;
+    bson_iter_init(&st, &pipeline);
+    while (bson_iter_next(&st)) {
+        bson_iter_t stage;
+        bson_t spec;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&st) || !bson_iter_recurse(&st, &stage) ||
+            !bson_iter_next(&stage))
+            return error(40323,
+                         "A pipeline stage specification object must contain exactly one field.");
+        const std::string name(key_of(stage));
+        const bool doc_arg = BSON_ITER_HOLDS_DOCUMENT(&stage) && view_document(stage, spec);
+        if (name == "$match") {
+            if (!doc_arg)
+                return error(15959, "the match filter must be an expression in an object");
+            if (auto f = validate_filter(spec))
+                return error(*f);
+            std::erase_if(docs, [&](const shared_doc& d) { return !matches(*d, spec); });
+        } else if (name == "$sort") {
+            std::vector<sort_key> keys;
+            if (!doc_arg)
+                return error(15973, "the $sort key specification must be an object");
+            if (auto f = parse_sort(spec, keys))
+                return error(*f);
+            std::stable_sort(
+                docs.begin(), docs.end(),
+                [&](const shared_doc& a, const shared_doc& b) { return sort_less(*a, *b, keys); });
+        } else if (name == "$skip" || name == "$limit") {
+            auto n = as_int64(stage);
+            if (!n || *n < 0 || (name == "$limit" && *n == 0))
+                return error(15956, name + " needs a positive integer");
+            if (name == "$skip")
+                docs.erase(docs.begin(), docs.begin() + std::min<std::size_t>(docs.size(), *n));
+            else if (docs.size() > static_cast<std::size_t>(*n))
+                docs.resize(*n);
+        } else if (name == "$project") {
+            projection p;
+            if (!doc_arg)
+                return error(15969, "$project specification must be an object");
+            if (auto f = parse_projection(spec, p))
+                return error(*f);
+            for (auto& d : docs)
+                d = share(apply_projection(*d, p));
+        } else if (name == "$count") {
+            if (!BSON_ITER_HOLDS_UTF8(&stage))
+                return error(40156, "the count field must be a string");
+            const std::size_t n = docs.size();
+            docs.clear();
+            if (n > 0) {
+                bson_ptr d = make_bson();
+                BSON_APPEND_INT32(d.get(), bson_iter_utf8(&stage, nullptr),
+                                  static_cast<std::int32_t>(n));
+                docs.push_back(share(std::move(d)));
+            }
+        } else if (name == "$group") {
+            if (!doc_arg)
+                return error(15947, "a group's fields must be specified in an object");
+            struct group {
+                bson_ptr id = make_bson();  // {_id: value}
+                std::vector<std::int64_t> isum;
+                std::vector<double> dsum;
+                std::vector<bool> is_double;
+            };
+            struct accumulator {
+                std::string field;
+                std::optional<double> constant;
+                std::string path;  // "$x" operand
+            };
+            std::vector<accumulator> accs;
+            std::optional<std::string> id_path;
+            bson_iter_t g;
+            bson_iter_init(&g, &spec);
+            bool have_id = false;
+            while (bson_iter_next(&g)) {
+                std::string_view k = key_of(g);
+                if (k == "_id") {
+                    have_id = true;
+                    if (BSON_ITER_HOLDS_UTF8(&g) && bson_iter_utf8(&g, nullptr)[0] == '$')
+                        id_path = std::string(bson_iter_utf8(&g, nullptr) + 1);
+                    continue;
+                }
+                bson_iter_t op;
+                if (!BSON_ITER_HOLDS_DOCUMENT(&g) || !bson_iter_recurse(&g, &op) ||
+                    !bson_iter_next(&op) || (key_of(op) != "$sum" && key_of(op) != "$count"))
+                    return error(15952, "mongosim supports $group accumulators $sum and $count");
+                accumulator a{std::string(k), std::nullopt, {}};
+                if (key_of(op) == "$count")
+                    a.constant = 1;
+                else if (auto num = as_number(op))
+                    a.constant = *num;
+                else if (BSON_ITER_HOLDS_UTF8(&op) && bson_iter_utf8(&op, nullptr)[0] == '$')
+                    a.path = bson_iter_utf8(&op, nullptr) + 1;
+                else
+                    return error(15952, "$sum takes a number or a \"$field\" path");
+                accs.push_back(std::move(a));
+            }
+            if (!have_id)
+                return error(15955, "a group specification must include an _id");
+            std::map<std::string, group> groups;
+            std::vector<std::string> order;
+            bson_iter_t idv;
+            bson_iter_init_find(&idv, &spec, "_id");
+            for (const auto& d : docs) {
+                bson_ptr key_doc = make_bson();
+                bson_iter_t v;
+                if (id_path) {
+                    bson_iter_t root;
+                    if (bson_iter_init(&root, d.get()) &&
+                        bson_iter_find_descendant(&root, id_path->c_str(), &v))
+                        append_value(key_doc.get(), "_id", *bson_iter_value(&v));
+                    else
+                        BSON_APPEND_NULL(key_doc.get(), "_id");
+                } else {
+                    append_value(key_doc.get(), "_id", *bson_iter_value(&idv));
+                }
+                bson_iter_t kid;
+                bson_iter_init_find(&kid, key_doc.get(), "_id");
+                std::string key = id_key(*bson_iter_value(&kid));
+                auto [git, inserted] = groups.try_emplace(key);
+                if (inserted) {
+                    git->second.id = std::move(key_doc);
+                    git->second.isum.assign(accs.size(), 0);
+                    git->second.dsum.assign(accs.size(), 0);
+                    git->second.is_double.assign(accs.size(), false);
+                    order.push_back(key);
+                }
+                for (std::size_t k = 0; k < accs.size(); ++k) {
+                    std::optional<double> dv;
+                    std::optional<std::int64_t> iv;
+                    if (accs[k].constant) {
+                        if (*accs[k].constant == std::floor(*accs[k].constant))
+                            iv = static_cast<std::int64_t>(*accs[k].constant);
+                        else
+                            dv = *accs[k].constant;
+                    } else {
+                        bson_iter_t root, fv;
+                        if (bson_iter_init(&root, d.get()) &&
+                            bson_iter_find_descendant(&root, accs[k].path.c_str(), &fv)) {
+                            if (BSON_ITER_HOLDS_DOUBLE(&fv))
+                                dv = bson_iter_double(&fv);
+                            else if (auto i64 = as_int64(fv); i64 && (BSON_ITER_HOLDS_INT32(&fv) ||
+                                                                      BSON_ITER_HOLDS_INT64(&fv)))
+                                iv = *i64;
+                        }
+                    }
+                    auto& gr = git->second;
+                    if (dv) {
+                        gr.is_double[k] = true;
+                        gr.dsum[k] += *dv;
+                    } else if (iv) {
+                        gr.isum[k] += *iv;
+                    }
+                }
+            }
+            docs.clear();
+            for (const auto& key : order) {
+                auto& gr = groups.at(key);
+                bson_ptr out = copy_bson(gr.id.get());
+                for (std::size_t k = 0; k < accs.size(); ++k) {
+                    const char* f = accs[k].field.c_str();
+                    if (gr.is_double[k])
+                        BSON_APPEND_DOUBLE(out.get(), f,
+                                           gr.dsum[k] + static_cast<double>(gr.isum[k]));
+                    else if (gr.isum[k] >= INT32_MIN && gr.isum[k] <= INT32_MAX)
+                        BSON_APPEND_INT32(out.get(), f, static_cast<std::int32_t>(gr.isum[k]));
+                    else
+                        BSON_APPEND_INT64(out.get(), f, gr.isum[k]);
+                }
+                docs.push_back(share(std::move(out)));
+            }
+        } else {
+            return error(40324, "Unrecognized pipeline stage name: '" + name + "'");
+        }
+    }
+    find_cursor fc;
+    fc.docs = std::move(docs);
+    bson_t cursor_opts;
+    std::int64_t batch_size = default_first_batch;
+    if (get_doc(*req.command, "cursor", cursor_opts))
+        batch_size = get_int(cursor_opts, "batchSize").value_or(default_first_batch);
+    std::vector<bson_ptr> batch;
+    take(fc.docs, fc.next, fc.proj, static_cast<std::size_t>(std::max<std::int64_t>(batch_size, 0)),
+         batch);
+    const std::string ns = req.db + "." + target_collection(req);
+    std::int64_t id = 0;
+    if (fc.next < fc.docs.size()) {
+        id = new_cursor_id();
+        cursors_.emplace(id, cursor{ns, std::move(fc), clock::now()});
+    }
+    bson_ptr r = make_bson();
+    append_cursor(r.get(), "firstBatch", batch, id, ns, std::nullopt);
+    return ok(std::move(r));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Indexes (recorded and listed; only _id is enforced)
+
+outcome command_processor::cmd_create_indexes(const request& req, client_info&, exec_context&) {
+    const std::string name = target_collection(req);
+    if (!valid_collection_name(name))
+        return error(73, "Invalid collection name: '" + name + "'");
+    std::vector<doc_view> specs;
+    if (auto f = statements(*req.command, "indexes", specs))
+        return error(*f);
+    const bool created = store_.find(req.db, name) == nullptr;
+    collection& c = obtain(req.db, name);
+    const auto before = static_cast<std::int32_t>(1 + c.indexes.size());
+    for (const auto& view : specs) {
+        bson_t s;
+        bson_init_static(&s, view.data, view.len);
+        bson_iter_t nm;
+        bson_t key;
+        if (!get_doc(s, "key", key) || !bson_iter_init_find(&nm, &s, "name") ||
+            !BSON_ITER_HOLDS_UTF8(&nm))
+            return error(9, "index specifications need 'key' and 'name'");
+        const std::string iname = bson_iter_utf8(&nm, nullptr);
+        bool exists = iname == "_id_";
+        for (const auto& existing : c.indexes) {
+            bson_iter_t en;
+            bson_iter_init_find(&en, existing.get(), "name");
+            exists = exists || iname == bson_iter_utf8(&en, nullptr);
+        }
+        if (exists)
+            continue;
+        bson_ptr spec = make_bson();
+        BSON_APPEND_INT32(spec.get(), "v", 2);
+        bson_iter_t f;
+        bson_iter_init(&f, &s);
+        while (bson_iter_next(&f))
+            if (key_of(f) != "v")
+                append_value(spec.get(), key_of(f), *bson_iter_value(&f));
+        c.indexes.push_back(std::move(spec));
+    }
+    bson_ptr r = make_bson();
+    BSON_APPEND_INT32(r.get(), "numIndexesBefore", before);
+    BSON_APPEND_INT32(r.get(), "numIndexesAfter", static_cast<std::int32_t>(1 + c.indexes.size()));
+    BSON_APPEND_BOOL(r.get(), "createdCollectionAutomatically", created);
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_list_indexes(const request& req, client_info&, exec_context&) {
+    const std::string name = target_collection(req);
+    collection* c = store_.find(req.db, name);
+    if (c == nullptr)
+        return error(26, "ns does not exist: " + req.db + "." + name);
+    std::vector<bson_ptr> out;
+    bson_ptr id = make_bson();
+    bson_t key;
+    BSON_APPEND_INT32(id.get(), "v", 2);
+    BSON_APPEND_DOCUMENT_BEGIN(id.get(), "key", &key);
+    BSON_APPEND_INT32(&key, "_id", 1);
+    bson_append_document_end(id.get(), &key);
+    BSON_APPEND_UTF8(id.get(), "name", "_id_");
+    out.push_back(std::move(id));
+    for (const auto& spec : c->indexes)
+        out.push_back(copy_bson(spec.get()));
+    bson_ptr r = make_bson();
+    append_cursor(r.get(), "firstBatch", out, 0, req.db + "." + name, std::nullopt);
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_drop_indexes(const request& req, client_info&, exec_context&) {
+    const std::string name = target_collection(req);
+    collection* c = store_.find(req.db, name);
+    if (c == nullptr)
+        return error(26, "ns not found " + req.db + "." + name);
+    bson_iter_t idx;
+    if (!find_field(*req.command, "index", idx))
+        return error(9, "dropIndexes needs 'index'");
+    const auto before = static_cast<std::int32_t>(1 + c->indexes.size());
+    if (BSON_ITER_HOLDS_UTF8(&idx) && std::string_view(bson_iter_utf8(&idx, nullptr)) == "*") {
+        c->indexes.clear();
+    } else {
+        auto it = std::find_if(c->indexes.begin(), c->indexes.end(), [&](const bson_ptr& spec) {
+            bson_iter_t f;
+            if (BSON_ITER_HOLDS_UTF8(&idx))
+                return bson_iter_init_find(&f, spec.get(), "name") &&
+                       std::string_view(bson_iter_utf8(&f, nullptr)) ==
+                           bson_iter_utf8(&idx, nullptr);
+            return bson_iter_init_find(&f, spec.get(), "key") &&
+                   values_equal(*bson_iter_value(&f), *bson_iter_value(&idx));
+        });
+        if (it == c->indexes.end())
+            return error(27, "index not found");
+        c->indexes.erase(it);
+    }
+    bson_ptr r = make_bson();
+    BSON_APPEND_INT32(r.get(), "nIndexesWas", before);
+    return ok(std::move(r));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test hooks
+
+outcome command_processor::cmd_configure_fail_point(const request& req, client_info&,
+                                                    exec_context&) {
+    if (req.db != "admin")
+        return error(13, "configureFailPoint may only be run against the admin database.");
+    const bson_t& cmd = *req.command;
+    if (target_collection(req) != "failCommand")
+        return error(2, "mongosim supports only the failCommand fail point");
+    fail_point fp;
+    bson_iter_t mode;
+    if (!find_field(cmd, "mode", mode))
+        return error(9, "configureFailPoint needs 'mode'");
+    if (BSON_ITER_HOLDS_UTF8(&mode)) {
+        std::string_view m = bson_iter_utf8(&mode, nullptr);
+        if (m == "off") {
+            fail_point_ = fail_point{};
+            return ok(make_bson());
+        }
+        if (m != "alwaysOn")
+            return error(2, "mode must be off, alwaysOn or {times: n}");
+        fp.times = -1;
+    } else {
+        bson_t m;
+        auto times = BSON_ITER_HOLDS_DOCUMENT(&mode) && view_document(mode, m) ? get_int(m, "times")
+                                                                               : std::nullopt;
+        if (!times || *times < 0)
+            return error(2, "mode must be off, alwaysOn or {times: n}");
+        if (*times == 0) {
+            fail_point_ = fail_point{};
+            return ok(make_bson());
+        }
+        fp.times = *times;
+    }
+    bson_t data;
+    bson_iter_t it, el;
+    if (!get_doc(cmd, "data", data) || !find_field(data, "failCommands", it) ||
+        !BSON_ITER_HOLDS_ARRAY(&it))
+        return error(9, "failCommand needs data.failCommands");
+    bson_iter_recurse(&it, &el);
+    while (bson_iter_next(&el))
+        if (BSON_ITER_HOLDS_UTF8(&el))
+            fp.commands.emplace_back(bson_iter_utf8(&el, nullptr));
+    if (auto code = get_int(data, "errorCode"))
+        fp.error_code = static_cast<int>(*code);
+    if (find_field(data, "errorLabels", it) && BSON_ITER_HOLDS_ARRAY(&it)) {
+        fp.labels.emplace();
+        bson_iter_recurse(&it, &el);
+        while (bson_iter_next(&el))
+            if (BSON_ITER_HOLDS_UTF8(&el))
+                fp.labels->emplace_back(bson_iter_utf8(&el, nullptr));
+    }
+    fp.close_connection = get_bool(data, "closeConnection", false);
+    if (get_bool(data, "blockConnection", false))
+        fp.block_ms = static_cast<int>(
+            std::clamp<std::int64_t>(get_int(data, "blockTimeMS").value_or(0), 0, 3'600'000));
+    if (find_field(data, "appName", it) && BSON_ITER_HOLDS_UTF8(&it))
+        fp.app_name = bson_iter_utf8(&it, nullptr);
+    if (!fp.error_code && !fp.close_connection && fp.block_ms == 0)
+        return error(2, "failCommand needs errorCode, closeConnection or blockConnection");
+    fp.active = true;
+    fail_point_ = std::move(fp);
+    return ok(make_bson());
+}
+
+outcome command_processor::cmd_generate(const request& req, client_info&, exec_context&) {
+    // {mongosimGenerate: <coll>, count: N, size: bytes}: N inserts of {_id, seq, payload}, each a
+    // real document and a real insert event, without N round trips.
+    const std::string name = target_collection(req);
+    if (!valid_collection_name(name))
+        return error(73, "Invalid collection name: '" + name + "'");
+    const std::int64_t count = get_int(*req.command, "count").value_or(0);
+    const std::int64_t size = get_int(*req.command, "size").value_or(64);
+    if (count < 0 || count > 10'000'000 || size < 0 || size > 1'000'000)
+        return error(2, "count must be in [0, 1e7] and size in [0, 1e6]");
+    collection& c = obtain(req.db, name);
+    const std::string payload(static_cast<std::size_t>(size), 'x');
+    for (std::int64_t i = 0; i < count; ++i) {
+        bson_ptr d = make_bson();
+        bson_oid_t oid;
+        bson_oid_init(&oid, nullptr);
+        BSON_APPEND_OID(d.get(), "_id", &oid);
+        BSON_APPEND_INT64(d.get(), "seq", i);
+        bson_append_utf8(d.get(), "payload", 7, payload.data(), static_cast<int>(payload.size()));
+        shared_doc doc = share(std::move(d));
+        if (auto f = c.insert(doc))
+            return error(*f);
+        event_record e;
+        e.op = op_type::insert;
+        e.db = req.db;
+        e.coll = name;
+        e.document_key = make_key(*doc);
+        e.full_document = std::move(doc);
+        record(std::move(e));
+    }
+    bson_ptr r = make_bson();
+    BSON_APPEND_INT64(r.get(), "n", count);
+    return ok(std::move(r));
+}
+
+}  // namespace mongosim

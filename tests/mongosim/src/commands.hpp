@@ -1,0 +1,146 @@
+#pragma once
+// The command layer: turns one decoded request into one outcome (a reply, silence, a closed
+// connection, or "wait and ask me again"). It owns everything a primary knows: the store, the
+// oplog, cursors, fail points and the topology description. It never touches a socket or a
+// timer: waiting (awaitData getMore, awaitable hello, blockConnection) is expressed as an
+// outcome with a deadline, and the connection driver re-executes the request when woken.
+//
+// Thread safety: none; one instance per server, used from the server's thread.
+
+#include "change_stream.hpp"
+#include "oplog.hpp"
+#include "store.hpp"
+
+#include <mongosim/server.hpp>
+#include <mongosim/wire.hpp>
+
+#include <chrono>
+#include <random>
+#include <unordered_map>
+#include <variant>
+
+namespace mongosim {
+
+using steady_time = std::chrono::steady_clock::time_point;
+
+// What a connection knows about its client.
+struct client_info {
+    std::int64_t connection_id = 0;
+    std::string app_name;
+    bool handshake_done = false;
+};
+
+// State of one request across re-executions.
+struct exec_context {
+    std::optional<steady_time> deadline;  // set by the first execution that decides to wait
+    bool failpoint_checked = false;
+    std::optional<bson_ptr> failpoint_reply;  // error reply decided by a fail point
+    bool failpoint_close = false;
+};
+
+struct outcome {
+    enum class kind { reply, none, close, wait_oplog, wait_topology, sleep };
+    kind what = kind::reply;
+    bson_ptr reply;
+    steady_time until{};
+};
+
+class command_processor {
+public:
+    command_processor(server_options opts, std::string advertised);
+
+    outcome execute(const request& req, client_info& client, exec_context& ctx);
+    // The "host:port" that hello reports (hosts, primary, me).
+    void advertise(std::string address) { advertised_ = std::move(address); }
+
+    const oplog& log() const noexcept { return oplog_; }
+    std::size_t cursor_count() const noexcept { return cursors_.size(); }
+
+private:
+    struct find_cursor {
+        std::vector<shared_doc> docs;
+        std::size_t next = 0;
+        projection proj;
+    };
+    struct cursor {
+        std::string ns;
+        std::variant<find_cursor, change_stream> state;
+        steady_time last_used;
+    };
+    struct fail_point {
+        bool active = false;
+        std::int64_t times = -1;  // -1: alwaysOn
+        std::vector<std::string> commands;
+        std::optional<int> error_code;
+        std::optional<std::vector<std::string>> labels;
+        bool close_connection = false;
+        int block_ms = 0;
+        std::string app_name;
+    };
+    using handler = outcome (command_processor::*)(const request&, client_info&, exec_context&);
+
+    outcome dispatch(const request& req, client_info& client, exec_context& ctx);
+
+    outcome cmd_hello(const request&, client_info&, exec_context&);
+    outcome cmd_ping(const request&, client_info&, exec_context&);
+    outcome cmd_build_info(const request&, client_info&, exec_context&);
+    outcome cmd_end_sessions(const request&, client_info&, exec_context&);
+    outcome cmd_list_databases(const request&, client_info&, exec_context&);
+    outcome cmd_list_collections(const request&, client_info&, exec_context&);
+    outcome cmd_create(const request&, client_info&, exec_context&);
+    outcome cmd_drop(const request&, client_info&, exec_context&);
+    outcome cmd_drop_database(const request&, client_info&, exec_context&);
+    outcome cmd_rename(const request&, client_info&, exec_context&);
+    outcome cmd_insert(const request&, client_info&, exec_context&);
+    outcome cmd_update(const request&, client_info&, exec_context&);
+    outcome cmd_delete(const request&, client_info&, exec_context&);
+    outcome cmd_find(const request&, client_info&, exec_context&);
+    outcome cmd_get_more(const request&, client_info&, exec_context&);
+    outcome cmd_kill_cursors(const request&, client_info&, exec_context&);
+    outcome cmd_count(const request&, client_info&, exec_context&);
+    outcome cmd_aggregate(const request&, client_info&, exec_context&);
+    outcome cmd_create_indexes(const request&, client_info&, exec_context&);
+    outcome cmd_list_indexes(const request&, client_info&, exec_context&);
+    outcome cmd_drop_indexes(const request&, client_info&, exec_context&);
+    outcome cmd_configure_fail_point(const request&, client_info&, exec_context&);
+    outcome cmd_generate(const request&, client_info&, exec_context&);
+
+    outcome open_stream(const request& req, const bson_t& pipeline, exec_context& ctx);
+    outcome run_pipeline(const request& req, collection* c, const bson_t& pipeline);
+
+    // Reply helpers: ok replies get ok, $clusterTime and operationTime appended.
+    outcome ok(bson_ptr body);
+    outcome error(int code, const std::string& message,
+                  const std::vector<std::string>& labels = {});
+    outcome error(const cmd_error& e) { return error(e.code, e.message); }
+    bson_ptr error_doc(int code, const std::string& message,
+                       const std::vector<std::string>& labels);
+    void append_cluster_time(bson_t* out);
+    // Cursor reply {cursor: {<batch_key>: [...], [postBatchResumeToken], id, ns}}.
+    void append_cursor(bson_t* out, const char* batch_key, const std::vector<bson_ptr>& docs,
+                       std::int64_t id, const std::string& ns,
+                       const std::optional<token_position>& pbrt);
+
+    // Records a change event; returns its cluster time.
+    timestamp record(event_record e);
+    // Gets or creates a collection, recording a create event for a new one.
+    collection& obtain(const std::string& db, const std::string& coll);
+    std::int64_t new_cursor_id();
+    void reap_cursors(steady_time now);
+    std::optional<outcome> check_fail_point(const std::string& name, const request& req,
+                                            client_info& client, exec_context& ctx);
+
+    server_options opts_;
+    std::string advertised_;
+    bson_oid_t process_id_;
+    bson_oid_t election_id_;
+    store store_;
+    oplog oplog_;
+    std::unordered_map<std::int64_t, cursor> cursors_;
+    std::unordered_map<std::string, handler> handlers_;
+    fail_point fail_point_;
+    std::mt19937_64 rng_;
+    steady_time last_reap_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace mongosim

@@ -1,0 +1,120 @@
+#include "connection.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+
+namespace mongosim {
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// Buffers above this are released after use so idle connections stay small.
+constexpr std::size_t keep_buffer = 1024 * 1024;
+}  // namespace
+
+shared_state::shared_state(asio::any_io_executor ex, server_options opts, std::string advertised)
+    : acceptor(ex), processor(opts, std::move(advertised)), options(std::move(opts)) {}
+
+static void trace(const char* dir, std::int64_t conn, const bson_t& doc) {
+    char* json = bson_as_relaxed_extended_json(&doc, nullptr);
+    std::fprintf(stderr, "mongosim [conn%lld] %s %s\n", static_cast<long long>(conn), dir,
+                 json != nullptr ? json : "<unprintable>");
+    bson_free(json);
+}
+
+void shared_state::notify_oplog() {
+    for (auto* t : oplog_waiters)
+        t->cancel();
+}
+
+connection::connection(std::shared_ptr<shared_state> state, asio::ip::tcp::socket socket)
+    : state_(std::move(state)), socket_(std::move(socket)), timer_(socket_.get_executor()) {
+    client_.connection_id = state_->next_connection_id++;
+}
+
+void connection::close() {
+    boost::system::error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    timer_.cancel();
+}
+
+asio::awaitable<void> connection::run() {
+    auto self = shared_from_this();
+    state_->connections.insert(this);
+    std::vector<std::uint8_t> buffer;
+    for (;;) {
+        std::array<std::uint8_t, header_size> head;
+        auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(head), use_tuple);
+        if (ec)
+            break;
+        message_header h;
+        if (decode_header(head, h))
+            break;
+        buffer.resize(static_cast<std::size_t>(h.length));
+        std::memcpy(buffer.data(), head.data(), header_size);
+        auto [ec2, n2] = co_await asio::async_read(
+            socket_, asio::buffer(buffer.data() + header_size, buffer.size() - header_size),
+            use_tuple);
+        if (ec2)
+            break;
+        request req;
+        if (decode_request(buffer, req))
+            break;  // malformed: close, as mongod does
+        if (buffer.capacity() > keep_buffer)
+            std::vector<std::uint8_t>().swap(buffer);
+        // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
+        const bool keep_open = co_await serve(req);
+        if (!keep_open)
+            break;
+    }
+    state_->connections.erase(this);
+    close();
+}
+
+asio::awaitable<bool> connection::serve(const request& req) {
+    exec_context ctx;
+    for (;;) {
+        if (state_->stopping || !socket_.is_open())
+            co_return false;
+        if (state_->options.trace && !ctx.deadline && !ctx.failpoint_checked)
+            trace(req.legacy ? "<< (OP_QUERY)" : "<<", client_.connection_id, *req.command);
+        const auto before = state_->processor.log().end_seq();
+        outcome out = state_->processor.execute(req, client_, ctx);
+        if (state_->processor.log().end_seq() != before)
+            state_->notify_oplog();
+        switch (out.what) {
+            case outcome::kind::close:
+                co_return false;
+            case outcome::kind::none:
+                co_return true;
+            case outcome::kind::reply: {
+                if (state_->options.trace)
+                    trace(">>", client_.connection_id, *out.reply);
+                const std::int32_t id = state_->next_request_id++;
+                auto bytes = req.legacy ? encode_legacy_reply(id, req.header.request_id, *out.reply)
+                                        : encode_msg_reply(id, req.header.request_id, *out.reply);
+                auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), use_tuple);
+                co_return !ec;
+            }
+            case outcome::kind::wait_oplog:
+            case outcome::kind::wait_topology:
+            case outcome::kind::sleep: {
+                timer_.expires_at(out.until);
+                const bool oplog = out.what == outcome::kind::wait_oplog;
+                if (oplog)
+                    state_->oplog_waiters.insert(&timer_);
+                co_await timer_.async_wait(use_tuple);
+                if (oplog)
+                    state_->oplog_waiters.erase(&timer_);
+                break;  // woken by an event, stop() or the deadline: execute again
+            }
+        }
+    }
+}
+
+}  // namespace mongosim

@@ -1,0 +1,104 @@
+// mongosim executable: a MongoDB replica-set primary simulator for tests and demos.
+//   mongosim --port P [--host 127.0.0.1] [--replset rs0] [--oplog-size N]
+// Prints "mongosim listening on <host>:<port>" once ready; exits 0 on SIGINT/SIGTERM.
+
+#include <mongosim/server.hpp>
+
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace {
+
+void usage(std::FILE* out) {
+    std::fputs(
+        "usage: mongosim --port P [--host 127.0.0.1] [--replset rs0] [--oplog-size N] [--trace]\n"
+        "  --port P         TCP port; 0 picks a free one\n"
+        "  --host H         address to bind (default 127.0.0.1)\n"
+        "  --replset NAME   replica set name reported in hello (default rs0)\n"
+        "  --oplog-size N   keep at most N change events; older ones are dropped (default: all)\n"
+        "  --trace          print every request and reply to stderr\n",
+        out);
+}
+
+template <class T>
+bool parse_number(std::string_view s, T& out) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc{} && p == s.data() + s.size();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    mongosim::server_options opts;
+    bool have_port = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (arg == "-h" || arg == "--help") {
+            usage(stdout);
+            return 0;
+        }
+        if (arg == "--trace") {
+            opts.trace = true;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            std::fprintf(stderr, "mongosim: %s needs a value\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+        std::string_view value = argv[++i];
+        bool ok = true;
+        if (arg == "--port") {
+            ok = parse_number(value, opts.port);
+            have_port = ok;
+        } else if (arg == "--host") {
+            opts.host = value;
+        } else if (arg == "--replset") {
+            opts.replset = value;
+            ok = !value.empty();
+        } else if (arg == "--oplog-size") {
+            ok = parse_number(value, opts.oplog_size);
+        } else {
+            std::fprintf(stderr, "mongosim: unknown option %s\n", argv[i - 1]);
+            usage(stderr);
+            return 2;
+        }
+        if (!ok) {
+            std::fprintf(stderr, "mongosim: bad value for %s: %s\n", argv[i - 1], argv[i]);
+            return 2;
+        }
+    }
+    if (!have_port) {
+        usage(stderr);
+        return 2;
+    }
+
+    boost::asio::io_context io;
+    mongosim::server srv(io.get_executor(), opts);
+    if (auto ec = srv.listen()) {
+        std::fprintf(stderr, "mongosim: cannot listen on %s:%u: %s\n", opts.host.c_str(),
+                     unsigned(opts.port), ec.message().c_str());
+        return 1;
+    }
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code& ec, int) {
+        if (!ec)
+            srv.stop();
+    });
+    srv.async_run([&](std::exception_ptr e) {
+        signals.cancel();
+        if (e)
+            std::rethrow_exception(e);
+    });
+    std::printf("mongosim listening on %s\n", srv.address().c_str());
+    std::fflush(stdout);
+    io.run();
+    return 0;
+}

@@ -1,0 +1,95 @@
+#pragma once
+// The oplog as change streams see it: one global, ordered list of change events, each at its
+// own cluster time, plus the cluster clock that stamps them and the resume tokens that name
+// positions in it. Change-stream cursors (change_stream.hpp) read from here.
+//
+// Resume tokens are {_data: "<hex>"}: "82", the timestamp (8 hex digits of seconds, 8 of
+// increment) and a kind (event, invalidate, high-water). Hex strings compare in oplog order,
+// and an event's token depends only on its timestamp, so it is the same for every stream and
+// every reopening. Clients must treat them as opaque, as with a real server.
+//
+// Thread safety: none; single-threaded server state.
+
+#include <mongosim/bson.hpp>
+
+#include <compare>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+
+namespace mongosim {
+
+struct timestamp {
+    std::uint32_t t = 0;
+    std::uint32_t i = 0;
+    auto operator<=>(const timestamp&) const = default;
+};
+
+// Cluster time: Timestamp(unix seconds, increment), strictly increasing on every tick.
+class cluster_clock {
+public:
+    cluster_clock();
+    timestamp tick();
+    timestamp now() const noexcept { return last_; }
+
+private:
+    timestamp last_;
+};
+
+enum class op_type { insert, update, replace, remove, drop, rename, drop_database, create };
+const char* op_name(op_type op) noexcept;
+
+struct event_record {
+    timestamp ts;
+    std::int64_t wall_ms = 0;
+    op_type op = op_type::insert;
+    std::string db;
+    std::string coll;             // empty for dropDatabase
+    shared_doc document_key;      // {_id: ...} for insert/update/replace/delete
+    shared_doc full_document;     // insert and replace: the document as written
+    bson_ptr update_description;  // update: {updatedFields, removedFields, truncatedArrays}
+    std::string to_db, to_coll;   // rename target
+};
+
+enum class token_kind : std::uint8_t { event = 1, invalidate = 2, high_water = 3 };
+struct token_position {
+    timestamp ts;
+    token_kind kind = token_kind::event;
+};
+std::string encode_token(timestamp ts, token_kind kind);
+bool decode_token(std::string_view hex, token_position& out);
+// Appends {_data: "..."} under key.
+void append_token(bson_t* out, const char* key, timestamp ts, token_kind kind);
+
+class oplog {
+public:
+    // cap: the most events kept (0: unbounded); older ones are dropped first.
+    explicit oplog(std::size_t cap) : cap_(cap) {}
+
+    cluster_clock& clock() noexcept { return clock_; }
+    // Stamps the event with a fresh cluster time and wall time and appends it.
+    timestamp append(event_record e);
+
+    std::uint64_t begin_seq() const noexcept { return first_seq_; }
+    std::uint64_t end_seq() const noexcept { return first_seq_ + entries_.size(); }
+    const event_record& at(std::uint64_t seq) const { return entries_[seq - first_seq_]; }
+    // Timestamp of the newest event that was dropped by the cap, if any.
+    std::optional<timestamp> truncated_through() const noexcept { return truncated_; }
+    std::optional<timestamp> last_ts() const;
+
+    // First sequence number whose event is after ts (or at/after, for start-at semantics).
+    std::uint64_t seq_after(timestamp ts) const;
+    std::uint64_t seq_at_or_after(timestamp ts) const;
+    // Sequence number of the event stamped exactly ts.
+    std::optional<std::uint64_t> seq_of(timestamp ts) const;
+
+private:
+    cluster_clock clock_;
+    std::deque<event_record> entries_;
+    std::uint64_t first_seq_ = 0;
+    std::size_t cap_;
+    std::optional<timestamp> truncated_;
+};
+
+}  // namespace mongosim

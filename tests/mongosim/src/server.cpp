@@ -1,0 +1,125 @@
+#include "connection.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <boost/system/system_error.hpp>
+
+namespace mongosim {
+namespace {
+
+std::string advertised_host(const std::string& host) {
+    // A wildcard bind is reachable on loopback; hello must name a connectable address.
+    if (host == "0.0.0.0" || host.empty())
+        return "127.0.0.1";
+    if (host == "::")
+        return "[::1]";
+    if (host.find(':') != std::string::npos)
+        return "[" + host + "]";
+    return host;
+}
+
+}  // namespace
+
+server::server(asio::any_io_executor ex, server_options opts)
+    : executor_(ex), state_(std::make_shared<shared_state>(ex, opts, std::string{})) {}
+
+server::~server() = default;
+
+error_code server::listen() {
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(state_->options.host, ec);
+    if (ec)
+        return ec;
+    asio::ip::tcp::endpoint ep(addr, state_->options.port);
+    auto& acc = state_->acceptor;
+    acc.open(ep.protocol(), ec);
+    if (!ec)
+        acc.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec)
+        acc.bind(ep, ec);
+    if (!ec)
+        acc.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+        boost::system::error_code ignored;
+        acc.close(ignored);
+        return ec;
+    }
+    // hello names the server by the port the kernel picked.
+    state_->processor.advertise(address());
+    return {};
+}
+
+std::uint16_t server::port() const noexcept {
+    boost::system::error_code ec;
+    auto ep = state_->acceptor.local_endpoint(ec);
+    return ec ? 0 : ep.port();
+}
+
+std::string server::address() const {
+    return advertised_host(state_->options.host) + ":" + std::to_string(port());
+}
+
+asio::awaitable<void> server::run() {
+    auto state = state_;
+    while (!state->stopping && state->acceptor.is_open()) {
+        auto [ec, socket] =
+            co_await state->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+        if (ec) {
+            if (state->stopping || ec == asio::error::operation_aborted)
+                break;
+            continue;  // e.g. EMFILE: the listener stays up for the next client
+        }
+        boost::system::error_code ignored;
+        socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+        auto c = std::make_shared<connection>(state, std::move(socket));
+        asio::co_spawn(executor_, c->run(), asio::detached);
+    }
+}
+
+void server::stop() {
+    asio::post(executor_, [state = state_] {
+        if (state->stopping)
+            return;
+        state->stopping = true;
+        boost::system::error_code ignored;
+        state->acceptor.close(ignored);
+        // close() may not erase from the set (the coroutine does that), but copy anyway.
+        auto conns = state->connections;
+        for (auto* c : conns)
+            c->close();
+        state->notify_oplog();
+    });
+}
+
+struct background::impl {
+    asio::io_context io;
+    server srv;
+    std::thread thread;
+    explicit impl(server_options opts) : srv(io.get_executor(), std::move(opts)) {}
+};
+
+background::background(server_options opts)
+    : impl_(std::make_unique<impl>(opts)),
+      host_(advertised_host(opts.host)),
+      replset_(opts.replset) {
+    if (auto ec = impl_->srv.listen())
+        throw boost::system::system_error(ec, "mongosim listen");
+    port_ = impl_->srv.port();
+    impl_->srv.async_run(asio::detached);
+    impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+background::~background() {
+    impl_->srv.stop();
+    impl_->thread.join();
+}
+
+std::string background::uri() const {
+    return "mongodb://" + host_ + ":" + std::to_string(port_) + "/?replicaSet=" + replset_;
+}
+
+}  // namespace mongosim
