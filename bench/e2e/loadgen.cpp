@@ -90,8 +90,11 @@ int do_write(const write_options& o) {
             } else if (roll < ins_pct + upd_pct) {
                 auto id = ids[rng() % ids.size()];
                 bson_t* sel = BCON_NEW("_id", BCON_INT64(id));
+                // $inc makes every update a real change: MongoDB (and mongosim) emit no
+                // event for an update that leaves the document as it was.
                 bson_t* upd = BCON_NEW("$set", "{", "status", BCON_UTF8("shipped"), "amount",
-                                       BCON_DOUBLE(static_cast<double>(rng() % 1000)), "}");
+                                       BCON_DOUBLE(static_cast<double>(rng() % 1000)), "}", "$inc",
+                                       "{", "version", BCON_INT32(1), "}");
                 mongoc_bulk_operation_update_one(bulk, sel, upd, false);
                 bson_destroy(sel);
                 bson_destroy(upd);
