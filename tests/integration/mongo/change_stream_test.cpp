@@ -47,12 +47,13 @@ public:
         asio::co_spawn(io_, accept_loop(), asio::detached);
     }
     std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+    // Closes the sockets but keeps them alive: pumps still waiting on them finish with an
+    // error and then touch them once more.
     void cut() {
         for (auto& s : sockets_) {
             boost::system::error_code ec;
-            s.close(ec);
+            s->close(ec);
         }
-        sockets_.clear();
     }
     void stop() {
         boost::system::error_code ec;
@@ -68,17 +69,20 @@ private:
                 co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
             if (ec)
                 co_return;
-            auto& c = sockets_.emplace_back(std::move(client));
-            auto& s = sockets_.emplace_back(io_);
-            auto [cec] = co_await s.async_connect({asio::ip::make_address("127.0.0.1"), target_},
-                                                  asio::as_tuple(asio::use_awaitable));
+            auto c = sockets_.emplace_back(std::make_shared<tcp::socket>(std::move(client)));
+            auto s = sockets_.emplace_back(std::make_shared<tcp::socket>(io_));
+            auto [cec] = co_await s->async_connect({asio::ip::make_address("127.0.0.1"), target_},
+                                                   asio::as_tuple(asio::use_awaitable));
             if (cec)
                 continue;
             asio::co_spawn(io_, pump(c, s), asio::detached);
             asio::co_spawn(io_, pump(s, c), asio::detached);
         }
     }
-    static awaitable<void> pump(tcp::socket& from, tcp::socket& to) {
+    static awaitable<void> pump(std::shared_ptr<tcp::socket> from_ptr,
+                                std::shared_ptr<tcp::socket> to_ptr) {
+        tcp::socket& from = *from_ptr;
+        tcp::socket& to = *to_ptr;
         std::vector<char> buf(64 * 1024);
         for (;;) {
             auto [ec, n] = co_await from.async_read_some(asio::buffer(buf),
@@ -98,7 +102,7 @@ private:
     asio::io_context& io_;
     tcp::acceptor acceptor_;
     std::uint16_t target_;
-    std::list<tcp::socket> sockets_;  // stable addresses for the pumps
+    std::vector<std::shared_ptr<tcp::socket>> sockets_;  // shared with the pumps
 };
 
 struct received {
