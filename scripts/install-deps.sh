@@ -13,7 +13,12 @@ packages=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libpugixml-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server python3
+  python3-pymongo node-mongodb
 )
+# Node.js and npm: keep whatever node is already installed (e.g. a NodeSource nodejs, which
+# provides npm itself and conflicts with Debian's npm package); otherwise use Debian's.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -33,4 +38,11 @@ if ((${#missing[@]})); then
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
     "${sudo_cmd[@]}" systemctl stop redis-server || true
   fi
+fi
+
+# The npm mongodb 7.x driver that mongosim's driver tests run, pinned by its lockfile.
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+node_dir="$repo_root/tests/integration/mongosim/node"
+if [ -f "$node_dir/package-lock.json" ] && [ ! -d "$node_dir/node_modules" ]; then
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

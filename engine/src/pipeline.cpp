@@ -132,6 +132,7 @@ private:
     bool append(coll_state& cs, const change_event& ev, std::uint64_t seq);
     void seal(coll_state& cs, seal_reason why);
     void seal_largest();
+    void flush_stats();
     awaitable<void> upload(std::shared_ptr<upload_job> job);
     void start_upload(std::shared_ptr<upload_job> job);
     awaitable<void> recorder();
@@ -162,6 +163,8 @@ private:
     asio::cancellation_signal committer_sig_;
     asio::cancellation_signal sealer_sig_;
     std::uint64_t event_seq_ = 0;
+    std::uint64_t unflushed_bytes_ = 0;   // encoded since the last flush_stats()
+    std::uint64_t unflushed_events_ = 0;  // routed since the last flush_stats()
     std::uint64_t next_upload_id_ = 0;
     std::uint64_t next_manifest_seq_ = 1;
     std::size_t inflight_ = 0;
@@ -272,17 +275,30 @@ bool scope_runner::append(coll_state& cs, const change_event& ev, std::uint64_t 
         fail(ec, "cannot encode an event of " + cs.db + "." + cs.coll + ": " + describe(ec, d));
         return false;
     }
-    const auto after = cs.b.buffered_bytes();
-    p_.stats.buffered_bytes += after - before;
-    p_.stats.bytes_encoded += after - before;
+    unflushed_bytes_ += cs.b.buffered_bytes() - before;
     return true;
+}
+
+// The process-wide counters are shared between threads; adding to them once per reply
+// (and before a seal moves bytes around) instead of once per event keeps lock-prefixed
+// instructions off the per-event path.
+void scope_runner::flush_stats() {
+    if (unflushed_bytes_) {
+        p_.stats.buffered_bytes.fetch_add(unflushed_bytes_, std::memory_order_relaxed);
+        p_.stats.bytes_encoded.fetch_add(unflushed_bytes_, std::memory_order_relaxed);
+        unflushed_bytes_ = 0;
+    }
+    if (unflushed_events_) {
+        p_.stats.events_received.fetch_add(unflushed_events_, std::memory_order_relaxed);
+        unflushed_events_ = 0;
+    }
 }
 
 void scope_runner::route(const event_batch& batch) {
     byte_view before = tracker_.position().bytes();
     for (const change_event& ev : batch.events) {
         const std::uint64_t seq = ++event_seq_;
-        ++p_.stats.events_received;
+        ++unflushed_events_;
         coll_state& cs = lookup(ev.db, ev.coll);
         if (cs.replay.active()) {
             auto d = cs.replay.on_event(ev);
@@ -308,7 +324,7 @@ void scope_runner::route(const event_batch& batch) {
                     open_batch(cs, ev, seq, before, &d.entry);
                 }
                 if (!append(cs, ev, seq))
-                    return;
+                    return flush_stats();
                 if (d.last)
                     seal(cs, seal_reason::replay);
                 before = ev.token;
@@ -318,16 +334,18 @@ void scope_runner::route(const event_batch& batch) {
         if (!cs.b.is_open())
             open_batch(cs, ev, seq, before, nullptr);
         if (!append(cs, ev, seq))
-            return;
+            return flush_stats();
         if (auto why = cs.b.should_seal(p_.cfg.batch))
             seal(cs, *why);
         before = ev.token;
     }
+    flush_stats();
     if (!batch.post_batch_token.empty())
         tracker_.set_position(batch.post_batch_token);
 }
 
 void scope_runner::seal(coll_state& cs, seal_reason why) {
+    flush_stats();
     const auto encoded = cs.b.buffered_bytes();
     sealed_batch sb = cs.b.seal(why);
     ++p_.stats.batches_sealed[static_cast<std::size_t>(sb.reason)];
@@ -652,6 +670,7 @@ awaitable<void> scope_runner::shutdown() {
     co_await asio::this_coro::throw_if_cancelled(false);
     // Seal what was read so it is written and checkpointed. Rebuilt batches that did not
     // reach their recorded end are dropped: the next start rebuilds them whole.
+    flush_stats();
     for (auto& [name, cs] : colls_) {
         if (!cs->b.is_open())
             continue;

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <limits>
 
+#include <unistd.h>
+
 namespace mongosim {
 namespace {
 
@@ -34,6 +36,10 @@ const char* code_name(int code) {
             return "TypeMismatch";
         case 16:
             return "InvalidLength";
+        case 17:
+            return "ProtocolError";
+        case 18:
+            return "AuthenticationFailed";
         case 20:
             return "IllegalOperation";
         case 26:
@@ -86,6 +92,8 @@ const char* code_name(int code) {
             return "ChangeStreamFatalError";
         case 286:
             return "ChangeStreamHistoryLost";
+        case 334:
+            return "MechanismUnavailable";
         case 352:
             return "UnsupportedOpQueryCommand";
         case 9001:
@@ -249,13 +257,73 @@ bool split_namespace(const std::string& ns, std::string& db, std::string& coll) 
     return true;
 }
 
+// Commands a client may run before it authenticates: the handshake, liveness and SASL itself.
+bool allowed_unauthenticated(const std::string& name) {
+    return name == "hello" || name == "isMaster" || name == "ismaster" || name == "ping" ||
+           name == "saslStart" || name == "saslContinue" || name == "endSessions" ||
+           name == "buildInfo" || name == "buildinfo";
+}
+
+// SASL payloads arrive as binary (all current drivers) or, from old ones, as a string.
+std::optional<std::string> sasl_payload(const bson_t& cmd) {
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, &cmd, "payload"))
+        return std::nullopt;
+    if (BSON_ITER_HOLDS_BINARY(&it)) {
+        bson_subtype_t sub;
+        std::uint32_t len;
+        const std::uint8_t* data;
+        bson_iter_binary(&it, &sub, &len, &data);
+        return std::string(reinterpret_cast<const char*>(data), len);
+    }
+    if (BSON_ITER_HOLDS_UTF8(&it)) {
+        std::uint32_t len;
+        const char* data = bson_iter_utf8(&it, &len);
+        return std::string(data, len);
+    }
+    return std::nullopt;
+}
+
+void append_payload(bson_t* out, const std::string& payload) {
+    bson_append_binary(out, "payload", 7, BSON_SUBTYPE_BINARY,
+                       reinterpret_cast<const std::uint8_t*>(payload.data()),
+                       static_cast<std::uint32_t>(payload.size()));
+}
+
 }  // namespace
+
+bool parse_users(std::string_view spec, std::vector<user_credential>& out) {
+    std::vector<user_credential> users;
+    while (!spec.empty()) {
+        auto comma = spec.find(',');
+        std::string_view entry = spec.substr(0, comma);
+        auto colon = entry.find(':');
+        if (colon == std::string_view::npos || colon == 0 || colon + 1 == entry.size())
+            return false;
+        users.push_back(
+            {std::string(entry.substr(0, colon)), std::string(entry.substr(colon + 1))});
+        if (comma == std::string_view::npos)
+            break;
+        spec.remove_prefix(comma + 1);
+        if (spec.empty())
+            return false;
+    }
+    if (users.empty())
+        return false;
+    out = std::move(users);
+    return true;
+}
 
 command_processor::command_processor(server_options opts, std::string advertised)
     : opts_(std::move(opts)),
       advertised_(std::move(advertised)),
       oplog_(opts_.oplog_size),
       rng_(std::random_device{}()) {
+    for (const auto& u : opts_.users) {
+        // A password SASLprep rejects cannot be used with SCRAM-SHA-256 (mongod refuses such
+        // a createUser too); the user is then left out, so logging in fails with code 18.
+        users_.add("admin", u.user, u.password);
+    }
     bson_oid_init(&process_id_, nullptr);
     bson_oid_init_from_string(&election_id_, "7fffffff0000000000000001");
     handlers_ = {
@@ -285,6 +353,9 @@ command_processor::command_processor(server_options opts, std::string advertised
         {"dropIndexes", &command_processor::cmd_drop_indexes},
         {"configureFailPoint", &command_processor::cmd_configure_fail_point},
         {"mongosimGenerate", &command_processor::cmd_generate},
+        {"saslStart", &command_processor::cmd_sasl_start},
+        {"saslContinue", &command_processor::cmd_sasl_continue},
+        {"serverStatus", &command_processor::cmd_server_status},
     };
 }
 
@@ -450,6 +521,8 @@ outcome command_processor::dispatch(const request& req, client_info& client, exe
         return error(40571, "OP_MSG requests require a $db argument");
     if (!valid_db_name(req.db))
         return error(73, "Invalid database name: '" + req.db + "'");
+    if (auth_enabled() && client.authenticated.empty() && !allowed_unauthenticated(name))
+        return error(13, "Command " + name + " requires authentication");
     if (name != "configureFailPoint") {
         if (auto fp = check_fail_point(name, req, client, ctx))
             return std::move(*fp);
@@ -531,6 +604,237 @@ outcome command_processor::cmd_hello(const request& req, client_info& client, ex
     BSON_APPEND_INT32(r.get(), "minWireVersion", 0);
     BSON_APPEND_INT32(r.get(), "maxWireVersion", 17);
     BSON_APPEND_BOOL(r.get(), "readOnly", false);
+
+    bson_iter_t it;
+    if (find_field(cmd, "compression", it) && BSON_ITER_HOLDS_ARRAY(&it)) {
+        // The client's list in its order, restricted to what we can decode.
+        client.compressors.clear();
+        bson_iter_t names;
+        bson_iter_recurse(&it, &names);
+        while (bson_iter_next(&names)) {
+            if (!BSON_ITER_HOLDS_UTF8(&names))
+                continue;
+            auto c = compressor_from_name(bson_iter_utf8(&names, nullptr));
+            if (c && *c != compressor::noop &&
+                std::find(client.compressors.begin(), client.compressors.end(), *c) ==
+                    client.compressors.end())
+                client.compressors.push_back(*c);
+        }
+        bson_t list;
+        BSON_APPEND_ARRAY_BEGIN(r.get(), "compression", &list);
+        for (std::uint32_t i = 0; i < client.compressors.size(); ++i) {
+            char buf[16];
+            const char* key;
+            std::size_t len = bson_uint32_to_string(i, &key, buf, sizeof buf);
+            const auto name = compressor_name(client.compressors[i]);
+            bson_append_utf8(&list, key, static_cast<int>(len), name.data(),
+                             static_cast<int>(name.size()));
+        }
+        bson_append_array_end(r.get(), &list);
+    }
+    if (find_field(cmd, "saslSupportedMechs", it) && BSON_ITER_HOLDS_UTF8(&it)) {
+        // "<db>.<user>": name the mechanisms that user can log in with; omitted for an
+        // unknown user, as mongod does.
+        std::string_view who = bson_iter_utf8(&it, nullptr);
+        auto dot = who.find('.');
+        if (dot != std::string_view::npos) {
+            const user_record* u =
+                users_.find(std::string(who.substr(0, dot)), std::string(who.substr(dot + 1)));
+            if (u != nullptr) {
+                bson_t mechs;
+                const char* key = "0";
+                BSON_APPEND_ARRAY_BEGIN(r.get(), "saslSupportedMechs", &mechs);
+                if (u->sha1) {
+                    BSON_APPEND_UTF8(&mechs, key, "SCRAM-SHA-1");
+                    key = "1";
+                }
+                if (u->sha256)
+                    BSON_APPEND_UTF8(&mechs, key, "SCRAM-SHA-256");
+                bson_append_array_end(r.get(), &mechs);
+            }
+        }
+    }
+    bson_t spec;
+    if (get_doc(cmd, "speculativeAuthenticate", spec)) {
+        // Only SCRAM is spoken here; a failed speculative start is not an error (the reply
+        // just lacks the field and the driver runs a normal saslStart, which then fails).
+        bson_iter_t db_it;
+        std::string db = bson_iter_init_find(&db_it, &spec, "db") && BSON_ITER_HOLDS_UTF8(&db_it)
+                             ? bson_iter_utf8(&db_it, nullptr)
+                             : req.db;
+        int code = 0;
+        std::string message;
+        bson_ptr body = sasl_start(spec, db, client, code, message);
+        if (client.sasl) {
+            client.sasl_speculative = true;
+            auth_stats_[static_cast<int>(client.sasl->mechanism())].speculative_received += 1;
+        }
+        if (body)
+            BSON_APPEND_DOCUMENT(r.get(), "speculativeAuthenticate", body.get());
+    }
+    return ok(std::move(r));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication
+
+bson_ptr command_processor::sasl_start(const bson_t& cmd, const std::string& db,
+                                       client_info& client, int& code, std::string& message) {
+    client.sasl.reset();
+    client.sasl_awaiting_empty = false;
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, &cmd, "mechanism") || !BSON_ITER_HOLDS_UTF8(&it)) {
+        code = 2;
+        message = "saslStart needs a string 'mechanism'";
+        return nullptr;
+    }
+    const std::string mech_name = bson_iter_utf8(&it, nullptr);
+    auto mech = parse_mechanism(mech_name);
+    if (!mech) {
+        code = 334;
+        message = "Received authentication for mechanism " + mech_name + " which is not enabled";
+        return nullptr;
+    }
+    auto payload = sasl_payload(cmd);
+    if (!payload) {
+        code = 9;
+        message = "saslStart needs a 'payload'";
+        return nullptr;
+    }
+    scram_conversation conv(*mech, db);
+    auto res = conv.start(*payload, users_, make_server_nonce());
+    if (res.error != scram_conversation::failure::none) {
+        // mongod answers a missing user like a wrong password: no user enumeration.
+        code = 18;
+        message = "Authentication failed.";
+        return nullptr;
+    }
+    bson_t options;
+    client.sasl_skip_empty_exchange =
+        get_doc(cmd, "options", options) && get_bool(options, "skipEmptyExchange", false);
+    client.sasl = std::move(conv);
+    client.sasl_id += 1;
+    bson_ptr body = make_bson();
+    BSON_APPEND_INT32(body.get(), "conversationId", client.sasl_id);
+    BSON_APPEND_BOOL(body.get(), "done", false);
+    append_payload(body.get(), res.message);
+    return body;
+}
+
+outcome command_processor::cmd_sasl_start(const request& req, client_info& client, exec_context&) {
+    int code = 0;
+    std::string message;
+    bson_ptr body = sasl_start(*req.command, req.db, client, code, message);
+    if (!body)
+        return error(code, message);
+    client.sasl_speculative = false;
+    auth_stats_[static_cast<int>(client.sasl->mechanism())].received += 1;
+    return ok(std::move(body));
+}
+
+outcome command_processor::cmd_sasl_continue(const request& req, client_info& client,
+                                             exec_context&) {
+    const bson_t& cmd = *req.command;
+    auto id = get_int(cmd, "conversationId");
+    if (!client.sasl || !id || *id != client.sasl_id) {
+        client.sasl.reset();
+        return error(17, "No SASL session state found");
+    }
+    auto payload = sasl_payload(cmd);
+    if (!payload) {
+        client.sasl.reset();
+        return error(9, "saslContinue needs a 'payload'");
+    }
+    bson_ptr body = make_bson();
+    BSON_APPEND_INT32(body.get(), "conversationId", client.sasl_id);
+    if (client.sasl_awaiting_empty) {
+        // The final, empty step of the long form: the proof was already checked.
+        client.sasl.reset();
+        client.sasl_awaiting_empty = false;
+        BSON_APPEND_BOOL(body.get(), "done", true);
+        append_payload(body.get(), {});
+        return ok(std::move(body));
+    }
+    auto res = client.sasl->finish(*payload);
+    if (res.error != scram_conversation::failure::none || !res.done) {
+        client.sasl.reset();
+        return error(18, "Authentication failed.");
+    }
+    client.authenticated = client.sasl->db() + "." + client.sasl->user();
+    auto& stats = auth_stats_[static_cast<int>(client.sasl->mechanism())];
+    (client.sasl_speculative ? stats.speculative_successful : stats.successful) += 1;
+    if (client.sasl_skip_empty_exchange) {
+        client.sasl.reset();
+        BSON_APPEND_BOOL(body.get(), "done", true);
+    } else {
+        client.sasl_awaiting_empty = true;
+        BSON_APPEND_BOOL(body.get(), "done", false);
+    }
+    append_payload(body.get(), res.message);
+    return ok(std::move(body));
+}
+
+outcome command_processor::cmd_server_status(const request&, client_info&, exec_context&) {
+    bson_ptr r = make_bson();
+    bson_t doc, sub, codec;
+    const auto up = std::chrono::steady_clock::now() - started_;
+    BSON_APPEND_UTF8(r.get(), "host", advertised_.c_str());
+    BSON_APPEND_UTF8(r.get(), "version", "7.0.0");
+    BSON_APPEND_UTF8(r.get(), "process", "mongod");
+    BSON_APPEND_INT64(r.get(), "pid", static_cast<std::int64_t>(::getpid()));
+    BSON_APPEND_INT64(r.get(), "uptime",
+                      std::chrono::duration_cast<std::chrono::seconds>(up).count());
+    BSON_APPEND_INT64(r.get(), "uptimeMillis",
+                      std::chrono::duration_cast<std::chrono::milliseconds>(up).count());
+    BSON_APPEND_DATE_TIME(r.get(), "localTime", now_ms());
+    BSON_APPEND_DOCUMENT_BEGIN(r.get(), "connections", &doc);
+    BSON_APPEND_INT32(&doc, "current", static_cast<std::int32_t>(network_.connections_current));
+    BSON_APPEND_INT32(&doc, "available", 838860);
+    BSON_APPEND_INT32(&doc, "totalCreated", static_cast<std::int32_t>(network_.connections_total));
+    bson_append_document_end(r.get(), &doc);
+    BSON_APPEND_DOCUMENT_BEGIN(r.get(), "network", &doc);
+    BSON_APPEND_INT64(&doc, "bytesIn", network_.bytes_in);
+    BSON_APPEND_INT64(&doc, "bytesOut", network_.bytes_out);
+    BSON_APPEND_INT64(&doc, "numRequests", network_.requests);
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "compression", &sub);
+    for (compressor c : supported_compressors()) {
+        const auto& n = network_.by_compressor[static_cast<int>(c)];
+        bson_t side;
+        const auto name = compressor_name(c);
+        bson_append_document_begin(&sub, name.data(), static_cast<int>(name.size()), &codec);
+        BSON_APPEND_DOCUMENT_BEGIN(&codec, "compressor", &side);
+        BSON_APPEND_INT64(&side, "bytesIn", n.compressor_in);
+        BSON_APPEND_INT64(&side, "bytesOut", n.compressor_out);
+        bson_append_document_end(&codec, &side);
+        BSON_APPEND_DOCUMENT_BEGIN(&codec, "decompressor", &side);
+        BSON_APPEND_INT64(&side, "bytesIn", n.decompressor_in);
+        BSON_APPEND_INT64(&side, "bytesOut", n.decompressor_out);
+        bson_append_document_end(&codec, &side);
+        bson_append_document_end(&sub, &codec);
+    }
+    bson_append_document_end(&doc, &sub);
+    bson_append_document_end(r.get(), &doc);
+    bson_t auth, mechs, mech, part;
+    BSON_APPEND_DOCUMENT_BEGIN(r.get(), "security", &doc);
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "authentication", &auth);
+    BSON_APPEND_DOCUMENT_BEGIN(&auth, "mechanisms", &mechs);
+    for (auto m : {scram_mechanism::sha1, scram_mechanism::sha256}) {
+        const auto& st = auth_stats_[static_cast<int>(m)];
+        const auto name = mechanism_name(m);
+        bson_append_document_begin(&mechs, name.data(), static_cast<int>(name.size()), &mech);
+        BSON_APPEND_DOCUMENT_BEGIN(&mech, "speculativeAuthenticate", &part);
+        BSON_APPEND_INT64(&part, "received", st.speculative_received);
+        BSON_APPEND_INT64(&part, "successful", st.speculative_successful);
+        bson_append_document_end(&mech, &part);
+        BSON_APPEND_DOCUMENT_BEGIN(&mech, "authenticate", &part);
+        BSON_APPEND_INT64(&part, "received", st.received);
+        BSON_APPEND_INT64(&part, "successful", st.successful);
+        bson_append_document_end(&mech, &part);
+        bson_append_document_end(&mechs, &mech);
+    }
+    bson_append_document_end(&auth, &mechs);
+    bson_append_document_end(&doc, &auth);
+    bson_append_document_end(r.get(), &doc);
     return ok(std::move(r));
 }
 

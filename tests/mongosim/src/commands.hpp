@@ -9,6 +9,7 @@
 
 #include "change_stream.hpp"
 #include "oplog.hpp"
+#include "scram.hpp"
 #include "store.hpp"
 
 #include <mongosim/server.hpp>
@@ -28,6 +29,33 @@ struct client_info {
     std::int64_t connection_id = 0;
     std::string app_name;
     bool handshake_done = false;
+    // "<db>.<user>" once SCRAM succeeded; empty while unauthenticated.
+    std::string authenticated;
+    // The SASL conversation in progress, if any, and its id (drivers echo it in saslContinue).
+    std::optional<scram_conversation> sasl;
+    std::int32_t sasl_id = 0;
+    bool sasl_skip_empty_exchange = false;
+    bool sasl_awaiting_empty = false;  // proof verified; waiting for the client's empty step
+    bool sasl_speculative = false;     // the conversation began in hello
+    // Compressors agreed in the handshake, in the client's order of preference.
+    std::vector<compressor> compressors;
+};
+
+// Traffic counters reported by serverStatus (the connection driver keeps them).
+struct network_stats {
+    struct codec {
+        std::int64_t compressor_in = 0, compressor_out = 0;
+        std::int64_t decompressor_in = 0, decompressor_out = 0;
+    };
+    std::int64_t bytes_in = 0, bytes_out = 0, requests = 0;
+    std::int64_t connections_current = 0, connections_total = 0;
+    codec by_compressor[4];  // indexed by compressor id
+};
+
+// serverStatus's security.authentication.mechanisms.<mech> counters.
+struct auth_stats {
+    std::int64_t speculative_received = 0, speculative_successful = 0;
+    std::int64_t received = 0, successful = 0;
 };
 
 // State of one request across re-executions.
@@ -54,6 +82,8 @@ public:
     void advertise(std::string address) { advertised_ = std::move(address); }
 
     const oplog& log() const noexcept { return oplog_; }
+    network_stats& network() noexcept { return network_; }
+    bool auth_enabled() const noexcept { return !users_.empty(); }
     std::size_t cursor_count() const noexcept { return cursors_.size(); }
 
 private:
@@ -104,6 +134,15 @@ private:
     outcome cmd_drop_indexes(const request&, client_info&, exec_context&);
     outcome cmd_configure_fail_point(const request&, client_info&, exec_context&);
     outcome cmd_generate(const request&, client_info&, exec_context&);
+    outcome cmd_sasl_start(const request&, client_info&, exec_context&);
+    outcome cmd_sasl_continue(const request&, client_info&, exec_context&);
+    outcome cmd_server_status(const request&, client_info&, exec_context&);
+
+    // Starts a SCRAM conversation from a saslStart-shaped document (saslStart itself or hello's
+    // speculativeAuthenticate). Returns the reply fields {conversationId, done, payload}, or
+    // sets code/message and returns nullptr.
+    bson_ptr sasl_start(const bson_t& cmd, const std::string& db, client_info& client, int& code,
+                        std::string& message);
 
     outcome open_stream(const request& req, const bson_t& pipeline, exec_context& ctx);
     outcome run_pipeline(const request& req, collection* c, const bson_t& pipeline);
@@ -139,6 +178,10 @@ private:
     std::unordered_map<std::int64_t, cursor> cursors_;
     std::unordered_map<std::string, handler> handlers_;
     fail_point fail_point_;
+    user_registry users_;
+    network_stats network_;
+    auth_stats auth_stats_[2];  // indexed by scram_mechanism
+    steady_time started_ = std::chrono::steady_clock::now();
     std::mt19937_64 rng_;
     steady_time last_reap_ = std::chrono::steady_clock::now();
 };

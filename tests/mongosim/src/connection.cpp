@@ -5,6 +5,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
@@ -14,6 +15,20 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // Buffers above this are released after use so idle connections stay small.
 constexpr std::size_t keep_buffer = 1024 * 1024;
+// Replies to the handshake and to authentication stay uncompressed whatever the request used:
+// the client may not have negotiated compression yet, and auth traffic must not leak through
+// compression side channels.
+bool reply_may_be_compressed(const request& req) {
+    bson_iter_t it;
+    if (!bson_iter_init(&it, req.command.get()) || !bson_iter_next(&it))
+        return true;
+    static constexpr std::string_view never[] = {
+        "hello",        "isMaster",   "ismaster",   "saslStart",       "saslContinue",   "getnonce",
+        "authenticate", "createUser", "updateUser", "copydbSaslStart", "copydbgetnonce", "copydb"};
+    const std::string_view name = key_of(it);
+    return std::find(std::begin(never), std::end(never), name) == std::end(never);
+}
+
 }  // namespace
 
 shared_state::shared_state(asio::any_io_executor ex, server_options opts, std::string advertised)
@@ -34,6 +49,13 @@ void shared_state::notify_oplog() {
 connection::connection(std::shared_ptr<shared_state> state, asio::ip::tcp::socket socket)
     : state_(std::move(state)), socket_(std::move(socket)), timer_(socket_.get_executor()) {
     client_.connection_id = state_->next_connection_id++;
+    auto& net = state_->processor.network();
+    ++net.connections_current;
+    ++net.connections_total;
+}
+
+connection::~connection() {
+    --state_->processor.network().connections_current;
 }
 
 void connection::close() {
@@ -65,6 +87,14 @@ asio::awaitable<void> connection::run() {
         request req;
         if (decode_request(buffer, req))
             break;  // malformed: close, as mongod does
+        auto& net = state_->processor.network();
+        net.bytes_in += h.length;
+        ++net.requests;
+        if (req.compressed_with) {
+            auto& codec = net.by_compressor[static_cast<int>(*req.compressed_with)];
+            codec.decompressor_in += h.length;
+            codec.decompressor_out += req.header.length;
+        }
         if (buffer.capacity() > keep_buffer)
             std::vector<std::uint8_t>().swap(buffer);
         // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
@@ -98,6 +128,16 @@ asio::awaitable<bool> connection::serve(const request& req) {
                 const std::int32_t id = state_->next_request_id++;
                 auto bytes = req.legacy ? encode_legacy_reply(id, req.header.request_id, *out.reply)
                                         : encode_msg_reply(id, req.header.request_id, *out.reply);
+                auto& net = state_->processor.network();
+                if (req.compressed_with && *req.compressed_with != compressor::noop &&
+                    reply_may_be_compressed(req)) {
+                    const auto plain = bytes.size();
+                    bytes = encode_compressed(bytes, *req.compressed_with);
+                    auto& codec = net.by_compressor[static_cast<int>(*req.compressed_with)];
+                    codec.compressor_in += static_cast<std::int64_t>(plain);
+                    codec.compressor_out += static_cast<std::int64_t>(bytes.size());
+                }
+                net.bytes_out += static_cast<std::int64_t>(bytes.size());
                 auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), use_tuple);
                 co_return !ec;
             }

@@ -1,7 +1,9 @@
 #pragma once
 // One client connection: reads whole messages, hands them to the command processor and writes
 // the replies, one request at a time (as mongod does per connection). Waiting outcomes park
-// the coroutine on a timer that a new oplog entry or stop() cancels.
+// the coroutine on a timer that a new oplog entry or stop() cancels. A reply goes back in
+// OP_COMPRESSED with the request's compressor, except for the handshake and authentication
+// commands, whose replies are always plain.
 //
 // Memory per connection is bounded: one request buffer (at most maxMessageSizeBytes, released
 // after large messages) and one reply.
@@ -39,6 +41,9 @@ struct shared_state {
 class connection : public std::enable_shared_from_this<connection> {
 public:
     connection(std::shared_ptr<shared_state> state, asio::ip::tcp::socket socket);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
     asio::awaitable<void> run();
     void close();
 

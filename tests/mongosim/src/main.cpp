@@ -1,5 +1,6 @@
 // mongosim executable: a MongoDB replica-set primary simulator for tests and demos.
 //   mongosim --port P [--host 127.0.0.1] [--replset rs0] [--oplog-size N]
+//            [--auth user:password[,user2:pw2]]
 // Prints "mongosim listening on <host>:<port>" once ready; exits 0 on SIGINT/SIGTERM.
 
 #include <mongosim/server.hpp>
@@ -18,11 +19,14 @@ namespace {
 
 void usage(std::FILE* out) {
     std::fputs(
-        "usage: mongosim --port P [--host 127.0.0.1] [--replset rs0] [--oplog-size N] [--trace]\n"
+        "usage: mongosim --port P [--host 127.0.0.1] [--replset rs0] [--oplog-size N]\n"
+        "                [--auth user:password[,user2:pw2]] [--trace]\n"
         "  --port P         TCP port; 0 picks a free one\n"
         "  --host H         address to bind (default 127.0.0.1)\n"
         "  --replset NAME   replica set name reported in hello (default rs0)\n"
         "  --oplog-size N   keep at most N change events; older ones are dropped (default: all)\n"
+        "  --auth U:P[,..]  create these users in admin and require SCRAM authentication\n"
+        "                   (SCRAM-SHA-256 and SCRAM-SHA-1); passwords cannot contain ','\n"
         "  --trace          print every request and reply to stderr\n",
         out);
 }
@@ -63,6 +67,8 @@ int main(int argc, char** argv) {
         } else if (arg == "--replset") {
             opts.replset = value;
             ok = !value.empty();
+        } else if (arg == "--auth") {
+            ok = mongosim::parse_users(value, opts.users);
         } else if (arg == "--oplog-size") {
             ok = parse_number(value, opts.oplog_size);
         } else {
@@ -71,7 +77,9 @@ int main(int argc, char** argv) {
             return 2;
         }
         if (!ok) {
-            std::fprintf(stderr, "mongosim: bad value for %s: %s\n", argv[i - 1], argv[i]);
+            // Never echo --auth's value: it holds passwords.
+            std::fprintf(stderr, "mongosim: bad value for %s%s%s\n", argv[i - 1],
+                         arg == "--auth" ? "" : ": ", arg == "--auth" ? "" : argv[i]);
             return 2;
         }
     }

@@ -8,6 +8,8 @@
 
 #include <boost/system/system_error.hpp>
 
+#include <cctype>
+
 namespace mongosim {
 namespace {
 
@@ -120,6 +122,26 @@ background::~background() {
 
 std::string background::uri() const {
     return "mongodb://" + host_ + ":" + std::to_string(port_) + "/?replicaSet=" + replset_;
+}
+
+std::string background::uri(const std::string& user, const std::string& password) const {
+    // RFC 3986 userinfo: everything outside the unreserved set is percent-encoded.
+    auto encode = [](const std::string& s) {
+        std::string out;
+        static const char hex[] = "0123456789ABCDEF";
+        for (unsigned char c : s) {
+            if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+                out.push_back(static_cast<char>(c));
+            } else {
+                out.push_back('%');
+                out.push_back(hex[c >> 4]);
+                out.push_back(hex[c & 15]);
+            }
+        }
+        return out;
+    };
+    return "mongodb://" + encode(user) + ":" + encode(password) + "@" + host_ + ":" +
+           std::to_string(port_) + "/?replicaSet=" + replset_ + "&authSource=admin";
 }
 
 }  // namespace mongosim

@@ -28,6 +28,8 @@ public:
                 return "OP_MSG checksum mismatch";
             case wire_errc::bad_query:
                 return "OP_QUERY is only accepted on <db>.$cmd";
+            case wire_errc::bad_compression:
+                return "OP_COMPRESSED message that cannot be decompressed";
         }
         return "unknown mongosim wire error";
     }
@@ -258,6 +260,37 @@ error_code decode_query(std::span<const std::uint8_t> message, request& out) {
     return {};
 }
 
+error_code decode_compressed(std::span<const std::uint8_t> message, request& out) {
+    reader r(message.subspan(header_size));
+    std::int32_t original_op, size;
+    std::uint8_t id;
+    if (!r.i32(original_op) || !r.i32(size) || !r.u8(id))
+        return wire_errc::truncated;
+    if (original_op != op_msg && original_op != op_query)
+        return wire_errc::unsupported_opcode;
+    if (size < 0 || size > max_message_size - static_cast<std::int32_t>(header_size))
+        return wire_errc::bad_length;
+    if (id > static_cast<std::uint8_t>(compressor::zstd))
+        return wire_errc::bad_compression;
+    const auto c = static_cast<compressor>(id);
+    std::vector<std::uint8_t> inner;
+    if (auto ec =
+            decompress(c, message.subspan(header_size + 9), static_cast<std::size_t>(size), inner))
+        return ec;
+    // Rebuild the original message: the same header with the original opCode and length.
+    std::vector<std::uint8_t> plain;
+    plain.reserve(header_size + inner.size());
+    put_header(plain, static_cast<std::int32_t>(header_size + inner.size()), out.header.request_id,
+               out.header.response_to, original_op);
+    plain.insert(plain.end(), inner.begin(), inner.end());
+    out.header.op_code = original_op;
+    out.header.length = static_cast<std::int32_t>(plain.size());
+    auto ec = original_op == op_msg ? decode_msg(plain, out) : decode_query(plain, out);
+    if (!ec)
+        out.compressed_with = c;
+    return ec;
+}
+
 }  // namespace
 
 const penne::classified_category& wire_category() noexcept {
@@ -292,9 +325,36 @@ error_code decode_request(std::span<const std::uint8_t> message, request& out) {
             return decode_msg(message, out);
         case op_query:
             return decode_query(message, out);
+        case op_compressed:
+            return decode_compressed(message, out);
         default:
             return wire_errc::unsupported_opcode;
     }
+}
+
+std::vector<std::uint8_t> encode_compressed(std::span<const std::uint8_t> message, compressor c) {
+    std::vector<std::uint8_t> out;
+    reader r(message);
+    message_header h;
+    r.i32(h.length);
+    r.i32(h.request_id);
+    r.i32(h.response_to);
+    r.i32(h.op_code);
+    const auto body = message.subspan(header_size);
+    out.reserve(header_size + 9 + body.size() / 2);
+    put_header(out, 0, h.request_id, h.response_to, op_compressed);
+    put_i32(out, h.op_code);
+    put_i32(out, static_cast<std::int32_t>(body.size()));
+    out.push_back(static_cast<std::uint8_t>(c));
+    if (compress(c, body, out)) {
+        // Compression of well-formed bytes cannot fail short of memory exhaustion; the
+        // uncompressed message is always a valid answer.
+        return {message.begin(), message.end()};
+    }
+    const auto total = static_cast<std::uint32_t>(out.size());
+    for (int i = 0; i < 4; ++i)
+        out[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(total >> (8 * i));
+    return out;
 }
 
 std::vector<std::uint8_t> encode_msg_reply(std::int32_t request_id, std::int32_t response_to,

@@ -21,6 +21,8 @@ enum class wire_errc {
     bad_bson,            // a document that is not well-formed BSON or is too large
     bad_checksum,        // the CRC-32C trailer does not match the message
     bad_query,           // OP_QUERY addressed to something other than a command namespace
+    bad_compression,     // OP_COMPRESSED with an unknown compressor, or bytes that do not
+                         // decompress to exactly uncompressedSize
 };
 
 const penne::classified_category& wire_category() noexcept;

@@ -2,7 +2,9 @@
 // mongosim: a MongoDB 7.0 replica-set primary, in process, for tests. It speaks the wire
 // protocol (OP_MSG, legacy OP_QUERY handshake), stores documents in memory and keeps an oplog
 // that change streams read, so real drivers (libmongoc, Node, PyMongo) and penne's own client
-// can insert, watch and resume against it.
+// can insert, watch and resume against it. With users configured it requires SCRAM-SHA-256 or
+// SCRAM-SHA-1 authentication (saslStart/saslContinue, speculativeAuthenticate in hello);
+// OP_COMPRESSED (zstd, zlib, snappy) is negotiated in hello and always accepted.
 //
 // Usage:
 //     mongosim::server srv(io.get_executor(), {.port = 0});
@@ -30,11 +32,24 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 namespace mongosim {
 
 namespace asio = boost::asio;
+
+// A user created at startup in the admin database (like mongod's createUser there), usable
+// with SCRAM-SHA-1 and SCRAM-SHA-256.
+struct user_credential {
+    std::string user;
+    std::string password;
+};
+
+// Parses "user:password[,user2:pw2]" (the --auth syntax): the user ends at the first ':', the
+// password at the next ','. False, with out untouched, for an empty user or password.
+bool parse_users(std::string_view spec, std::vector<user_credential>& out);
 
 struct server_options {
     std::string host = "127.0.0.1";
@@ -43,6 +58,9 @@ struct server_options {
     std::size_t oplog_size = 0;  // most change events kept; 0: unbounded
     std::chrono::milliseconds cursor_timeout = std::chrono::minutes(10);  // idle cursors die
     bool trace = false;  // print every request and reply (relaxed extended JSON) to stderr
+    // Non-empty: authentication is on; every command but the handshake, ping, buildInfo,
+    // endSessions and SASL needs an authenticated connection (else code 13, Unauthorized).
+    std::vector<user_credential> users;
 };
 
 struct shared_state;
@@ -86,6 +104,8 @@ public:
     std::uint16_t port() const noexcept { return port_; }
     // mongodb://host:port/?replicaSet=<set>
     std::string uri() const;
+    // mongodb://user:password@host:port/?replicaSet=<set>&authSource=admin (percent-encoded)
+    std::string uri(const std::string& user, const std::string& password) const;
 
 private:
     struct impl;

@@ -3,7 +3,8 @@
 // a reply document in, bytes out. The connection driver owns the socket and calls these.
 //
 // Requests: OP_MSG (one body section, any number of document sequences, optional CRC-32C
-// trailer) and legacy OP_QUERY on "<db>.$cmd" (drivers' first handshake). Document sequences
+// trailer) and legacy OP_QUERY on "<db>.$cmd" (drivers' first handshake), either of them
+// possibly wrapped in OP_COMPRESSED (snappy, zlib, zstd). Document sequences
 // are folded into the command as arrays, so a command handler sees one document whatever
 // framing the client chose. Parsing is bounds-checked everywhere: a malformed message yields
 // a wire_errc and the caller closes the connection.
@@ -12,9 +13,11 @@
 // bytes; nothing refers back into the input buffer.
 
 #include <mongosim/bson.hpp>
+#include <mongosim/compression.hpp>
 #include <mongosim/error.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -53,12 +56,15 @@ struct request {
     bool legacy = false;      // arrived as OP_QUERY: answer with OP_REPLY
     std::string db;           // "$db" of OP_MSG, or the database of OP_QUERY's namespace
     bson_ptr command;         // body with document sequences appended as arrays
+    // Set when the request arrived as OP_COMPRESSED: the reply should use the same compressor.
+    std::optional<compressor> compressed_with;
 
     bool more_to_come() const noexcept { return (flags & flag_more_to_come) != 0; }
     bool exhaust_allowed() const noexcept { return (flags & flag_exhaust_allowed) != 0; }
 };
 
-// Decodes a whole message (header included). Only OP_MSG and OP_QUERY are accepted.
+// Decodes a whole message (header included): OP_MSG, OP_QUERY, or OP_COMPRESSED around one of
+// them (never around another OP_COMPRESSED).
 error_code decode_request(std::span<const std::uint8_t> message, request& out);
 
 // OP_MSG reply with a single body section.
@@ -67,6 +73,9 @@ std::vector<std::uint8_t> encode_msg_reply(std::int32_t request_id, std::int32_t
 // OP_REPLY carrying one document, for replies to OP_QUERY.
 std::vector<std::uint8_t> encode_legacy_reply(std::int32_t request_id, std::int32_t response_to,
                                               const bson_t& reply);
+
+// Wraps an encoded message (header included) in OP_COMPRESSED with the given compressor.
+std::vector<std::uint8_t> encode_compressed(std::span<const std::uint8_t> message, compressor c);
 
 // CRC-32C (Castagnoli), the OP_MSG checksum.
 std::uint32_t crc32c(std::span<const std::uint8_t> bytes) noexcept;
