@@ -91,6 +91,64 @@ void BM_EjsonWalkerCanonical(benchmark::State& state) {
 }
 BENCHMARK(BM_EjsonWalkerCanonical);
 
+// One value type at a time: 32 elements of it per document, so a change to one writer
+// shows up undiluted (ns per element = time / 32).
+void BM_EjsonWalkerValues(benchmark::State& state) {
+    static const char* kinds[] = {"double", "int32", "ascii string", "utf-8 string",
+                                  "date",   "oid",   "decimal128"};
+    const auto kind = state.range(0);
+    const std::vector<std::uint8_t> doc = [kind] {
+        testing::corpus_generator gen(7);
+        testing::bson_ptr b(bson_new());
+        for (int i = 0; i < 32; ++i) {
+            const std::string key = "field" + std::to_string(i);
+            switch (kind) {
+                case 0:
+                    bson_append_double(b.get(), key.c_str(), -1, gen.below(100000) / 100.0);
+                    break;
+                case 1:
+                    bson_append_int32(b.get(), key.c_str(), -1,
+                                      static_cast<std::int32_t>(gen.below(100000)));
+                    break;
+                case 2:
+                    bson_append_utf8(b.get(), key.c_str(), -1, "someone@example.com", -1);
+                    break;
+                case 3:
+                    bson_append_utf8(b.get(), key.c_str(), -1, "J\xc3\xbcrgen M\xc3\xbcller", -1);
+                    break;
+                case 4:
+                    bson_append_date_time(b.get(), key.c_str(), -1,
+                                          1700000000000LL + gen.below(1000000000));
+                    break;
+                case 5: {
+                    bson_oid_t oid;
+                    for (auto& byte : oid.bytes)
+                        byte = static_cast<std::uint8_t>(gen.u64());
+                    bson_append_oid(b.get(), key.c_str(), -1, &oid);
+                    break;
+                }
+                default: {
+                    bson_decimal128_t dec;
+                    const std::string text = std::to_string(gen.below(100000)) + ".25";
+                    bson_decimal128_from_string(text.c_str(), &dec);
+                    bson_append_decimal128(b.get(), key.c_str(), -1, &dec);
+                    break;
+                }
+            }
+        }
+        return testing::bytes_of(b.get());
+    }();
+    std::string out;
+    for (auto _ : state) {
+        out.clear();
+        benchmark::DoNotOptimize(write_ejson(doc.data(), doc.size(), ejson_mode::relaxed, out));
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 32);
+    state.SetLabel(kinds[kind]);
+}
+BENCHMARK(BM_EjsonWalkerValues)->DenseRange(0, 6);
+
 // A batch of ~4 MiB of JSON lines, compressed as a sealed batch would be.
 const std::string& batch() {
     static const std::string lines = [] {

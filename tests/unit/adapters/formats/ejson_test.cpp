@@ -328,6 +328,29 @@ TEST(Ejson, RandomDoublesMatchLibbson) {
     }
 }
 
+// The walker prints doubles between 2^-26 and 2^64 with its own exact 128-bit digit
+// generation; random bit patterns rarely land there, so cover that range on purpose: every
+// binary exponent, random and sparse mantissas, and values with few significant digits.
+TEST(Ejson, DoublesInTheFastPathMatchLibbson) {
+    corpus_generator gen(29);
+    for (int i = 0; i < 200000; ++i) {
+        const std::uint64_t exponent = 1023 - 26 + gen.u64() % 90;  // 2^-26 .. 2^64
+        std::uint64_t mantissa = gen.u64() & ((1ull << 52) - 1);
+        if (i % 4 == 1)
+            mantissa &= 0xfff0000000000000ull >> 12;  // sparse: few low bits
+        double v = std::bit_cast<double>(exponent << 52 | mantissa);
+        if (i % 4 == 2)
+            v = static_cast<double>(gen.u64() % 100000000) / 1000.0;  // decimal-looking
+        if (i % 8 == 3)
+            v = -v;
+        bson_ptr b(bson_new());
+        bson_append_double(b.get(), "d", 1, v);
+        auto doc = bytes_of(b.get());
+        ASSERT_EQ(ours(doc, ejson_mode::relaxed), reference(doc, ejson_mode::relaxed)) << v;
+        ASSERT_EQ(ours(doc, ejson_mode::canonical), reference(doc, ejson_mode::canonical)) << v;
+    }
+}
+
 // ---- the generated corpus ---------------------------------------------------------------
 
 TEST(Ejson, GeneratedCorpusMatchesLibbsonByteForByte) {
