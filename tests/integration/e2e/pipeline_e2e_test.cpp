@@ -187,7 +187,9 @@ TEST_F(pipeline_e2e, collection_scopes_write_every_document_exactly_once) {
     write_config(
         "[[watch]]\nlevel = \"collection\"\ndatabase = \"shop\"\n"
         "collections = [\"c0\", \"c1\", \"c2\", \"c3\", \"c4\"]\n",
-        "max_events = 500\nmax_age_ms = 300\n");
+        "max_events = 500\nmax_age_ms = 300\n",
+        // Five strands on two threads: the same result as on one.
+        "threads = 2\nmax_concurrent_uploads = 3\n");
     auto penne = start_penne(5);
     inserter(port_).insert("shop", colls_, 0, 10'000);
     auto scan = wait_for(10'000);
