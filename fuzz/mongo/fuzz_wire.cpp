@@ -1,12 +1,14 @@
 // Fuzz target for everything in adapters/mongo that reads bytes from the network: the
-// frame reader (fed in pieces whose sizes come from the input), the OP_MSG and OP_REPLY
-// decoders, the command-reply decoder and the change-event decoder.
+// frame reader (fed in pieces whose sizes come from the input), the OP_COMPRESSED decoder
+// and its zstd/zlib/snappy inflation (whose output is decoded again), the OP_MSG and
+// OP_REPLY decoders, the command-reply decoder and the change-event decoder.
 //
 // Built with clang and -fsanitize=fuzzer it is a libFuzzer target; otherwise main() below
 // replays the files (or directories of files) named on the command line, so corpora and
 // crash reproducers run under g++ with the sanitizers too.
 
 #include <penne/mongo/commands.hpp>
+#include <penne/mongo/compression.hpp>
 #include <penne/mongo/wire.hpp>
 
 #include <cstddef>
@@ -17,7 +19,15 @@ namespace {
 
 using namespace penne::mongo;
 
-void decode_frame(const std::vector<std::uint8_t>& frame) {
+void decode_frame(const std::vector<std::uint8_t>& frame, bool inflate = true) {
+    if (inflate) {
+        // As the connection does: a compressed reply is inflated (bounded like a frame
+        // from the reader) and the message it carries decoded like any other.
+        static penne::mongo::codec_set codecs;
+        std::vector<std::uint8_t> inflated;
+        if (!codecs.decompress(frame, 1 << 20, inflated))
+            decode_frame(inflated, false);
+    }
     wire::op_msg_view msg;
     if (!wire::decode_op_msg(frame, msg)) {
         command_reply reply;

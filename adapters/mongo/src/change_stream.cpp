@@ -64,6 +64,8 @@ error_code prepare(const source_options& opts, stream_config& out, diagnostics& 
     out.connection.socket_timeout = opts.socket_timeout;
     out.connection.metadata = client_metadata::from_system(out.uri.app_name);
     out.connection.auth = out.uri.auth;
+    out.connection.compressors = out.uri.compressors;
+    out.connection.zlib_level = out.uri.zlib_level;
     out.connection.legacy_handshake = opts.legacy_handshake;
     return {};
 }

@@ -22,7 +22,7 @@ void append_db(bson_t* b, std::string_view db) {
 }
 
 void append_string_array(bson_t* parent, std::string_view key,
-                         const std::vector<std::string>& values) {
+                         std::span<const std::string> values) {
     bson_t arr;
     bson_append_array_begin(parent, key.data(), klen(key), &arr);
     for (std::size_t i = 0; i < values.size(); ++i) {
@@ -63,7 +63,8 @@ client_metadata client_metadata::from_system(std::string app_name) {
 }
 
 document make_hello(const client_metadata& meta, hello_form form,
-                    std::string_view sasl_supported_user) {
+                    std::string_view sasl_supported_user, std::span<const std::string> compression,
+                    byte_view speculative_auth) {
     document d;
     bson_t* b = d.get();
     if (form == hello_form::hello) {
@@ -96,6 +97,10 @@ document make_hello(const client_metadata& meta, hello_form form,
     bson_append_document_end(b, &client);
     if (!sasl_supported_user.empty())
         append_utf8(b, "saslSupportedMechs", sasl_supported_user);
+    if (!compression.empty())
+        append_string_array(b, "compression", compression);
+    if (!speculative_auth.empty())
+        append_document(b, "speculativeAuthenticate", speculative_auth);
     if (form != hello_form::legacy_query)
         append_db(b, "admin");
     return d;
@@ -371,6 +376,11 @@ error_code parse_hello(byte_view body, hello_reply& out) {
             strings(it, out.hosts);
         } else if (key == "saslSupportedMechs") {
             strings(it, out.sasl_supported_mechs);
+        } else if (key == "compression") {
+            strings(it, out.compression);
+        } else if (key == "speculativeAuthenticate") {
+            if (auto doc = as_document(it); doc && BSON_ITER_HOLDS_DOCUMENT(&it))
+                out.speculative_authenticate.assign(doc->begin(), doc->end());
         } else if (key == "minWireVersion") {
             out.min_wire_version = static_cast<std::int32_t>(as_integer(it).value_or(0));
         } else if (key == "maxWireVersion") {

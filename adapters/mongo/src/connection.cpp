@@ -1,3 +1,4 @@
+#include <penne/mongo/compression.hpp>
 #include <penne/mongo/connection.hpp>
 #include <penne/mongo/scram.hpp>
 #include <penne/mongo/wire.hpp>
@@ -65,6 +66,10 @@ struct connection::impl {
     tcp::socket socket;
     wire::frame_reader reader;
     std::vector<std::uint8_t> out;
+    std::vector<std::uint8_t> plain;     // the uncompressed request while `out` holds it packed
+    std::vector<std::uint8_t> inflated;  // spare buffer that compressed replies inflate into
+    codec_set codecs;
+    std::optional<compressor_id> compressor;
     std::int32_t next_request_id = 1;
     bool busy = false;
     bool open = false;
@@ -78,6 +83,7 @@ struct connection::impl {
         socket.close(ignored);
         reader.reset();
         open = false;
+        compressor.reset();
     }
 
     // Writes `out` and reads the frame answering `request_id` into `frame`.
@@ -99,8 +105,15 @@ struct connection::impl {
                 co_return ec;
         }
         reader.take(frame);
-        if (wire::read_header(frame).response_to != request_id)
+        const auto header = wire::read_header(frame);
+        if (header.response_to != request_id)
             co_return make_error_code(client_errc::response_mismatch);
+        if (header.op_code == static_cast<std::int32_t>(wire::opcode::compressed)) {
+            // The reply names its own codec; inflate and hand the caller the plain frame.
+            if (auto ec = codecs.decompress(frame, reader.max_message_size(), inflated))
+                co_return ec;
+            frame.swap(inflated);
+        }
         co_return error_code{};
     }
 
@@ -118,9 +131,19 @@ struct connection::impl {
         std::int32_t id = next_request_id++;
         out.clear();
         wire::encode_op_msg(out, id, 0, command);
+        std::string_view name = command_name(command);
+        if (compressor && may_compress(name)) {
+            out.swap(plain);
+            out.clear();
+            if (auto cec = codecs.compress(*compressor, plain, out)) {
+                busy = false;
+                diag.message = "cannot compress " + std::string(name) + " with " +
+                               std::string(to_string(*compressor)) + ": " + cec.message();
+                co_return cec;
+            }
+        }
         error_code ec = co_await with_deadline(exchange(id, frame), deadline);
         busy = false;
-        std::string_view name = command_name(command);
         if (ec) {
             shut();
             diag.message = std::string(name) + " to " + peer.to_string() + ": " + ec.message();
@@ -175,10 +198,25 @@ struct connection::impl {
         std::string sasl_user;
         if (opts.auth && opts.auth->mechanism.empty())
             sasl_user = opts.auth->source + "." + opts.auth->username;
+        // The first SCRAM step rides in hello: with an explicit mechanism that one, else
+        // SCRAM-SHA-256, which every server that answers speculativeAuthenticate (4.4+) has.
+        std::optional<scram_client> speculative;
+        scram_mechanism speculative_mech = scram_mechanism::sha256;
+        document speculative_start;
+        if (opts.auth) {
+            if (opts.auth->mechanism == "SCRAM-SHA-1")
+                speculative_mech = scram_mechanism::sha1;
+            speculative.emplace(speculative_mech, opts.auth->username, opts.auth->password,
+                                scram_client::make_nonce());
+            speculative_start = make_speculative_sasl_start(
+                speculative_mech, speculative->client_first(), opts.auth->source);
+        }
+        byte_view spec_bytes = opts.auth ? speculative_start.bytes() : byte_view{};
         byte_view body;
         command_reply reply;
         if (opts.legacy_handshake) {
-            document q = make_hello(opts.metadata, hello_form::legacy_query, sasl_user);
+            document q = make_hello(opts.metadata, hello_form::legacy_query, sasl_user,
+                                    opts.compressors, spec_bytes);
             // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
             auto ec = co_await legacy_hello(frame, q.bytes(), body, diag);
             if (ec)
@@ -190,11 +228,13 @@ struct connection::impl {
                 co_return make_server_error(reply.code);
             }
         } else {
-            document h = make_hello(opts.metadata, hello_form::hello, sasl_user);
+            document h = make_hello(opts.metadata, hello_form::hello, sasl_user, opts.compressors,
+                                    spec_bytes);
             error_code ec = co_await round_trip(h.bytes(), frame, reply, opts.socket_timeout, diag);
             if (ec == make_server_error(server_code::command_not_found)) {
                 // Servers before 4.4.2 know only isMaster.
-                document m = make_hello(opts.metadata, hello_form::is_master, sasl_user);
+                document m = make_hello(opts.metadata, hello_form::is_master, sasl_user,
+                                        opts.compressors, spec_bytes);
                 ec = co_await round_trip(m.bytes(), frame, reply, opts.socket_timeout, diag);
             }
             if (ec)
@@ -211,57 +251,94 @@ struct connection::impl {
                            "; penne needs MongoDB 3.6 or newer (wire version 6)";
             co_return make_error_code(client_errc::server_too_old);
         }
-        reader.set_max_message_size(static_cast<std::uint32_t>(hello.max_message_size));
+        reader.set_max_message_size(hello.max_message_size > 0
+                                        ? static_cast<std::uint32_t>(hello.max_message_size)
+                                        : wire::default_max_message_size);
+        // The server lists the offered compressors it accepts; use the first of them that
+        // we offered (a server must not invent others, but we never trust it to).
+        for (const auto& name : hello.compression) {
+            auto id = compressor_from_name(name);
+            if (id && *id != compressor_id::noop &&
+                std::find(opts.compressors.begin(), opts.compressors.end(), name) !=
+                    opts.compressors.end()) {
+                compressor = id;
+                codecs.set_zlib_level(opts.zlib_level);
+                break;
+            }
+        }
         if (opts.auth)
-            co_return co_await authenticate(diag);
+            co_return co_await authenticate(speculative, speculative_mech, diag);
         co_return error_code{};
     }
 
-    awaitable<error_code> authenticate(diagnostics& diag) {
+    // The mechanism for a full conversation: the URI's, else SCRAM-SHA-256 when the server
+    // lists it for the user, else SCRAM-SHA-1 (the rule of MongoDB's authentication spec,
+    // which also covers servers that list nothing, e.g. for an unknown user).
+    scram_mechanism negotiated_mechanism() const {
         const credentials& c = *opts.auth;
-        scram_mechanism mech = scram_mechanism::sha256;
-        if (c.mechanism == "SCRAM-SHA-1") {
-            mech = scram_mechanism::sha1;
-        } else if (c.mechanism.empty() && !hello.sasl_supported_mechs.empty() &&
-                   std::find(hello.sasl_supported_mechs.begin(), hello.sasl_supported_mechs.end(),
-                             "SCRAM-SHA-256") == hello.sasl_supported_mechs.end()) {
-            mech = scram_mechanism::sha1;
-        }
-        scram_client scram(mech, c.username, c.password, scram_client::make_nonce());
+        if (c.mechanism == "SCRAM-SHA-1")
+            return scram_mechanism::sha1;
+        if (c.mechanism == "SCRAM-SHA-256")
+            return scram_mechanism::sha256;
+        const auto& m = hello.sasl_supported_mechs;
+        return std::find(m.begin(), m.end(), "SCRAM-SHA-256") != m.end() ? scram_mechanism::sha256
+                                                                         : scram_mechanism::sha1;
+    }
+
+    awaitable<error_code> authenticate(std::optional<scram_client>& speculative,
+                                       scram_mechanism speculative_mech, diagnostics& diag) {
+        const credentials& c = *opts.auth;
         std::vector<std::uint8_t> frame;
         command_reply reply;
         sasl_reply sasl;
+        const bool resumed = !hello.speculative_authenticate.empty();
+        scram_mechanism mech = resumed ? speculative_mech : negotiated_mechanism();
         auto fail = [&](error_code ec) {
             diag.message = "authentication of user " + c.username + " on " + c.source + " (" +
                            std::string(to_string(mech)) + ") failed: " + diag.message;
             return ec;
         };
-        document start = make_sasl_start(mech, scram.client_first(), c.source);
-        // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
-        error_code rt = co_await round_trip(start.bytes(), frame, reply, opts.socket_timeout, diag);
-        if (rt)
-            co_return fail(rt);
-        if (auto ec = parse_sasl_reply(reply.body, sasl))
-            co_return fail(ec);
+        std::optional<scram_client> fresh;
+        scram_client* scram = nullptr;
+        if (resumed) {
+            // The server answered the saslStart carried by hello: continue that conversation.
+            scram = &*speculative;
+            if (auto ec = parse_sasl_reply(hello.speculative_authenticate, sasl)) {
+                diag.message = "malformed speculativeAuthenticate reply";
+                co_return fail(ec);
+            }
+        } else {
+            speculative.reset();
+            fresh.emplace(mech, c.username, c.password, scram_client::make_nonce());
+            scram = &*fresh;
+            document start = make_sasl_start(mech, scram->client_first(), c.source);
+            // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
+            error_code rt =
+                co_await round_trip(start.bytes(), frame, reply, opts.socket_timeout, diag);
+            if (rt)
+                co_return fail(rt);
+            if (auto ec = parse_sasl_reply(reply.body, sasl))
+                co_return fail(ec);
+        }
         std::string client_final;
-        if (auto ec = scram.on_server_first(sasl.payload, client_final, diag))
+        if (auto ec = scram->on_server_first(sasl.payload, client_final, diag))
             co_return fail(ec);
         std::int32_t conversation = sasl.conversation_id;
         document cont = make_sasl_continue(conversation, client_final, c.source);
         // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
-        rt = co_await round_trip(cont.bytes(), frame, reply, opts.socket_timeout, diag);
+        error_code rt = co_await round_trip(cont.bytes(), frame, reply, opts.socket_timeout, diag);
         if (rt)
             co_return fail(rt);
         if (auto ec = parse_sasl_reply(reply.body, sasl))
             co_return fail(ec);
-        if (auto ec = scram.on_server_final(sasl.payload, diag))
+        if (auto ec = scram->on_server_final(sasl.payload, diag))
             co_return fail(ec);
         // Servers that ignore skipEmptyExchange want one more, empty, round.
         for (int i = 0; !sasl.done && i < 2; ++i) {
             document empty = make_sasl_continue(conversation, {}, c.source);
-            if (auto ec =
-                    co_await round_trip(empty.bytes(), frame, reply, opts.socket_timeout, diag))
-                co_return fail(ec);
+            rt = co_await round_trip(empty.bytes(), frame, reply, opts.socket_timeout, diag);
+            if (rt)
+                co_return fail(rt);
             if (auto ec = parse_sasl_reply(reply.body, sasl))
                 co_return fail(ec);
         }
@@ -341,6 +418,9 @@ bool connection::is_open() const noexcept {
 }
 const hello_reply& connection::hello() const noexcept {
     return impl_->hello;
+}
+std::string_view connection::compressor() const noexcept {
+    return impl_->compressor ? to_string(*impl_->compressor) : std::string_view{};
 }
 const host_port& connection::peer() const noexcept {
     return impl_->peer;

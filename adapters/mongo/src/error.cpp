@@ -78,6 +78,10 @@ public:
                 return "server too old (MongoDB 3.6 or newer is required)";
             case client_errc::cursor_closed:
                 return "the server closed the change stream (invalidated)";
+            case client_errc::bad_compression:
+                return "undecodable OP_COMPRESSED message";
+            case client_errc::invalid_password:
+                return "password rejected by SASLprep";
         }
         return "unknown MongoDB client error";
     }

@@ -1,4 +1,5 @@
 #include <penne/mongo/error.hpp>
+#include <penne/mongo/saslprep.hpp>
 #include <penne/mongo/scram.hpp>
 
 #include <openssl/crypto.h>
@@ -165,8 +166,11 @@ error_code scram_client::on_server_first(std::string_view server_first, std::str
             secret += hex[c >> 4];
             secret += hex[c & 15];
         }
-    } else {
-        secret = password_;
+    } else if (auto ec = saslprep(password_, secret)) {
+        diag.message =
+            "SCRAM-SHA-256: the password is not valid UTF-8 or contains characters that "
+            "SASLprep (RFC 4013) prohibits";
+        return ec;
     }
     std::string salted(static_cast<std::size_t>(EVP_MD_get_size(digest(mech_))), '\0');
     PKCS5_PBKDF2_HMAC(secret.data(), static_cast<int>(secret.size()),
@@ -208,7 +212,10 @@ error_code scram_client::on_server_final(std::string_view server_final, diagnost
     return {};
 }
 
-document make_sasl_start(scram_mechanism mech, std::string_view payload, std::string_view db) {
+namespace {
+
+document sasl_start(scram_mechanism mech, std::string_view payload, std::string_view db_key,
+                    std::string_view db) {
     document d;
     bson_t* b = d.get();
     BSON_APPEND_INT32(b, "saslStart", 1);
@@ -222,8 +229,20 @@ document make_sasl_start(scram_mechanism mech, std::string_view payload, std::st
     BSON_APPEND_DOCUMENT_BEGIN(b, "options", &opts);
     BSON_APPEND_BOOL(&opts, "skipEmptyExchange", true);
     bson_append_document_end(b, &opts);
-    bson_append_utf8(b, "$db", -1, db.data(), static_cast<int>(db.size()));
+    bson_append_utf8(b, db_key.data(), static_cast<int>(db_key.size()), db.data(),
+                     static_cast<int>(db.size()));
     return d;
+}
+
+}  // namespace
+
+document make_sasl_start(scram_mechanism mech, std::string_view payload, std::string_view db) {
+    return sasl_start(mech, payload, "$db", db);
+}
+
+document make_speculative_sasl_start(scram_mechanism mech, std::string_view payload,
+                                     std::string_view db) {
+    return sasl_start(mech, payload, "db", db);
 }
 
 document make_sasl_continue(std::int32_t conversation_id, std::string_view payload,

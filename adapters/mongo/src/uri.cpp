@@ -134,6 +134,19 @@ error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag) {
     }
     if (const char* app = mongoc_uri_get_appname(u.get()))
         out.app_name = app;
+    if (const bson_t* comp = mongoc_uri_get_compressors(u.get())) {
+        // libmongoc keeps the names as keys, in the URI's order, minus those it lacks.
+        bson_iter_t it;
+        if (bson_iter_init(&it, comp)) {
+            while (bson_iter_next(&it)) {
+                std::string name(bson_iter_key(&it), bson_iter_key_len(&it));
+                if (name == "zstd" || name == "zlib" || name == "snappy")
+                    out.compressors.push_back(std::move(name));
+            }
+        }
+    }
+    // libmongoc already refused values outside -1..9.
+    out.zlib_level = mongoc_uri_get_option_as_int32(u.get(), MONGOC_URI_ZLIBCOMPRESSIONLEVEL, -1);
 
     const char* user = mongoc_uri_get_username(u.get());
     const char* mech = mongoc_uri_get_auth_mechanism(u.get());

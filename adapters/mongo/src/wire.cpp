@@ -200,6 +200,28 @@ error_code decode_op_reply(byte_view frame, op_reply_view& out) {
     return {};
 }
 
+error_code decode_op_compressed(byte_view frame, op_compressed_view& out) {
+    out = op_compressed_view{};
+    if (frame.size() < header_size)
+        return make_error_code(client_errc::message_too_short);
+    out.header = read_header(frame);
+    if (static_cast<std::size_t>(out.header.message_length) != frame.size())
+        return malformed();
+    if (out.header.op_code != static_cast<std::int32_t>(opcode::compressed))
+        return make_error_code(client_errc::unexpected_opcode);
+    if (frame.size() < compressed_prefix_size)
+        return malformed();
+    const std::uint8_t* p = frame.data() + header_size;
+    out.original_opcode = load_i32(p);
+    out.uncompressed_size = load_i32(p + 4);
+    out.compressor = p[8];
+    if (out.original_opcode == static_cast<std::int32_t>(opcode::compressed) ||
+        out.uncompressed_size < 0)
+        return malformed();
+    out.payload = frame.subspan(compressed_prefix_size);
+    return {};
+}
+
 std::span<std::uint8_t> frame_reader::prepare() {
     if (failed_ || ready())
         return {};

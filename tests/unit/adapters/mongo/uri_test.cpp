@@ -108,3 +108,48 @@ TEST(SourceOptions, Validation) {
 
 }  // namespace
 }  // namespace penne::mongo
+
+namespace penne::mongo {
+namespace {
+
+TEST(Uri, CompressorsKeepTheirOrderAndLevel) {
+    uri_info u;
+    diagnostics d;
+    ASSERT_FALSE(
+        parse_uri("mongodb://h/?compressors=snappy,zstd,zlib&zlibCompressionLevel=7", u, d))
+        << d.message;
+    EXPECT_EQ(u.compressors, (std::vector<std::string>{"snappy", "zstd", "zlib"}));
+    EXPECT_EQ(u.zlib_level, 7);
+    ASSERT_FALSE(parse_uri("mongodb://h/", u, d));
+    EXPECT_TRUE(u.compressors.empty());
+    EXPECT_EQ(u.zlib_level, -1);
+    // Unknown names are dropped (libmongoc warns), the rest kept.
+    ASSERT_FALSE(parse_uri("mongodb://h/?compressors=lz4,zlib", u, d));
+    EXPECT_EQ(u.compressors, (std::vector<std::string>{"zlib"}));
+    EXPECT_EQ(parse_uri("mongodb://h/?zlibCompressionLevel=10", u, d), client_errc::invalid_uri);
+
+    stream_config cfg;
+    source_options o;
+    o.uri = "mongodb://h/?compressors=zstd&zlibCompressionLevel=2";
+    ASSERT_FALSE(prepare(o, cfg, d)) << d.message;
+    EXPECT_EQ(cfg.connection.compressors, (std::vector<std::string>{"zstd"}));
+    EXPECT_EQ(cfg.connection.zlib_level, 2);
+}
+
+TEST(Uri, AuthSourceDefaultsToTheUriDatabaseThenAdmin) {
+    uri_info u;
+    diagnostics d;
+    ASSERT_FALSE(parse_uri("mongodb://bob:pw@h/", u, d));
+    ASSERT_TRUE(u.auth);
+    EXPECT_EQ(u.auth->source, "admin");
+    EXPECT_TRUE(u.auth->mechanism.empty());
+    ASSERT_FALSE(parse_uri("mongodb://bob:pw@h/sales", u, d));
+    EXPECT_EQ(u.auth->source, "sales");
+    ASSERT_FALSE(parse_uri("mongodb://bob:pw@h/sales?authSource=admin", u, d));
+    EXPECT_EQ(u.auth->source, "admin");
+    ASSERT_FALSE(parse_uri("mongodb://bob:pw@h/?authMechanism=SCRAM-SHA-1", u, d));
+    EXPECT_EQ(u.auth->mechanism, "SCRAM-SHA-1");
+}
+
+}  // namespace
+}  // namespace penne::mongo

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,10 +40,13 @@ struct client_metadata {
 // The three handshake forms: `hello` over OP_MSG (servers 4.4.2+), `isMaster` over OP_MSG
 // (older servers answer "no such command" to hello), and `isMaster` over legacy OP_QUERY
 // on admin.$cmd (which must not carry $db). All ask for helloOk. `sasl_supported_user`
-// ("db.user") asks for saslSupportedMechs.
+// ("db.user") asks for saslSupportedMechs; `compression` lists the compressor names the
+// client offers, in its order of preference (omitted when empty); `speculative_auth` is a
+// saslStart document sent inside hello (speculativeAuthenticate, omitted when empty).
 enum class hello_form { hello, is_master, legacy_query };
 document make_hello(const client_metadata& meta, hello_form form,
-                    std::string_view sasl_supported_user = {});
+                    std::string_view sasl_supported_user = {},
+                    std::span<const std::string> compression = {}, byte_view speculative_auth = {});
 
 // ---- change streams --------------------------------------------------------------------
 
@@ -125,6 +129,10 @@ struct hello_reply {
     std::int32_t max_message_size = 48'000'000;
     std::int32_t max_bson_object_size = 16 * 1024 * 1024;
     std::vector<std::string> sasl_supported_mechs;
+    std::vector<std::string> compression;  // the offered compressors the server accepted
+    // The server's answer to speculativeAuthenticate (a saslStart reply); empty when the
+    // server ignored it or the speculative start failed.
+    std::vector<std::uint8_t> speculative_authenticate;
 };
 
 error_code parse_hello(byte_view body, hello_reply& out);

@@ -1,7 +1,9 @@
 #pragma once
 // One TCP connection to one MongoDB server: connect (with timeout), handshake (hello with
-// client metadata, optional SCRAM authentication), then one command at a time, each
-// awaited to its reply. The socket and Asio details stay in connection.cpp.
+// client metadata and compression negotiation, optional SCRAM authentication with the
+// mechanism negotiated through saslSupportedMechs and a speculativeAuthenticate first step),
+// then one command at a time, each awaited to its reply. The socket and Asio details stay in
+// connection.cpp.
 //
 // Thread safety: none; use from one strand. At most one command is outstanding (a second
 // concurrent run_command fails with client_errc::busy).
@@ -22,6 +24,8 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace penne::mongo {
@@ -33,6 +37,11 @@ struct connection_options {
     std::chrono::milliseconds socket_timeout{30'000};
     client_metadata metadata;
     std::optional<credentials> auth;
+    // OP_COMPRESSED: compressor names offered in hello, in order of preference. The first
+    // one the server accepts compresses every later command except the handshake and
+    // authentication; replies are inflated with whatever codec they name.
+    std::vector<std::string> compressors;
+    int zlib_level = -1;  // -1: zlib's default; 0-9
     // Handshake with legacy OP_QUERY isMaster instead of OP_MSG hello (servers that do
     // not accept OP_MSG before the handshake; not needed for MongoDB 3.6+).
     bool legacy_handshake = false;
@@ -61,6 +70,8 @@ public:
     void close() noexcept;
     bool is_open() const noexcept;
     const hello_reply& hello() const noexcept;
+    // The negotiated compressor ("zstd", "zlib", "snappy"), empty when messages go plain.
+    std::string_view compressor() const noexcept;
     const host_port& peer() const noexcept;
 
 private:

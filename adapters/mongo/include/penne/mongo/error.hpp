@@ -23,7 +23,7 @@ enum class client_errc {
     message_too_short = 1,  // a frame announces fewer bytes than a message header
     message_too_large,      // a frame announces more than maxMessageSizeBytes
     malformed_message,      // the frame does not follow the wire protocol
-    unexpected_opcode,      // a reply used an opcode we did not ask for (e.g. OP_COMPRESSED)
+    unexpected_opcode,      // a reply used an opcode we did not ask for
     response_mismatch,      // responseTo does not match the outstanding request
     malformed_reply,        // the reply document lacks a field or has a wrong type
     command_failed,         // ok: 0 without a numeric code
@@ -38,6 +38,9 @@ enum class client_errc {
     not_connected,          // a command on a closed connection / a stream never opened
     server_too_old,         // the server's wire version predates OP_MSG and change streams
     cursor_closed,          // the server closed the change stream (after an invalidate)
+    bad_compression,        // OP_COMPRESSED with an unknown codec or bytes that do not inflate
+                            // to exactly the announced size
+    invalid_password,       // SASLprep rejects the password (prohibited characters)
 };
 
 const penne::classified_category& error_category() noexcept;

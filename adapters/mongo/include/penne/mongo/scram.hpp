@@ -4,8 +4,8 @@
 // saslStart / saslContinue commands (also built here).
 //
 // MongoDB specifics: SCRAM-SHA-1 hashes the password as hex(MD5(user ":mongo:" password))
-// before PBKDF2; SCRAM-SHA-256 uses the password itself. Passwords are used as given
-// (UTF-8); SASLprep normalisation of non-ASCII passwords is not applied.
+// before PBKDF2 (no SASLprep, as MongoDB specifies); SCRAM-SHA-256 uses the password after
+// SASLprep (saslprep.hpp says which parts of RFC 4013 are applied).
 //
 // Thread safety: one conversation per object. The object holds the password and the
 // derived keys; they never appear in diagnostics.
@@ -51,6 +51,10 @@ private:
 };
 
 document make_sasl_start(scram_mechanism mech, std::string_view payload, std::string_view db);
+// The same saslStart for hello's speculativeAuthenticate, which names the database in `db`
+// rather than `$db`; the server answers it with a saslStart reply inside the hello reply.
+document make_speculative_sasl_start(scram_mechanism mech, std::string_view payload,
+                                     std::string_view db);
 document make_sasl_continue(std::int32_t conversation_id, std::string_view payload,
                             std::string_view db);
 

@@ -37,6 +37,10 @@ struct credentials {
 
 struct uri_info {
     std::vector<host_port> hosts;
+    // compressors=…: names in the URI's order of preference, restricted to those penne
+    // speaks (zstd, zlib, snappy); unknown names are dropped, as libmongoc does.
+    std::vector<std::string> compressors;
+    int zlib_level = -1;  // zlibCompressionLevel (-1: zlib's default, 0-9)
     std::string replica_set;
     bool direct_connection = false;
     std::string app_name;

@@ -108,6 +108,21 @@ struct op_reply_view {
 // Decodes a complete OP_REPLY frame that carries at least one document.
 error_code decode_op_reply(byte_view frame, op_reply_view& out);
 
+// The fixed part of an OP_COMPRESSED frame; `payload` views the compressed bytes.
+struct op_compressed_view {
+    message_header header;
+    std::int32_t original_opcode = 0;
+    std::int32_t uncompressed_size = 0;  // of the carried message without its header
+    std::uint8_t compressor = 0;
+    byte_view payload;
+};
+inline constexpr std::size_t compressed_prefix_size = header_size + 4 + 4 + 1;
+
+// Decodes the fields above from a complete OP_COMPRESSED frame. Rejects a nested
+// OP_COMPRESSED and a negative size; the caller bounds the size and inflates the payload
+// (penne::mongo::codec_set).
+error_code decode_op_compressed(byte_view frame, op_compressed_view& out);
+
 // Reassembles frames from a byte stream. The driver asks prepare() for the span to read
 // into (never more than the rest of the current frame, so no bytes of the next frame are
 // consumed early), then commit()s what it read. feed() is the copying form for tests and
