@@ -12,7 +12,8 @@ packages=(
   libzstd-dev zlib1g-dev libssl-dev libsnappy-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libpugixml-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  redis-server python3
+  redis-server python3 prometheus curl
+  ceph-mon ceph-osd radosgw ceph-common
   python3-pymongo node-mongodb
 )
 # Node.js and npm: keep whatever node is already installed (e.g. a NodeSource nodejs, which
