@@ -333,13 +333,21 @@ bool parse_config(std::string_view text, std::string_view source_name,
     }
     {
         auto o = top.sub("output");
-        o.string("format", c.output.format, {"jsonl"});
+        o.string("format", c.output.format, {"jsonl", "csv"});
         o.string("json_mode", c.output.json_mode, {"relaxed", "canonical"});
+        o.string("layout", c.output.layout, {"penne", "rigatoni"});
+        o.string("csv_delimiter", c.output.csv_delimiter);
+        o.string("csv_line_ending", c.output.csv_line_ending, {"crlf", "lf"});
         o.string("compression", c.output.compression, {"zstd", "gzip", "none"});
         o.integer("compression_level", c.output.compression_level, 0, 22);
         o.string("key_layout", c.output.key_layout);
         o.string("prefix", c.output.prefix);
         o.reject_unknown();
+        if (error.empty() && c.output.csv_delimiter.size() != 1)
+            o.fail("csv_delimiter", "'" + c.output.csv_delimiter +
+                                        "' must be exactly one character, e.g. \",\" or \"\\t\"");
+        if (error.empty() && c.output.layout == "rigatoni" && c.output.format != "csv")
+            o.fail("layout", "\"rigatoni\" is available for format = \"csv\" only");
         if (error.empty() && c.output.compression == "gzip" && c.output.compression_level > 9)
             o.fail("compression_level", "gzip levels are 1..9 (0 for the default)");
         if (error.empty() && c.output.compression == "zstd" && c.output.compression_level > 19)

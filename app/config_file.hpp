@@ -34,6 +34,9 @@ struct watch_settings {
 struct output_settings {
     std::string format = "jsonl";
     std::string json_mode = "relaxed";
+    std::string layout = "penne";  // penne | rigatoni (the seed's CSV columns)
+    std::string csv_delimiter = ",";
+    std::string csv_line_ending;  // crlf | lf; empty: the layout's default
     std::string compression = "zstd";
     int compression_level = 0;  // 0: the codec's default
     std::string key_layout = "date_hour";

@@ -2,6 +2,7 @@
 
 #include <penne/file/destination.hpp>
 #include <penne/file/state_store.hpp>
+#include <penne/formats/csv.hpp>
 #include <penne/formats/jsonl.hpp>
 #include <penne/formats/object_compressor.hpp>
 #include <penne/memory_state_store.hpp>
@@ -66,10 +67,28 @@ bool build(const config& cfg, services& s, std::string& error) {
     }
     s.sources = std::move(factory);
 
-    formats::jsonl_options jo;
-    jo.mode = cfg.output.json_mode == "canonical" ? formats::ejson_mode::canonical
-                                                  : formats::ejson_mode::relaxed;
-    s.encoder = std::make_unique<formats::jsonl_encoder_factory>(jo);
+    const auto mode = cfg.output.json_mode == "canonical" ? formats::ejson_mode::canonical
+                                                          : formats::ejson_mode::relaxed;
+    if (cfg.output.format == "csv") {
+        formats::csv_options co;
+        co.mode = mode;
+        co.layout = cfg.output.layout == "rigatoni" ? formats::csv_layout::rigatoni
+                                                    : formats::csv_layout::penne;
+        co.delimiter = cfg.output.csv_delimiter.at(0);
+        if (!cfg.output.csv_line_ending.empty())
+            co.line_ending = cfg.output.csv_line_ending == "lf" ? formats::csv_line_ending::lf
+                                                                : formats::csv_line_ending::crlf;
+        std::unique_ptr<formats::csv_encoder_factory> csv;
+        if (auto ec = formats::csv_encoder_factory::create(co, csv, diag)) {
+            error = "output: " + diag.message;
+            return false;
+        }
+        s.encoder = std::move(csv);
+    } else {
+        formats::jsonl_options jo;
+        jo.mode = mode;
+        s.encoder = std::make_unique<formats::jsonl_encoder_factory>(jo);
+    }
     if (cfg.output.compression != "none") {
         formats::compression_options co;
         if (auto ec = formats::parse_compression(cfg.output.compression,

@@ -85,6 +85,23 @@ format = "json"
     EXPECT_EQ(c.log.format, "json");
 }
 
+TEST(config, csv_output_options) {
+    auto c = parse_ok(
+        "[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"csv\"\n"
+        "layout = \"rigatoni\"\ncsv_delimiter = \";\"\ncsv_line_ending = \"lf\"\n");
+    EXPECT_EQ(c.output.format, "csv");
+    EXPECT_EQ(c.output.layout, "rigatoni");
+    EXPECT_EQ(c.output.csv_delimiter, ";");
+    auto e = parse_error(
+        "[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"csv\"\n"
+        "csv_delimiter = \";;\"\n");
+    EXPECT_NE(e.find("output.csv_delimiter"), std::string::npos) << e;
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[output]\nlayout = \"rigatoni\"\n");
+    EXPECT_NE(e.find("output.layout"), std::string::npos) << e;
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"parquet\"\n");
+    EXPECT_NE(e.find("jsonl, csv"), std::string::npos) << e;
+}
+
 TEST(config, environment_overrides_the_uri) {
     auto c =
         parse_ok("[[watch]]\ndatabase = \"a\"\n", {{"PENNE_MONGODB_URI", "mongodb://other:27018"}});
