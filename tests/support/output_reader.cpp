@@ -40,8 +40,10 @@ void parse_line(std::string_view line, const std::string& object, output_scan& o
         BSON_ITER_HOLDS_UTF8(&it))
         ev.token = utf8(it);
     if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, "fullDocument.n", &it)) {
-        if (BSON_ITER_HOLDS_INT32(&it)) ev.n = bson_iter_int32(&it);
-        if (BSON_ITER_HOLDS_INT64(&it)) ev.n = bson_iter_int64(&it);
+        if (BSON_ITER_HOLDS_INT32(&it))
+            ev.n = bson_iter_int32(&it);
+        if (BSON_ITER_HOLDS_INT64(&it))
+            ev.n = bson_iter_int64(&it);
     }
     bson_destroy(doc);
     out.events.push_back(std::move(ev));
@@ -51,19 +53,24 @@ void parse_line(std::string_view line, const std::string& object, output_scan& o
 
 output_scan scan_output(const std::string& root) {
     output_scan out;
-    if (!std::filesystem::exists(root)) return out;
+    if (!std::filesystem::exists(root))
+        return out;
     for (auto& entry : std::filesystem::recursive_directory_iterator(root)) {
-        if (!entry.is_regular_file()) continue;
+        if (!entry.is_regular_file())
+            continue;
         const auto path = entry.path().string();
         const auto name = entry.path().filename().string();
-        if (name.find(".jsonl") == std::string::npos || name.front() == '.') continue;
+        if (name.find(".jsonl") == std::string::npos || name.front() == '.')
+            continue;
         std::ifstream in(path, std::ios::binary);
         std::stringstream ss;
         ss << in.rdbuf();
         std::string raw = ss.str(), text;
         formats::codec c = formats::codec::none;
-        if (name.ends_with(".zst")) c = formats::codec::zstd;
-        if (name.ends_with(".gz")) c = formats::codec::gzip;
+        if (name.ends_with(".zst"))
+            c = formats::codec::zstd;
+        if (name.ends_with(".gz"))
+            c = formats::codec::gzip;
         if (c == formats::codec::none) {
             text = std::move(raw);
         } else {

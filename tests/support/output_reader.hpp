@@ -14,8 +14,8 @@ struct written_event {
     std::string operation;
     std::string db;
     std::string coll;
-    std::string token;       // _id._data
-    std::int64_t n = -1;     // fullDocument.n for inserts (the test's sequence number)
+    std::string token;    // _id._data
+    std::int64_t n = -1;  // fullDocument.n for inserts (the test's sequence number)
 };
 
 struct output_scan {

@@ -34,7 +34,8 @@ int free_port() {
 
 std::string build_path(const std::string& rel) {
     const char* dir = std::getenv("PENNE_BUILD_DIR");
-    if (!dir) throw std::runtime_error("PENNE_BUILD_DIR is not set (run the tests through ctest)");
+    if (!dir)
+        throw std::runtime_error("PENNE_BUILD_DIR is not set (run the tests through ctest)");
     return std::string(dir) + "/" + rel;
 }
 
@@ -42,15 +43,19 @@ process::process(std::vector<std::string> argv, std::string log_path,
                  std::map<std::string, std::string> env)
     : log_path_(std::move(log_path)) {
     int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error("cannot open " + log_path_);
+    if (fd < 0)
+        throw std::runtime_error("cannot open " + log_path_);
     pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ < 0)
+        throw std::runtime_error("fork failed");
     if (pid_ == 0) {
         ::dup2(fd, 1);
         ::dup2(fd, 2);
-        for (auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+        for (auto& [k, v] : env)
+            ::setenv(k.c_str(), v.c_str(), 1);
         std::vector<char*> args;
-        for (auto& a : argv) args.push_back(a.data());
+        for (auto& a : argv)
+            args.push_back(a.data());
         args.push_back(nullptr);
         ::execv(args[0], args.data());
         ::_exit(127);
@@ -66,7 +71,8 @@ process::~process() {
 }
 
 bool process::running() {
-    if (status_) return false;
+    if (status_)
+        return false;
     int st = 0;
     pid_t r = ::waitpid(pid_, &st, WNOHANG);
     if (r == pid_) {
@@ -86,21 +92,25 @@ std::string process::log() const {
 bool process::wait_for_output(const std::string& needle, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
-        if (log().find(needle) != std::string::npos) return true;
-        if (!running()) return log().find(needle) != std::string::npos;
+        if (log().find(needle) != std::string::npos)
+            return true;
+        if (!running())
+            return log().find(needle) != std::string::npos;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return false;
 }
 
 void process::signal(int sig) {
-    if (running()) ::kill(pid_, sig);
+    if (running())
+        ::kill(pid_, sig);
 }
 
 std::optional<int> process::wait(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (running()) {
-        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+        if (std::chrono::steady_clock::now() >= deadline)
+            return std::nullopt;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return status_;

@@ -3,11 +3,11 @@
 // captured to a log file (and stdout scanned for a readiness line), killed with SIGKILL if
 // the test forgets to stop it. Also: free TCP ports and paths into the build tree.
 
+#include <sys/types.h>
 #include <chrono>
 #include <map>
 #include <optional>
 #include <string>
-#include <sys/types.h>
 #include <vector>
 
 namespace penne::test {
