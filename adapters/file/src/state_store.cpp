@@ -396,6 +396,19 @@ error_code state_store::write_scope(const std::string& scope_id, scope_slot& slo
     return {};
 }
 
+// The scope's in-memory copy, read from disk on first use (after opening the directory).
+error_code state_store::loaded_slot(const std::string& scope_id, scope_slot*& slot,
+                                    diagnostics& diag) {
+    if (auto ec = open(diag))
+        return ec;
+    slot = &slot_for(scope_id);
+    if (!slot->loaded) {
+        if (auto ec = read_scope(scope_id, *slot, diag))
+            return ec;
+    }
+    return {};
+}
+
 asio::awaitable<error_code> state_store::load(const std::string& scope_id, scope_state& out,
                                               diagnostics& diag) {
     auto cs = co_await asio::this_coro::cancellation_state;
@@ -403,14 +416,10 @@ asio::awaitable<error_code> state_store::load(const std::string& scope_id, scope
         diag.message = "state load of scope '" + scope_id + "' cancelled before it started";
         co_return penne::errc::cancelled;
     }
-    if (auto ec = open(diag))
+    scope_slot* slot = nullptr;
+    if (auto ec = loaded_slot(scope_id, slot, diag))
         co_return ec;
-    auto& slot = slot_for(scope_id);
-    if (!slot.loaded) {
-        if (auto ec = read_scope(scope_id, slot, diag))
-            co_return ec;
-    }
-    out = slot.state;
+    out = slot->state;
     co_return error_code{};
 }
 
@@ -421,16 +430,12 @@ asio::awaitable<error_code> state_store::record(const std::string& scope_id,
         diag.message = "manifest record of scope '" + scope_id + "' cancelled before it started";
         co_return penne::errc::cancelled;
     }
-    if (auto ec = open(diag))
+    scope_slot* slot = nullptr;
+    if (auto ec = loaded_slot(scope_id, slot, diag))
         co_return ec;
-    auto& slot = slot_for(scope_id);
-    if (!slot.loaded) {
-        if (auto ec = read_scope(scope_id, slot, diag))
-            co_return ec;
-    }
-    scope_state next = slot.state;
+    scope_state next = slot->state;
     apply_record(next, entry);
-    co_return write_scope(scope_id, slot, std::move(next), diag);
+    co_return write_scope(scope_id, *slot, std::move(next), diag);
 }
 
 asio::awaitable<error_code> state_store::commit(const std::string& scope_id,
@@ -440,16 +445,12 @@ asio::awaitable<error_code> state_store::commit(const std::string& scope_id,
         diag.message = "state commit of scope '" + scope_id + "' cancelled before it started";
         co_return penne::errc::cancelled;
     }
-    if (auto ec = open(diag))
+    scope_slot* slot = nullptr;
+    if (auto ec = loaded_slot(scope_id, slot, diag))
         co_return ec;
-    auto& slot = slot_for(scope_id);
-    if (!slot.loaded) {
-        if (auto ec = read_scope(scope_id, slot, diag))
-            co_return ec;
-    }
-    scope_state next = slot.state;
+    scope_state next = slot->state;
     apply_commit(next, req);
-    co_return write_scope(scope_id, slot, std::move(next), diag);
+    co_return write_scope(scope_id, *slot, std::move(next), diag);
 }
 
 }  // namespace penne::file

@@ -77,6 +77,7 @@ private:
     };
 
     scope_slot& slot_for(const std::string& scope_id);
+    error_code loaded_slot(const std::string& scope_id, scope_slot*& slot, diagnostics& diag);
     error_code read_scope(const std::string& scope_id, scope_slot& slot, diagnostics& diag);
     error_code write_scope(const std::string& scope_id, scope_slot& slot, scope_state next,
                            diagnostics& diag);
