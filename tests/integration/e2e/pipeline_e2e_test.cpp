@@ -86,13 +86,13 @@ protected:
     }
 
     void write_config(const std::string& watch, const std::string& batch,
-                      const std::string& pipeline = "") {
+                      const std::string& pipeline = "", const std::string& output = "") {
         std::ofstream f(dir_ / "penne.toml");
         f << "[mongodb]\nuri = \"mongodb://127.0.0.1:" << port_
           << "/?directConnection=true\"\nmax_await_ms = 200\n\n"
           << watch << "\n[batch]\n"
           << batch << "\n[output]\nprefix = \"cdc\"\n"
-          << "[destination]\ntype = \"local\"\npath = \"" << (dir_ / "out") << "\"\n"
+          << output << "[destination]\ntype = \"local\"\npath = \"" << (dir_ / "out") << "\"\n"
           << "[state]\ntype = \"file\"\npath = \"" << (dir_ / "state") << "\"\n"
           << "[pipeline]\ncheckpoint_interval_ms = 100\n"
           << pipeline << "[log]\nlevel = \"debug\"\nprogress_interval_ms = 0\n";
@@ -271,6 +271,20 @@ TEST_F(pipeline_e2e, backpressure_bounds_memory_and_still_delivers) {
         stop_penne(penne);
     }
     expect_exactly_once(scan_output(dir_ / "out"), 10'000);
+}
+
+TEST_F(pipeline_e2e, csv_output_holds_every_event_exactly_once) {
+    write_config("[[watch]]\nlevel = \"database\"\ndatabase = \"shop\"\n",
+                 "max_events = 800\nmax_age_ms = 300\n", "",
+                 "format = \"csv\"\ncompression = \"gzip\"\n");
+    auto penne = start_penne(1);
+    inserter(port_).insert("shop", colls_, 0, 5'000);
+    wait_for(5'000);
+    stop_penne(penne);
+    auto scan = scan_output(dir_ / "out");
+    expect_exactly_once(scan, 5'000);
+    for (auto& e : scan.events)
+        EXPECT_NE(e.object.find(".csv.gz"), std::string::npos) << e.object;
 }
 
 TEST_F(pipeline_e2e, restart_resumes_from_the_file_state_store) {
