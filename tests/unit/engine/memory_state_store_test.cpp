@@ -13,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include "run_operation.hpp"
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,32 +48,8 @@ std::vector<std::string> keys_of(const scope_state& s) {
     return out;
 }
 
-// Runs one operation on a private io_context; with `cancelled`, the coroutine's slot is
-// emitted before the operation starts.
 error_code run(asio::awaitable<error_code> op, bool cancelled = false) {
-    asio::io_context ctx;
-    asio::cancellation_signal signal;
-    std::optional<error_code> result;
-    auto outer = [](asio::awaitable<error_code> op, bool yield) -> asio::awaitable<error_code> {
-        co_await asio::this_coro::throw_if_cancelled(false);
-        if (yield) {
-            auto ex = co_await asio::this_coro::executor;
-            co_await asio::post(ex, asio::use_awaitable);
-        }
-        error_code ec = co_await std::move(op);
-        co_return ec;
-    };
-    asio::co_spawn(
-        ctx, outer(std::move(op), cancelled),
-        asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, error_code ec) {
-            if (e)
-                std::rethrow_exception(e);
-            result = ec;
-        }));
-    if (cancelled)
-        asio::post(ctx, [&] { signal.emit(asio::cancellation_type::terminal); });
-    ctx.run();
-    return result.value();
+    return test::run_operation(std::move(op), cancelled);
 }
 
 class MemoryStateStore : public ::testing::Test {

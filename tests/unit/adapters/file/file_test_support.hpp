@@ -6,6 +6,8 @@
 #include <penne/event.hpp>
 #include <penne/file/syscalls.hpp>
 
+#include "run_operation.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -60,38 +62,8 @@ private:
     fs::path path_;
 };
 
-// Runs one adapter operation to completion on a private io_context. With `cancelled`, the
-// operation's cancellation slot is emitted after its coroutine was spawned but before the
-// operation itself starts.
 inline error_code run(asio::awaitable<error_code> op, bool cancelled = false) {
-    asio::io_context ctx;
-    asio::cancellation_signal signal;
-    std::optional<error_code> result;
-    auto outer = [](asio::awaitable<error_code> op, bool yield) -> asio::awaitable<error_code> {
-        // Like an engine coroutine that handles cancellation itself: the operation gets
-        // to see the cancelled state instead of asio throwing at the next co_await.
-        co_await asio::this_coro::throw_if_cancelled(false);
-        if (yield) {
-            // Lets the posted emit() run first.
-            auto ex = co_await asio::this_coro::executor;
-            co_await asio::post(ex, asio::use_awaitable);
-        }
-        error_code ec = co_await std::move(op);
-        co_return ec;
-    };
-    asio::co_spawn(
-        ctx, outer(std::move(op), cancelled),
-        asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, error_code ec) {
-            if (e)
-                std::rethrow_exception(e);
-            result = ec;
-        }));
-    if (cancelled)
-        asio::post(ctx, [&] { signal.emit(asio::cancellation_type::terminal); });
-    ctx.run();
-    if (!result)
-        throw std::runtime_error("operation did not complete");
-    return *result;
+    return penne::test::run_operation(std::move(op), cancelled);
 }
 
 // A resume token: the BSON document {i: <int64 n>}.
