@@ -14,7 +14,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server python3 prometheus curl
   ceph-mon ceph-osd radosgw ceph-common
-  python3-pymongo node-mongodb
+  python3-pymongo node-mongodb avro-bin
 )
 # Node.js and npm: keep whatever node is already installed (e.g. a NodeSource nodejs, which
 # provides npm itself and conflicts with Debian's npm package); otherwise use Debian's.
@@ -41,9 +41,12 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# The npm mongodb 7.x driver that mongosim's driver tests run, pinned by its lockfile.
+# npm packages of the test suite, each pinned by its lockfile: the mongodb 7.x driver that
+# judges mongosim, and the independent readers of our Parquet/Avro output and S3 objects.
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-node_dir="$repo_root/tests/integration/mongosim/node"
-if [ -f "$node_dir/package-lock.json" ] && [ ! -d "$node_dir/node_modules" ]; then
-  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+while IFS= read -r lock; do
+  node_dir="$(dirname "$lock")"
+  if [ ! -d "$node_dir/node_modules" ]; then
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+done < <(find "$repo_root/tests" -name package-lock.json -not -path '*/node_modules/*' | sort)
