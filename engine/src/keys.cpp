@@ -23,11 +23,20 @@ std::string_view preset_template(std::string_view name) {
     return {};
 }
 
+// Percent-encodes every byte outside [A-Za-z0-9._-], and a leading '.', so that no name
+// can make a "." or ".." path segment (which S3 tools and local destinations resolve).
+// An empty name becomes "_", so a key keeps its number of segments.
 void append_escaped(std::string& out, std::string_view name) {
     constexpr char hex[] = "0123456789ABCDEF";
+    if (name.empty()) {
+        out.push_back('_');
+        return;
+    }
+    bool first = true;
     for (unsigned char c : name) {
         bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
+                    (c == '.' && !first) || c == '_' || c == '-';
+        first = false;
         if (safe) {
             out.push_back(static_cast<char>(c));
         } else {
@@ -36,6 +45,21 @@ void append_escaped(std::string& out, std::string_view name) {
             out.push_back(hex[c & 0xf]);
         }
     }
+}
+
+// The first '/'-separated segment of `path` that is "." or "..", or an empty view.
+std::string_view dot_segment(std::string_view path) {
+    std::size_t start = 0;
+    while (start <= path.size()) {
+        std::size_t end = path.find('/', start);
+        if (end == std::string_view::npos)
+            end = path.size();
+        const auto segment = path.substr(start, end - start);
+        if (segment == "." || segment == "..")
+            return segment;
+        start = end + 1;
+    }
+    return {};
 }
 
 void append_number(std::string& out, unsigned value, int width) {
@@ -79,17 +103,22 @@ error_code key_template::parse(std::string_view spec, std::string prefix, key_te
             return errc::invalid_config;
         }
         auto name = tpl.substr(open + 1, close - open - 1);
-        static constexpr std::array<std::pair<std::string_view, part::kind_t>, 10> names{{
+        // The short names of DESIGN §10 and the long ones of issue 7 are both accepted.
+        static constexpr std::array<std::pair<std::string_view, part::kind_t>, 14> names{{
             {"prefix", part::prefix},
             {"db", part::db},
+            {"database", part::db},
             {"coll", part::coll},
+            {"collection", part::coll},
             {"yyyy", part::yyyy},
             {"mm", part::mm},
             {"dd", part::dd},
             {"hh", part::hh},
             {"first_ts", part::first_ts},
+            {"first_cluster_time", part::first_ts},
             {"first_token_hash", part::token_hash},
             {"format_ext", part::ext},
+            {"ext", part::ext},
         }};
         bool found = false;
         for (auto& [n, k] : names) {
@@ -103,8 +132,9 @@ error_code key_template::parse(std::string_view spec, std::string prefix, key_te
         if (!found) {
             diag.message = "key template '" + std::string(spec) + "' has unknown placeholder {" +
                            std::string(name) +
-                           "}; allowed: {prefix} {db} {coll} {yyyy} {mm} {dd} {hh} {first_ts} "
-                           "{first_token_hash} {format_ext}";
+                           "}; allowed: {prefix}, {db} or {database}, {coll} or {collection}, "
+                           "{yyyy} {mm} {dd} {hh}, {first_ts} or {first_cluster_time}, "
+                           "{first_token_hash}, {format_ext} or {ext}";
             return errc::invalid_config;
         }
         i = close + 1;
@@ -112,7 +142,19 @@ error_code key_template::parse(std::string_view spec, std::string prefix, key_te
     if (!unique) {
         diag.message = "key template '" + std::string(spec) +
                        "' must contain {first_token_hash} so that every batch gets its own "
-                       "deterministic key";
+                       "deterministic key (a clusterTime is shared by the events of one "
+                       "transaction, so {first_ts} alone can repeat)";
+        return errc::invalid_config;
+    }
+    // A literal "." or ".." segment would be resolved away by S3 tools and local
+    // destinations, so two configurations could name the same object.
+    if (auto seg = dot_segment(tpl); !seg.empty()) {
+        diag.message =
+            "key template '" + std::string(spec) + "' has a '" + std::string(seg) + "' segment";
+        return errc::invalid_config;
+    }
+    if (auto seg = dot_segment(t.prefix_); !seg.empty()) {
+        diag.message = "key prefix '" + t.prefix_ + "' has a '" + std::string(seg) + "' segment";
         return errc::invalid_config;
     }
     out = std::move(t);
@@ -136,7 +178,7 @@ void key_template::render(const key_inputs& in, std::string& out) const {
                 append_escaped(out, in.db);
                 break;
             case part::coll:
-                append_escaped(out, in.coll.empty() ? "_" : in.coll);
+                append_escaped(out, in.coll);
                 break;
             case part::yyyy:
                 append_number(out, static_cast<unsigned>(utc.tm_year + 1900), 4);

@@ -1,6 +1,8 @@
 #include <penne/formats/csv.hpp>
 #include <penne/formats/tabular.hpp>
 
+#include "detail/rigatoni.hpp"
+
 #include <array>
 #include <charconv>
 #include <cstring>
@@ -13,75 +15,11 @@ constexpr std::array<std::string_view, 7> rigatoni_columns = {
     "document_key", "full_document", "resume_token",
 };
 
-// Rigatoni wrote its OperationType enum with Rust's Debug formatting (the variant name).
-std::string_view rigatoni_operation(std::string_view op) noexcept {
-    static constexpr std::pair<std::string_view, std::string_view> names[] = {
-        {"insert", "Insert"},
-        {"update", "Update"},
-        {"delete", "Delete"},
-        {"replace", "Replace"},
-        {"invalidate", "Invalidate"},
-        {"drop", "Drop"},
-        {"dropDatabase", "DropDatabase"},
-        {"rename", "Rename"},
-    };
-    for (const auto& [mongo, rigatoni] : names) {
-        if (op == mongo)
-            return rigatoni;
-    }
-    return op;
-}
-
 template <typename Int>
 void append_int(Int v, std::string& out) {
     char buf[24];
     const auto r = std::to_chars(buf, buf + sizeof buf, v);
     out.append(buf, r.ptr);
-}
-
-void append_2(unsigned v, std::string& out) {
-    out += static_cast<char>('0' + v / 10);
-    out += static_cast<char>('0' + v % 10);
-}
-
-// Rigatoni's cluster_time: chrono's to_rfc3339() of clusterTime seconds plus the increment
-// taken as milliseconds ("…T05:33:37.004+00:00"; no fraction for increment 0).
-void append_rigatoni_time(std::uint32_t seconds, std::uint32_t increment, std::string& out) {
-    std::string iso;
-    append_iso8601_ms(std::int64_t{seconds} * 1000, iso);
-    out.append(iso, 0, 19);  // YYYY-MM-DDTHH:MM:SS (a uint32 second is always in 1970-2106)
-    if (increment != 0 && increment < 1000) {
-        out += '.';
-        out += static_cast<char>('0' + increment / 100);
-        append_2(increment % 100, out);
-    }
-    out += "+00:00";
-}
-
-// Extended JSON from the walker without the spaces libbson puts around ':' ',' and braces,
-// the closest form to Rigatoni's serde_json output. Spaces inside strings are kept.
-void append_compact_json(std::string_view json, std::string& out) {
-    bool in_string = false;
-    bool escaped = false;
-    const std::size_t start = out.size();
-    out.resize(start + json.size());
-    char* d = out.data() + start;
-    for (const char c : json) {
-        if (in_string) {
-            *d++ = c;
-            if (escaped) {
-                escaped = false;
-            } else if (c == '\\') {
-                escaped = true;
-            } else if (c == '"') {
-                in_string = false;
-            }
-        } else if (c != ' ') {
-            *d++ = c;
-            in_string = c == '"';
-        }
-    }
-    out.resize(static_cast<std::size_t>(d - out.data()));
 }
 
 class csv_encoder final : public batch_encoder {
@@ -175,14 +113,15 @@ private:
     }
 
     void rigatoni_row(const tabular_row& row) {
-        text(rigatoni_operation(row.operation));
+        text(detail::rigatoni_debug_operation(row.operation));
         next();
         maybe(row.database);
         next();
         maybe(row.collection);
         next();
         scratch_.clear();
-        append_rigatoni_time(row.cluster_time_seconds, row.cluster_time_increment, scratch_);
+        detail::append_rigatoni_time(row.cluster_time_seconds, row.cluster_time_increment,
+                                     detail::rigatoni_utc_suffix::offset, scratch_);
         text(scratch_);
         next();
         compact(row.document_key);
@@ -196,7 +135,7 @@ private:
         if (!json)
             return;
         scratch_.clear();
-        append_compact_json(*json, scratch_);
+        detail::append_compact_json(*json, scratch_);
         text(scratch_);
     }
 

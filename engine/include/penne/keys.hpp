@@ -4,9 +4,13 @@
 // a replay after a crash writes the same key and overwrites the same object instead of
 // adding a duplicate. Never the wall clock, never a random id.
 //
-// Placeholders: {prefix} {db} {coll} {yyyy} {mm} {dd} {hh} {first_ts} {first_token_hash}
-// {format_ext}. Date parts come from the first event's clusterTime in UTC. {db} and {coll}
-// are percent-encoded outside [A-Za-z0-9._-] so any MongoDB name yields a safe key.
+// Placeholders: {prefix}, {db} (alias {database}), {coll} (alias {collection}), {yyyy}
+// {mm} {dd} {hh}, {first_ts} (alias {first_cluster_time}: "seconds.increment" of the first
+// clusterTime, each zero-padded to 10 digits so keys sort in stream order),
+// {first_token_hash}, {format_ext} (alias {ext}: "jsonl.zst", "parquet", …). Date parts
+// come from the first event's clusterTime in UTC. {db} and {coll} are percent-encoded
+// (uppercase hex) outside [A-Za-z0-9._-], a leading '.' included, so any MongoDB name yields
+// one safe key segment that is never "." or ".."; an empty name is written "_".
 //
 // Thread safety: immutable after construction; share freely.
 
@@ -34,8 +38,10 @@ public:
                                                    "flat"};
 
     // `spec` is a preset name or a template containing placeholders. Fails with
-    // invalid_config (diagnostics name the unknown placeholder or preset) when the template
-    // cannot produce unique keys (it must contain {first_token_hash} or {first_ts}).
+    // invalid_config, the diagnostics naming the problem, for an unknown preset or
+    // placeholder, an unclosed '{', a template without {first_token_hash} (the part that
+    // makes every batch's key unique: {first_ts} alone repeats within a transaction), or a
+    // "." or ".." segment in the template or the prefix.
     static error_code parse(std::string_view spec, std::string prefix, key_template& out,
                             diagnostics& diag);
 

@@ -1,11 +1,15 @@
-// The JSON lines encoder: one line per event, decodable back to the events.
+// The JSON lines encoder: one line per event, decodable back to the events, in the penne
+// layout (the event as MongoDB sent it) and the rigatoni layout (Rigatoni's ChangeEvent).
 #include <penne/formats/jsonl.hpp>
+#include <penne/formats/tabular.hpp>
 
 #include "bson_corpus.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace penne::formats {
@@ -191,6 +195,371 @@ TEST(Jsonl, OutputIsDeterministic) {
         EXPECT_EQ(lines[i], want);
         bson_free(want);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The rigatoni layout.
+
+bson_ptr from_json(const char* json) {
+    bson_error_t err;
+    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(json), -1, &err));
+    EXPECT_TRUE(b) << err.message << ": " << json;
+    return b;
+}
+
+// An event put together from parts; a null part is left out.
+struct event_parts {
+    const char* op = "insert";
+    const char* db = "shop";
+    const char* coll = "orders";
+    std::uint32_t secs = 1700000000;  // 2023-11-14T22:13:20Z
+    std::uint32_t inc = 7;
+    const char* document_key = R"({"_id": 42})";
+    const char* full_document = nullptr;
+    const char* update_description = nullptr;
+    bool null_full_document = false;
+    bool extras = false;  // wallTime, txnNumber, lsid, fullDocumentBeforeChange
+};
+
+std::vector<std::uint8_t> make_event(const event_parts& p) {
+    bson_ptr b(bson_new());
+    bson_t sub;
+    bson_append_document_begin(b.get(), "_id", 3, &sub);
+    bson_append_utf8(&sub, "_data", 5, "8265", -1);
+    bson_append_document_end(b.get(), &sub);
+    bson_append_utf8(b.get(), "operationType", -1, p.op, -1);
+    bson_append_timestamp(b.get(), "clusterTime", -1, p.secs, p.inc);
+    if (p.extras) {
+        bson_append_date_time(b.get(), "wallTime", -1, 1700000000123);
+        bson_append_int64(b.get(), "txnNumber", -1, 5);
+        bson_ptr lsid = from_json(R"({"id": {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==", )"
+                                  R"("subType": "04"}}})");
+        bson_append_document(b.get(), "lsid", -1, lsid.get());
+    }
+    if (p.db) {
+        bson_append_document_begin(b.get(), "ns", 2, &sub);
+        bson_append_utf8(&sub, "db", 2, p.db, -1);
+        if (p.coll)
+            bson_append_utf8(&sub, "coll", 4, p.coll, -1);
+        bson_append_document_end(b.get(), &sub);
+    }
+    auto doc = [&](const char* key, const char* json) {
+        if (json) {
+            bson_ptr d = from_json(json);
+            bson_append_document(b.get(), key, -1, d.get());
+        }
+    };
+    doc("documentKey", p.document_key);
+    doc("updateDescription", p.update_description);
+    doc("fullDocument", p.full_document);
+    if (p.null_full_document)
+        bson_append_null(b.get(), "fullDocument", -1);
+    if (p.extras)
+        doc("fullDocumentBeforeChange", R"({"_id": 42, "n": 0})");
+    return bytes_of(b.get());
+}
+
+std::string encode(const jsonl_options& o, const std::vector<std::vector<std::uint8_t>>& events) {
+    diagnostics diag;
+    EXPECT_FALSE(validate(o, diag)) << diag.message;
+    jsonl_encoder_factory f(o);
+    auto enc = f.open("shop/orders/k.jsonl");
+    for (const auto& e : events) {
+        change_event ev;
+        ev.raw = byte_view(e.data(), e.size());
+        EXPECT_FALSE(enc->append(ev, diag)) << diag.message;
+    }
+    std::string out;
+    enc->finish(out);
+    return out;
+}
+
+jsonl_options rigatoni(ejson_mode mode = ejson_mode::relaxed) {
+    jsonl_options o;
+    o.mode = mode;
+    o.layout = jsonl_layout::rigatoni;
+    return o;
+}
+
+TEST(JsonlRigatoni, ExactLines) {
+    event_parts insert;
+    insert.full_document = R"({"_id": 42, "name": "a b, \"c\"", "n": {"$numberLong": "7"}})";
+    insert.extras = true;  // dropped: Rigatoni's ChangeEvent has no such fields
+    event_parts update;
+    update.op = "update";
+    update.inc = 0;
+    // MongoDB's order and an extra member; Rigatoni's struct order, the extra dropped.
+    update.update_description =
+        R"({"truncatedArrays": [{"field": "items", "newSize": 2}], "disambiguatedPaths": {},)"
+        R"( "removedFields": ["old"], "updatedFields": {"x": 1, "s": "a, b"}})";
+    update.null_full_document = true;  // a lookup that found nothing: left out
+    event_parts drop_db;
+    drop_db.op = "dropDatabase";
+    drop_db.coll = nullptr;
+    drop_db.document_key = nullptr;
+    drop_db.inc = 1000;
+    event_parts other;
+    other.op = "createIndexes";
+    other.inc = 45;
+    other.db = nullptr;
+    other.document_key = nullptr;
+    event_parts awkward;
+    awkward.op = "delete";
+    awkward.coll = "q\"uote\\ tab\t nl\n \x01 \x7f caf\xc3\xa9";
+    awkward.secs = 0;
+    awkward.inc = 999;
+    event_parts invalidate;
+    invalidate.op = "invalidate";
+    invalidate.db = nullptr;
+    invalidate.document_key = nullptr;
+    invalidate.secs = 4294967295u;
+    invalidate.inc = 1;
+
+    const std::string out =
+        encode(rigatoni(), {make_event(insert), make_event(update), make_event(drop_db),
+                            make_event(other), make_event(awkward), make_event(invalidate)});
+    const std::string expected =
+        R"({"operationType":"insert","ns":{"database":"shop","collection":"orders"},)"
+        R"("documentKey":{"_id":42},"fullDocument":{"_id":42,"name":"a b, \"c\"","n":7},)"
+        R"("clusterTime":"2023-11-14T22:13:20.007Z","_id":{"_data":"8265"}})"
+        "\n"
+        R"({"operationType":"update","ns":{"database":"shop","collection":"orders"},)"
+        R"("documentKey":{"_id":42},"updateDescription":{"updatedFields":{"x":1,"s":"a, b"},)"
+        R"("removedFields":["old"],"truncatedArrays":[{"field":"items","newSize":2}]},)"
+        R"("clusterTime":"2023-11-14T22:13:20Z","_id":{"_data":"8265"}})"
+        "\n"
+        R"({"operationType":"dropdatabase","ns":{"database":"shop","collection":""},)"
+        R"("clusterTime":"2023-11-14T22:13:20Z","_id":{"_data":"8265"}})"
+        "\n"
+        R"({"operationType":"createIndexes","ns":{"database":"","collection":""},)"
+        R"("clusterTime":"2023-11-14T22:13:20.045Z","_id":{"_data":"8265"}})"
+        "\n"
+        R"({"operationType":"delete","ns":{"database":"shop",)"
+        "\"collection\":\"q\\\"uote\\\\ tab\\t nl\\n \\u0001 \x7f caf\xc3\xa9\"},"
+        R"("documentKey":{"_id":42},"clusterTime":"1970-01-01T00:00:00.999Z",)"
+        R"("_id":{"_data":"8265"}})"
+        "\n"
+        R"({"operationType":"invalidate","ns":{"database":"","collection":""},)"
+        R"("clusterTime":"2106-02-07T06:28:15.001Z","_id":{"_data":"8265"}})"
+        "\n";
+    EXPECT_EQ(out, expected);
+}
+
+TEST(JsonlRigatoni, UpdateDescriptionMembersSurviveAwkwardText) {
+    // Keys and strings holding the characters the member splitter looks for: braces,
+    // brackets, commas, colons, quotes and backslashes.
+    event_parts p;
+    p.op = "update";
+    p.update_description =
+        R"({"disambiguatedPaths": {"a.0": ["a", "0"]},)"
+        R"( "updatedFields": {"k,}": "v\"]}", "arr": [1, {"x": "}, {"}], "b\\": "\\"},)"
+        R"( "removedFields": ["r\"", "}{", "[,]"], "truncatedArrays": []})";
+    const std::string line = encode(rigatoni(), {make_event(p)});
+    const std::string want =
+        R"("updateDescription":{"updatedFields":{"k,}":"v\"]}","arr":[1,{"x":"}, {"}],)"
+        R"("b\\":"\\"},"removedFields":["r\"","}{","[,]"],"truncatedArrays":[]},)";
+    EXPECT_NE(line.find(want), std::string::npos) << line;
+    EXPECT_EQ(line.find("disambiguatedPaths"), std::string::npos) << line;
+    bson_ptr back = parse_line(line.substr(0, line.size() - 1));
+    ASSERT_TRUE(back);
+
+    // Only the members that are there, still in Rigatoni's order.
+    p.update_description = R"({"removedFields": [], "updatedFields": {}})";
+    const std::string short_line = encode(rigatoni(), {make_event(p)});
+    EXPECT_NE(short_line.find(R"("updateDescription":{"updatedFields":{},"removedFields":[]},)"),
+              std::string::npos)
+        << short_line;
+    p.update_description = R"({"disambiguatedPaths": {}})";
+    const std::string empty_line = encode(rigatoni(), {make_event(p)});
+    EXPECT_NE(empty_line.find(R"("updateDescription":{},)"), std::string::npos) << empty_line;
+}
+
+TEST(JsonlRigatoni, OperationSpellings) {
+    const std::pair<const char*, const char*> ops[] = {
+        {"insert", "insert"},
+        {"update", "update"},
+        {"delete", "delete"},
+        {"replace", "replace"},
+        {"invalidate", "invalidate"},
+        {"drop", "drop"},
+        {"dropDatabase", "dropdatabase"},
+        {"rename", "rename"},
+        {"modify", "modify"},
+        {"shardCollection", "shardCollection"},
+    };
+    for (const auto& [mongo, written] : ops) {
+        event_parts p;
+        p.op = mongo;
+        const std::string line = encode(rigatoni(), {make_event(p)});
+        EXPECT_EQ(line.rfind(std::string(R"({"operationType":")") + written + "\",", 0), 0u)
+            << line;
+    }
+}
+
+TEST(JsonlRigatoni, CanonicalModeTypesTheDocuments) {
+    event_parts p;
+    p.full_document = R"({"_id": 42, "d": 1.5})";
+    const std::string line = encode(rigatoni(ejson_mode::canonical), {make_event(p)});
+    EXPECT_NE(line.find(R"("documentKey":{"_id":{"$numberInt":"42"}})"), std::string::npos) << line;
+    EXPECT_NE(
+        line.find(R"("fullDocument":{"_id":{"$numberInt":"42"},"d":{"$numberDouble":"1.5"}})"),
+        std::string::npos)
+        << line;
+}
+
+// Every line is JSON that an independent parser (libbson's) reads back: the members in
+// Rigatoni's order and the documents equal to the event's.
+TEST(JsonlRigatoni, LinesParseBackToTheEvents) {
+    corpus_generator gen(31, true);
+    std::vector<std::vector<std::uint8_t>> docs;
+    for (int i = 0; i < 2000; ++i)
+        docs.push_back(bytes_of(gen.change_event().get()));
+    const std::string out = encode(rigatoni(), docs);
+    const auto lines = split_lines(out);
+    ASSERT_EQ(lines.size(), docs.size());
+    auto relaxed = [](const bson_t* b) {
+        char* s = bson_as_relaxed_extended_json(b, nullptr);
+        std::string r(s);
+        bson_free(s);
+        return r;
+    };
+    auto sub = [](const bson_t* parent, const char* key, bson_t* out) {
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, parent, key) || !BSON_ITER_HOLDS_DOCUMENT(&it))
+            return false;
+        std::uint32_t len = 0;
+        const std::uint8_t* data = nullptr;
+        bson_iter_document(&it, &len, &data);
+        return bson_init_static(out, data, len);
+    };
+    for (std::size_t i = 0; i < docs.size(); ++i) {
+        SCOPED_TRACE(lines[i].substr(0, 300));
+        EXPECT_EQ(lines[i].find("\" : "), std::string::npos) << "no libbson spacing";
+        bson_ptr back = parse_line(lines[i]);
+        ASSERT_TRUE(back);
+        bson_t orig;
+        ASSERT_TRUE(bson_init_static(&orig, docs[i].data(), docs[i].size()));
+
+        std::vector<std::string> keys;
+        bson_iter_t it;
+        bson_iter_init(&it, back.get());
+        while (bson_iter_next(&it))
+            keys.emplace_back(bson_iter_key(&it));
+        bson_iter_t op;
+        ASSERT_TRUE(bson_iter_init_find(&op, &orig, "operationType"));
+        const std::string operation = bson_iter_utf8(&op, nullptr);
+        std::vector<std::string> want = {"operationType", "ns", "documentKey"};
+        if (operation != "delete")
+            want.push_back("fullDocument");
+        if (operation == "update")
+            want.push_back("updateDescription");
+        want.push_back("clusterTime");
+        want.push_back("_id");
+        EXPECT_EQ(keys, want);
+
+        ASSERT_TRUE(bson_iter_init_find(&it, back.get(), "operationType"));
+        EXPECT_EQ(std::string(bson_iter_utf8(&it, nullptr)), operation);
+        bson_t ns_back, ns_orig;
+        ASSERT_TRUE(sub(back.get(), "ns", &ns_back));
+        ASSERT_TRUE(sub(&orig, "ns", &ns_orig));
+        bson_iter_t a, b;
+        ASSERT_TRUE(bson_iter_init_find(&a, &ns_back, "database"));
+        ASSERT_TRUE(bson_iter_init_find(&b, &ns_orig, "db"));
+        EXPECT_STREQ(bson_iter_utf8(&a, nullptr), bson_iter_utf8(&b, nullptr));
+        ASSERT_TRUE(bson_iter_init_find(&a, &ns_back, "collection"));
+        ASSERT_TRUE(bson_iter_init_find(&b, &ns_orig, "coll"));
+        EXPECT_STREQ(bson_iter_utf8(&a, nullptr), bson_iter_utf8(&b, nullptr));
+
+        // clusterTime: the second and the increment as milliseconds (all below 1000 here).
+        ASSERT_TRUE(bson_iter_init_find(&b, &orig, "clusterTime"));
+        std::uint32_t t = 0, inc = 0;
+        bson_iter_timestamp(&b, &t, &inc);
+        std::string iso;
+        append_iso8601_ms(std::int64_t{t} * 1000 + inc, iso);
+        ASSERT_TRUE(bson_iter_init_find(&a, back.get(), "clusterTime"));
+        EXPECT_EQ(std::string(bson_iter_utf8(&a, nullptr)), iso);
+
+        for (const char* key : {"documentKey", "fullDocument", "_id"}) {
+            bson_t x, y;
+            if (!sub(&orig, key, &y))
+                continue;
+            ASSERT_TRUE(sub(back.get(), key, &x)) << key;
+            EXPECT_EQ(relaxed(&x), relaxed(&y)) << key;
+        }
+        if (operation == "update") {
+            bson_t ud_back, ud_orig, x, y;
+            ASSERT_TRUE(sub(back.get(), "updateDescription", &ud_back));
+            ASSERT_TRUE(sub(&orig, "updateDescription", &ud_orig));
+            ASSERT_TRUE(sub(&ud_back, "updatedFields", &x));
+            ASSERT_TRUE(sub(&ud_orig, "updatedFields", &y));
+            EXPECT_EQ(relaxed(&x), relaxed(&y));
+        }
+    }
+}
+
+TEST(JsonlRigatoni, ARejectedEventLeavesTheBatchUnchanged) {
+    jsonl_encoder_factory f(rigatoni());
+    auto enc = f.open("k");
+    const auto good = make_event(event_parts{});
+    diagnostics diag;
+    change_event ev;
+    ev.raw = byte_view(good.data(), good.size());
+    ASSERT_FALSE(enc->append(ev, diag));
+    const std::size_t before = enc->buffered_bytes();
+
+    event_parts no_time;
+    auto broken = make_event(no_time);
+    // Turn clusterTime into an int64: the event is no longer a change event.
+    const std::string key = "clusterTime";
+    auto it = std::search(broken.begin(), broken.end(), key.begin(), key.end());
+    ASSERT_NE(it, broken.end());
+    *(it - 1) = 0x12;
+    ev.raw = byte_view(broken.data(), broken.size());
+    const auto ec = enc->append(ev, diag);
+    EXPECT_EQ(ec, penne::errc::unencodable_event);
+    EXPECT_NE(diag.message.find("clusterTime"), std::string::npos) << diag.message;
+    EXPECT_EQ(enc->buffered_bytes(), before);
+
+    ev.raw = byte_view(good.data(), good.size());
+    ASSERT_FALSE(enc->append(ev, diag));
+    std::string out;
+    enc->finish(out);
+    EXPECT_EQ(out, encode(rigatoni(), {good, good}));
+}
+
+TEST(JsonlRigatoni, DeterministicAndBufferedBytesTrackTheObject) {
+    corpus_generator gen(47);
+    std::vector<std::vector<std::uint8_t>> docs;
+    for (int i = 0; i < 300; ++i)
+        docs.push_back(bytes_of(gen.change_event().get()));
+    jsonl_encoder_factory f(rigatoni());
+    auto enc = f.open("a");
+    diagnostics diag;
+    std::size_t last = enc->buffered_bytes();
+    EXPECT_EQ(last, 0u);
+    for (const auto& d : docs) {
+        ASSERT_FALSE(enc->append(event_of(d), diag)) << diag.message;
+        EXPECT_GT(enc->buffered_bytes(), last);
+        last = enc->buffered_bytes();
+    }
+    std::string out;
+    enc->finish(out);
+    EXPECT_EQ(out.size(), last);
+    EXPECT_EQ(out, encode(rigatoni(), docs));
+}
+
+TEST(Jsonl, InvalidOptionsAreRejected) {
+    diagnostics diag;
+    EXPECT_FALSE(validate(jsonl_options{}, diag));
+    EXPECT_FALSE(validate(rigatoni(ejson_mode::canonical), diag));
+    jsonl_options o;
+    o.layout = static_cast<jsonl_layout>(7);
+    EXPECT_EQ(validate(o, diag), penne::errc::invalid_config);
+    EXPECT_NE(diag.message.find("jsonl.layout"), std::string::npos);
+    o = {};
+    o.mode = static_cast<ejson_mode>(9);
+    EXPECT_EQ(validate(o, diag), penne::errc::invalid_config);
+    EXPECT_NE(diag.message.find("jsonl.json_mode"), std::string::npos);
 }
 
 }  // namespace
