@@ -26,3 +26,9 @@ add_library(penne_asio STATIC "${CMAKE_CURRENT_LIST_DIR}/asio_impl.cpp")
 target_compile_definitions(penne_asio PUBLIC BOOST_ASIO_SEPARATE_COMPILATION BOOST_ASIO_NO_DEPRECATED)
 target_link_libraries(penne_asio PUBLIC Boost::headers Threads::Threads)
 add_library(penne::asio ALIAS penne_asio)
+
+# Asio's SSL implementation, compiled once for every TLS user (penne::http, penne::mongo,
+# mongosim): a binary linking several of them must not define these symbols twice.
+add_library(penne_asio_ssl STATIC "${CMAKE_CURRENT_LIST_DIR}/asio_ssl_impl.cpp")
+target_link_libraries(penne_asio_ssl PUBLIC penne_asio OpenSSL::SSL OpenSSL::Crypto)
+add_library(penne::asio_ssl ALIAS penne_asio_ssl)

@@ -2,5 +2,5 @@
 // (BOOST_BEAST_SEPARATE_COMPILATION is set on penne_http and everything that links it), so
 // the server, the client and their tests do not each compile them again.
 #include <boost/beast/src.hpp>
-// Asio's SSL implementation, compiled once for the client's TLS (BOOST_ASIO_SEPARATE_COMPILATION).
-#include <boost/asio/ssl/impl/src.hpp>
+// Asio's SSL implementation lives in penne::asio_ssl (cmake/asio_ssl_impl.cpp), shared with
+// penne::mongo.

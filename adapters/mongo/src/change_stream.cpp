@@ -1,5 +1,6 @@
 #include <penne/mongo/change_stream.hpp>
 
+#include <penne/mongo/tls.hpp>
 #include <penne/mongo/topology.hpp>
 #include <utility>
 
@@ -67,6 +68,13 @@ error_code prepare(const source_options& opts, stream_config& out, diagnostics& 
     out.connection.compressors = out.uri.compressors;
     out.connection.zlib_level = out.uri.zlib_level;
     out.connection.legacy_handshake = opts.legacy_handshake;
+    if (out.uri.tls) {
+        // The CA and client certificate files are read once, here: a bad file is a
+        // configuration error, never a reconnect loop.
+        diagnostics tdiag;
+        if (tls_context::create(*out.uri.tls, out.connection.tls, tdiag))
+            return invalid(diag, "mongodb.uri (" + out.uri.redacted + "): " + tdiag.message);
+    }
     return {};
 }
 

@@ -1,18 +1,26 @@
 #include <penne/mongo/compression.hpp>
 #include <penne/mongo/connection.hpp>
 #include <penne/mongo/scram.hpp>
+#include <penne/mongo/tls.hpp>
 #include <penne/mongo/wire.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -46,6 +54,12 @@ std::string_view command_name(byte_view command) {
     return "command";
 }
 
+// Errors of the TLS layer itself (alerts, protocol, OpenSSL), as opposed to the socket's.
+bool tls_layer_error(const error_code& ec) {
+    return ec.category() == asio::error::get_ssl_category() ||
+           ec.category() == asio::ssl::error::get_stream_category();
+}
+
 }  // namespace
 
 std::string describe_failure(std::string_view name, const command_reply& reply) {
@@ -64,6 +78,11 @@ struct connection::impl {
     explicit impl(asio::any_io_executor ex) : socket(ex) {}
 
     tcp::socket socket;
+    // The TLS session over `socket` when opts.tls is set. It is replaced only by the next
+    // connect (close() may run while an operation on it is still unwinding).
+    std::optional<asio::ssl::stream<tcp::socket&>> tls;
+    bool host_mismatch = false;  // the verify callback rejected the host name
+    bool connecting = false;     // inside connect(): TLS failures are fatal configuration
     wire::frame_reader reader;
     std::vector<std::uint8_t> out;
     std::vector<std::uint8_t> plain;     // the uncompressed request while `out` holds it packed
@@ -88,16 +107,27 @@ struct connection::impl {
 
     // Writes `out` and reads the frame answering `request_id` into `frame`.
     awaitable<error_code> exchange(std::int32_t request_id, std::vector<std::uint8_t>& frame) {
-        auto [wec, written] = co_await asio::async_write(socket, asio::buffer(out), use_tuple);
-        (void)written;
+        error_code wec;
+        std::size_t written = 0;
+        if (tls)
+            std::tie(wec, written) = co_await asio::async_write(*tls, asio::buffer(out), use_tuple);
+        else
+            std::tie(wec, written) =
+                co_await asio::async_write(socket, asio::buffer(out), use_tuple);
         if (wec)
             co_return wec;
         reader.reset();
         while (!reader.ready()) {
             auto space = reader.prepare();
-            auto [rec, n] = co_await socket.async_read_some(
-                asio::buffer(space.data(), space.size()), use_tuple);
-            if (rec == asio::error::eof || rec == asio::error::connection_reset)
+            error_code rec;
+            std::size_t n = 0;
+            auto buf = asio::buffer(space.data(), space.size());
+            if (tls)
+                std::tie(rec, n) = co_await tls->async_read_some(buf, use_tuple);
+            else
+                std::tie(rec, n) = co_await socket.async_read_some(buf, use_tuple);
+            if (rec == asio::error::eof || rec == asio::error::connection_reset ||
+                rec == asio::ssl::error::stream_truncated)
                 co_return make_error_code(client_errc::connection_closed);
             if (rec)
                 co_return rec;
@@ -146,8 +176,7 @@ struct connection::impl {
         busy = false;
         if (ec) {
             shut();
-            diag.message = std::string(name) + " to " + peer.to_string() + ": " + ec.message();
-            co_return ec;
+            co_return exchange_failed(ec, name, diag);
         }
         wire::op_msg_view msg;
         if (auto dec = wire::decode_op_msg(frame, msg)) {
@@ -174,16 +203,71 @@ struct connection::impl {
         co_return error_code{};
     }
 
+    // The error and diagnostics of a failed exchange. A TLS-layer error while connecting
+    // (e.g. the server's alert that it wants a client certificate, which TLS 1.3 sends after
+    // our side of the handshake) is a configuration problem: fatal. Once the session has
+    // carried the handshake it is a broken connection like any other: retryable.
+    error_code exchange_failed(error_code ec, std::string_view name, diagnostics& diag) {
+        if (!opts.tls || !tls || !tls_layer_error(ec)) {
+            diag.message = std::string(name) + " to " + peer.to_string() + ": " + ec.message();
+            return ec;
+        }
+        tls_failure_info info{ec, SSL_get_verify_result(tls->native_handle()), host_mismatch};
+        diagnostics td;
+        error_code mapped = describe_tls_failure(info, peer.to_string(), opts.tls->options(), td);
+        diag.message = std::string(name) + ": " + td.message;
+        return connecting ? mapped : make_error_code(client_errc::connection_closed);
+    }
+
+    // The TLS handshake over the connected socket: SNI for host names, the server's chain
+    // checked against the context's CAs and its certificate against the host we dialled
+    // (unless the URI relaxed either).
+    awaitable<error_code> start_tls(diagnostics& diag) {
+        const tls_options& topts = opts.tls->options();
+        tls.reset();
+        host_mismatch = false;
+        tls.emplace(socket, opts.tls->native());
+        error_code aec;
+        asio::ip::make_address(peer.host, aec);
+        const bool is_address = !aec;
+        // RFC 6066: server_name carries host names only, never address literals.
+        if (!is_address && SSL_set_tlsext_host_name(tls->native_handle(), peer.host.c_str()) != 1) {
+            diag.message = "cannot set the TLS server name " + peer.host;
+            co_return make_error_code(client_errc::tls_failed);
+        }
+        if (!topts.allow_invalid_certificates && !topts.allow_invalid_hostnames) {
+            tls->set_verify_callback([this, is_address,
+                                      check = asio::ssl::host_name_verification(peer.host)](
+                                         bool preverified, asio::ssl::verify_context& vctx) {
+                if (!preverified)
+                    return false;  // the chain's own error stays in the verify result
+                if (check(preverified, vctx))
+                    return true;
+                // Only the leaf (depth 0) is checked against the name; record why it
+                // failed so the handshake error can say so.
+                host_mismatch = true;
+                X509_STORE_CTX_set_error(vctx.native_handle(), is_address
+                                                                   ? X509_V_ERR_IP_ADDRESS_MISMATCH
+                                                                   : X509_V_ERR_HOSTNAME_MISMATCH);
+                return false;
+            });
+        }
+        auto [hec] = co_await tls->async_handshake(asio::ssl::stream_base::client, use_tuple);
+        if (hec) {
+            tls_failure_info info{hec, SSL_get_verify_result(tls->native_handle()), host_mismatch};
+            co_return describe_tls_failure(info, peer.to_string(), topts, diag);
+        }
+        co_return error_code{};
+    }
+
     awaitable<error_code> legacy_hello(std::vector<std::uint8_t>& frame, byte_view query,
                                        byte_view& body, diagnostics& diag) {
         std::int32_t id = next_request_id++;
         out.clear();
         wire::encode_op_query(out, id, 0, "admin.$cmd", 0, -1, query);
         error_code ec = co_await with_deadline(exchange(id, frame), opts.connect_timeout);
-        if (ec) {
-            diag.message = "isMaster to " + peer.to_string() + ": " + ec.message();
-            co_return ec;
-        }
+        if (ec)
+            co_return exchange_failed(ec, "isMaster", diag);
         wire::op_reply_view rep;
         if (auto dec = wire::decode_op_reply(frame, rep)) {
             diag.message = "unreadable OP_REPLY from " + peer.to_string();
@@ -373,6 +457,12 @@ struct connection::impl {
             co_return cec;
         }
         socket.set_option(tcp::no_delay(true));
+        if (opts.tls) {
+            // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
+            error_code tec = co_await start_tls(diag);
+            if (tec)
+                co_return tec;
+        }
         open = true;
         co_return error_code{};
     }
@@ -387,9 +477,12 @@ awaitable<error_code> connection::connect(const host_port& peer, const connectio
     impl_->peer = peer;
     impl_->opts = opts;
     impl_->hello = {};
+    impl_->connecting = true;
+    // The deadline covers the TCP connect and the TLS handshake.
     error_code ec = co_await with_deadline(impl_->open_socket(diag), opts.connect_timeout);
     if (ec == penne::errc::timeout)
-        diag.message = "connecting to " + peer.to_string() + " timed out";
+        diag.message = "connecting to " + peer.to_string() + " timed out" +
+                       (opts.tls ? " (TCP connect and TLS handshake)" : "");
     if (!ec) {
         // The handshake's own round trips use the connect timeout as their deadline.
         auto saved = impl_->opts.socket_timeout;
@@ -397,6 +490,7 @@ awaitable<error_code> connection::connect(const host_port& peer, const connectio
         ec = co_await impl_->handshake(diag);
         impl_->opts.socket_timeout = saved;
     }
+    impl_->connecting = false;
     if (ec)
         impl_->shut();
     co_return ec;

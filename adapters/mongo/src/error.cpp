@@ -82,6 +82,14 @@ public:
                 return "undecodable OP_COMPRESSED message";
             case client_errc::invalid_password:
                 return "password rejected by SASLprep";
+            case client_errc::tls_config:
+                return "TLS certificate or CA file cannot be used";
+            case client_errc::tls_untrusted_certificate:
+                return "server certificate not trusted";
+            case client_errc::tls_host_name_mismatch:
+                return "server certificate does not match the host name";
+            case client_errc::tls_failed:
+                return "TLS handshake failed";
         }
         return "unknown MongoDB client error";
     }

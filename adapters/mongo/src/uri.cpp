@@ -3,8 +3,11 @@
 
 #include <mongoc/mongoc.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <memory>
+#include <vector>
 
 namespace penne::mongo {
 namespace {
@@ -26,6 +29,57 @@ std::pair<std::size_t, std::size_t> password_span(std::string_view uri) {
     if (colon == std::string_view::npos || colon > at)
         return {0, 0};
     return {colon + 1, at - colon - 1};
+}
+
+// Query options whose value is a secret, lower case.
+constexpr std::string_view secret_options[] = {"tlscertificatekeyfilepassword",
+                                               "sslclientcertificatekeypassword"};
+
+bool starts_with_nocase(std::string_view text, std::string_view lower_prefix) {
+    return text.size() >= lower_prefix.size() &&
+           std::equal(lower_prefix.begin(), lower_prefix.end(), text.begin(), [](char p, char c) {
+               return p == std::tolower(static_cast<unsigned char>(c));
+           });
+}
+
+// Where the userinfo password and the values of secret query options sit in `uri`, in
+// increasing order (all still percent-encoded). Every "?", "&" or ";" followed by a secret
+// option's name and "=" counts, wherever it is, so an odd layout redacts more, not less.
+std::vector<std::pair<std::size_t, std::size_t>> secret_spans(std::string_view uri) {
+    std::vector<std::pair<std::size_t, std::size_t>> spans;
+    auto user = password_span(uri);
+    if (user.second > 0)
+        spans.push_back(user);
+    for (auto sep = uri.find_first_of("?&;"); sep != std::string_view::npos;
+         sep = uri.find_first_of("?&;", sep + 1)) {
+        auto rest = uri.substr(sep + 1);
+        for (std::string_view key : secret_options) {
+            if (starts_with_nocase(rest, key) && rest.size() > key.size() &&
+                rest[key.size()] == '=') {
+                std::size_t start = sep + 1 + key.size() + 1;
+                std::size_t end = uri.find_first_of("&;", start);
+                if (end == std::string_view::npos)
+                    end = uri.size();
+                // Inside the userinfo password already: that span covers it.
+                bool covered =
+                    user.second > 0 && start >= user.first && start < user.first + user.second;
+                if (end > start && !covered)
+                    spans.emplace_back(start, end - start);
+            }
+        }
+    }
+    // Sorted and merged, so replacing from the right never shifts a later span.
+    std::sort(spans.begin(), spans.end());
+    std::vector<std::pair<std::size_t, std::size_t>> merged;
+    for (auto [pos, len] : spans) {
+        if (!merged.empty() && pos <= merged.back().first + merged.back().second) {
+            auto& last = merged.back();
+            last.second = std::max(last.first + last.second, pos + len) - last.first;
+        } else {
+            merged.emplace_back(pos, len);
+        }
+    }
+    return merged;
 }
 
 void scrub(std::string& text, std::string_view secret) {
@@ -86,25 +140,26 @@ std::optional<host_port> host_port::parse(std::string_view s) {
 }
 
 std::string redact_uri(std::string_view uri) {
-    auto [pos, len] = password_span(uri);
+    auto spans = secret_spans(uri);
     std::string out(uri);
-    if (len > 0)
-        out.replace(pos, len, "***");
+    // From the right, so earlier positions stay valid.
+    for (auto it = spans.rbegin(); it != spans.rend(); ++it)
+        out.replace(it->first, it->second, "***");
     return out;
 }
 
 error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag) {
     out = uri_info{};
     out.redacted = redact_uri(uri);
-    auto [ppos, plen] = password_span(uri);
-    std::string_view raw_secret = uri.substr(ppos, plen);
+    const auto spans = secret_spans(uri);
 
     std::string text(uri);
     bson_error_t err{};
     std::unique_ptr<mongoc_uri_t, uri_deleter> u(mongoc_uri_new_with_error(text.c_str(), &err));
     if (!u) {
         std::string msg = err.message;
-        scrub(msg, raw_secret);
+        for (auto [pos, len] : spans)
+            scrub(msg, uri.substr(pos, len));
         return fail(diag, "invalid MongoDB URI " + out.redacted + ": " + msg);
     }
     if (mongoc_uri_get_srv_hostname(u.get()) != nullptr) {
@@ -114,8 +169,29 @@ error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag) {
                         out.redacted + ")");
     }
     if (mongoc_uri_get_tls(u.get())) {
-        return fail(diag, "TLS connections are not supported yet: remove tls=true/ssl=true from " +
-                              out.redacted);
+        // libmongoc maps the ssl* spellings onto the tls* names and refuses tlsInsecure
+        // beside the options it implies.
+        tls_options t;
+        const mongoc_uri_t* uu = u.get();
+        if (const char* ca = mongoc_uri_get_option_as_utf8(uu, MONGOC_URI_TLSCAFILE, nullptr))
+            t.ca_file = ca;
+        if (const char* cert =
+                mongoc_uri_get_option_as_utf8(uu, MONGOC_URI_TLSCERTIFICATEKEYFILE, nullptr))
+            t.certificate_key_file = cert;
+        if (const char* pw = mongoc_uri_get_option_as_utf8(
+                uu, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD, nullptr))
+            t.certificate_key_password = pw;
+        const bool insecure = mongoc_uri_get_option_as_bool(uu, MONGOC_URI_TLSINSECURE, false);
+        t.allow_invalid_certificates =
+            insecure ||
+            mongoc_uri_get_option_as_bool(uu, MONGOC_URI_TLSALLOWINVALIDCERTIFICATES, false);
+        t.allow_invalid_hostnames = insecure || mongoc_uri_get_option_as_bool(
+                                                    uu, MONGOC_URI_TLSALLOWINVALIDHOSTNAMES, false);
+        if (!t.certificate_key_password.empty() && t.certificate_key_file.empty()) {
+            return fail(
+                diag, "tlsCertificateKeyFilePassword needs tlsCertificateKeyFile: " + out.redacted);
+        }
+        out.tls = std::move(t);
     }
     for (const mongoc_host_list_t* h = mongoc_uri_get_hosts(u.get()); h; h = h->next) {
         if (h->family == AF_UNIX) {

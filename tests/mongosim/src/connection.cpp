@@ -2,6 +2,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -65,13 +66,65 @@ void connection::close() {
     timer_.cancel();
 }
 
+template <class Buffers>
+asio::awaitable<std::tuple<error_code, std::size_t>> connection::read(const Buffers& buffers) {
+    if (tls_)
+        co_return co_await asio::async_read(*tls_, buffers, use_tuple);
+    co_return co_await asio::async_read(socket_, buffers, use_tuple);
+}
+
+template <class Buffers>
+asio::awaitable<std::tuple<error_code, std::size_t>> connection::write(const Buffers& buffers) {
+    if (tls_)
+        co_return co_await asio::async_write(*tls_, buffers, use_tuple);
+    co_return co_await asio::async_write(socket_, buffers, use_tuple);
+}
+
+asio::awaitable<bool> connection::start_tls() {
+    tls_.emplace(socket_, *state_->tls);
+    auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::server, use_tuple);
+    if (!ec)
+        co_return true;
+    // The handshake's last flight carried an alert saying why (unknown CA, certificate
+    // required, …). Closing at once with client bytes unread would answer with a reset that
+    // can overtake it, so stop sending, drain what the client still sends for a moment and
+    // only then close.
+    if (state_->options.trace)
+        std::fprintf(stderr, "mongosim [conn%lld] TLS handshake failed: %s\n",
+                     static_cast<long long>(client_.connection_id), ec.message().c_str());
+    boost::system::error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    asio::steady_timer linger(socket_.get_executor(), std::chrono::seconds(2));
+    linger.async_wait([self = shared_from_this()](boost::system::error_code tec) {
+        if (!tec)
+            self->close();
+    });
+    std::array<std::uint8_t, 4096> sink;
+    for (;;) {
+        auto [rec, n] = co_await socket_.async_read_some(asio::buffer(sink), use_tuple);
+        if (rec)
+            break;
+    }
+    linger.cancel();
+    co_return false;
+}
+
 asio::awaitable<void> connection::run() {
     auto self = shared_from_this();
     state_->connections.insert(this);
+    if (state_->tls) {
+        // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
+        const bool ok = co_await start_tls();
+        if (!ok) {
+            state_->connections.erase(this);
+            close();
+            co_return;
+        }
+    }
     std::vector<std::uint8_t> buffer;
     for (;;) {
         std::array<std::uint8_t, header_size> head;
-        auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(head), use_tuple);
+        auto [ec, n] = co_await read(asio::buffer(head));
         if (ec)
             break;
         message_header h;
@@ -79,9 +132,8 @@ asio::awaitable<void> connection::run() {
             break;
         buffer.resize(static_cast<std::size_t>(h.length));
         std::memcpy(buffer.data(), head.data(), header_size);
-        auto [ec2, n2] = co_await asio::async_read(
-            socket_, asio::buffer(buffer.data() + header_size, buffer.size() - header_size),
-            use_tuple);
+        auto [ec2, n2] =
+            co_await read(asio::buffer(buffer.data() + header_size, buffer.size() - header_size));
         if (ec2)
             break;
         request req;
@@ -138,7 +190,7 @@ asio::awaitable<bool> connection::serve(const request& req) {
                     codec.compressor_out += static_cast<std::int64_t>(bytes.size());
                 }
                 net.bytes_out += static_cast<std::int64_t>(bytes.size());
-                auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), use_tuple);
+                auto [ec, n] = co_await write(asio::buffer(bytes));
                 co_return !ec;
             }
             case outcome::kind::wait_oplog:

@@ -3,7 +3,9 @@
 // the replies, one request at a time (as mongod does per connection). Waiting outcomes park
 // the coroutine on a timer that a new oplog entry or stop() cancels. A reply goes back in
 // OP_COMPRESSED with the request's compressor, except for the handshake and authentication
-// commands, whose replies are always plain.
+// commands, whose replies are always plain. When the server has TLS, the connection first
+// completes a TLS handshake (and, on failure, lingers briefly so the client reads the
+// alert instead of a reset), then every byte goes through the TLS stream.
 //
 // Memory per connection is bounded: one request buffer (at most maxMessageSizeBytes, released
 // after large messages) and one reply.
@@ -14,9 +16,13 @@
 #include "commands.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <memory>
+#include <optional>
+#include <tuple>
 #include <unordered_set>
 
 namespace mongosim {
@@ -29,6 +35,7 @@ struct shared_state {
     void notify_oplog();
 
     asio::ip::tcp::acceptor acceptor;
+    std::optional<asio::ssl::context> tls;  // set by listen() when TLS is configured
     command_processor processor;
     server_options options;
     std::unordered_set<connection*> connections;
@@ -49,9 +56,18 @@ public:
 
 private:
     asio::awaitable<bool> serve(const request& req);
+    // The TLS handshake; false (after lingering) when it failed.
+    asio::awaitable<bool> start_tls();
+    template <class Buffers>
+    asio::awaitable<std::tuple<error_code, std::size_t>> read(const Buffers& buffers);
+    template <class Buffers>
+    asio::awaitable<std::tuple<error_code, std::size_t>> write(const Buffers& buffers);
 
     std::shared_ptr<shared_state> state_;
     asio::ip::tcp::socket socket_;
+    // Over socket_ when the server has TLS; destroyed with the connection, after every
+    // operation on it finished (close() only closes the socket).
+    std::optional<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
     asio::steady_timer timer_;
     client_info client_;
 };

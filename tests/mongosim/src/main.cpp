@@ -1,6 +1,6 @@
 // mongosim executable: a MongoDB replica-set primary simulator for tests and demos.
 //   mongosim --port P [--host 127.0.0.1] [--replset rs0] [--oplog-size N]
-//            [--auth user:password[,user2:pw2]]
+//            [--auth user:password[,user2:pw2]] [--tls-cert F --tls-key F [--tls-ca F]]
 // Prints "mongosim listening on <host>:<port>" once ready; exits 0 on SIGINT/SIGTERM.
 
 #include <mongosim/server.hpp>
@@ -21,12 +21,16 @@ void usage(std::FILE* out) {
     std::fputs(
         "usage: mongosim --port P [--host 127.0.0.1] [--replset rs0] [--oplog-size N]\n"
         "                [--auth user:password[,user2:pw2]] [--trace]\n"
+        "                [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]\n"
         "  --port P         TCP port; 0 picks a free one\n"
         "  --host H         address to bind (default 127.0.0.1)\n"
         "  --replset NAME   replica set name reported in hello (default rs0)\n"
         "  --oplog-size N   keep at most N change events; older ones are dropped (default: all)\n"
         "  --auth U:P[,..]  create these users in admin and require SCRAM authentication\n"
         "                   (SCRAM-SHA-256 and SCRAM-SHA-1); passwords cannot contain ','\n"
+        "  --tls-cert FILE  serve TLS only, presenting this PEM certificate (chain)\n"
+        "  --tls-key FILE   the certificate's private key (PEM, unencrypted)\n"
+        "  --tls-ca FILE    require client certificates issued by these PEM CAs (mutual TLS)\n"
         "  --trace          print every request and reply to stderr\n",
         out);
 }
@@ -71,6 +75,15 @@ int main(int argc, char** argv) {
             ok = mongosim::parse_users(value, opts.users);
         } else if (arg == "--oplog-size") {
             ok = parse_number(value, opts.oplog_size);
+        } else if (arg == "--tls-cert") {
+            opts.tls_cert_file = value;
+            ok = !value.empty();
+        } else if (arg == "--tls-key") {
+            opts.tls_key_file = value;
+            ok = !value.empty();
+        } else if (arg == "--tls-ca") {
+            opts.tls_ca_file = value;
+            ok = !value.empty();
         } else {
             std::fprintf(stderr, "mongosim: unknown option %s\n", argv[i - 1]);
             usage(stderr);
@@ -90,9 +103,9 @@ int main(int argc, char** argv) {
 
     boost::asio::io_context io;
     mongosim::server srv(io.get_executor(), opts);
-    if (auto ec = srv.listen()) {
-        std::fprintf(stderr, "mongosim: cannot listen on %s:%u: %s\n", opts.host.c_str(),
-                     unsigned(opts.port), ec.message().c_str());
+    std::string why;
+    if (auto ec = srv.listen(&why)) {
+        std::fprintf(stderr, "mongosim: cannot start: %s\n", why.c_str());
         return 1;
     }
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -105,7 +118,10 @@ int main(int argc, char** argv) {
         if (e)
             std::rethrow_exception(e);
     });
-    std::printf("mongosim listening on %s\n", srv.address().c_str());
+    std::printf("mongosim listening on %s%s\n", srv.address().c_str(),
+                opts.tls_cert_file.empty() ? ""
+                : opts.tls_ca_file.empty() ? " (TLS)"
+                                           : " (TLS, client certificates required)");
     std::fflush(stdout);
     io.run();
     return 0;

@@ -6,9 +6,12 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <boost/system/errc.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <cctype>
+#include <optional>
+#include <string>
 
 namespace mongosim {
 namespace {
@@ -24,6 +27,61 @@ std::string advertised_host(const std::string& host) {
     return host;
 }
 
+// The server's TLS context: TLS 1.2+, the certificate and key, and with a CA file mutual
+// TLS (a client without a certificate from that CA fails the handshake).
+error_code load_tls(const server_options& o, std::optional<asio::ssl::context>& out,
+                    std::string& detail) {
+    namespace ssl = asio::ssl;
+    if (o.tls_cert_file.empty()) {
+        if (!o.tls_key_file.empty() || !o.tls_ca_file.empty()) {
+            detail = "TLS needs a certificate: --tls-key and --tls-ca go with --tls-cert";
+            return make_error_code(boost::system::errc::invalid_argument);
+        }
+        return {};
+    }
+    if (o.tls_key_file.empty()) {
+        detail = "--tls-cert needs --tls-key";
+        return make_error_code(boost::system::errc::invalid_argument);
+    }
+    auto& ctx = out.emplace(ssl::context::tls_server);
+    boost::system::error_code ec;
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                        ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                        ssl::context::single_dh_use,
+                    ec);
+    // An encrypted key fails to load instead of prompting on the terminal.
+    if (!ec)
+        ctx.set_password_callback(
+            [](std::size_t, ssl::context::password_purpose) { return std::string(); }, ec);
+    if (!ec) {
+        ctx.use_certificate_chain_file(o.tls_cert_file, ec);
+        if (ec)
+            detail = "TLS certificate " + o.tls_cert_file + ": " + ec.message();
+    }
+    if (!ec) {
+        ctx.use_private_key_file(o.tls_key_file, ssl::context::pem, ec);
+        if (ec)
+            detail = "TLS key " + o.tls_key_file + ": " + ec.message();
+    }
+    if (!ec && SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+        detail = "TLS key " + o.tls_key_file + " does not match " + o.tls_cert_file;
+        ec = make_error_code(boost::system::errc::invalid_argument);
+    }
+    if (!ec && !o.tls_ca_file.empty()) {
+        ctx.load_verify_file(o.tls_ca_file, ec);
+        if (ec)
+            detail = "TLS CA file " + o.tls_ca_file + ": " + ec.message();
+        else
+            ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
+    }
+    if (ec) {
+        if (detail.empty())
+            detail = "TLS setup: " + ec.message();
+        out.reset();
+    }
+    return ec;
+}
+
 }  // namespace
 
 server::server(asio::any_io_executor ex, server_options opts)
@@ -31,11 +89,21 @@ server::server(asio::any_io_executor ex, server_options opts)
 
 server::~server() = default;
 
-error_code server::listen() {
+error_code server::listen(std::string* detail) {
+    std::string why;
+    auto fail = [&](error_code ec) {
+        if (detail)
+            *detail = why.empty() ? ec.message() : why;
+        return ec;
+    };
+    if (auto ec = load_tls(state_->options, state_->tls, why))
+        return fail(ec);
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(state_->options.host, ec);
-    if (ec)
-        return ec;
+    if (ec) {
+        why = "bad address " + state_->options.host;
+        return fail(ec);
+    }
     asio::ip::tcp::endpoint ep(addr, state_->options.port);
     auto& acc = state_->acceptor;
     acc.open(ep.protocol(), ec);
@@ -48,7 +116,9 @@ error_code server::listen() {
     if (ec) {
         boost::system::error_code ignored;
         acc.close(ignored);
-        return ec;
+        why = "cannot listen on " + state_->options.host + ":" +
+              std::to_string(state_->options.port) + ": " + ec.message();
+        return fail(ec);
     }
     // hello names the server by the port the kernel picked.
     state_->processor.advertise(address());
@@ -108,8 +178,9 @@ background::background(server_options opts)
     : impl_(std::make_unique<impl>(opts)),
       host_(advertised_host(opts.host)),
       replset_(opts.replset) {
-    if (auto ec = impl_->srv.listen())
-        throw boost::system::system_error(ec, "mongosim listen");
+    std::string why;
+    if (auto ec = impl_->srv.listen(&why))
+        throw boost::system::system_error(ec, "mongosim listen: " + why);
     port_ = impl_->srv.port();
     impl_->srv.async_run(asio::detached);
     impl_->thread = std::thread([this] { impl_->io.run(); });

@@ -4,7 +4,9 @@
 // that change streams read, so real drivers (libmongoc, Node, PyMongo) and penne's own client
 // can insert, watch and resume against it. With users configured it requires SCRAM-SHA-256 or
 // SCRAM-SHA-1 authentication (saslStart/saslContinue, speculativeAuthenticate in hello);
-// OP_COMPRESSED (zstd, zlib, snappy) is negotiated in hello and always accepted.
+// OP_COMPRESSED (zstd, zlib, snappy) is negotiated in hello and always accepted. With a
+// certificate and key configured every connection is TLS (TLS 1.2+), and with a CA file
+// too, clients must present a certificate that CA issued (mutual TLS).
 //
 // Usage:
 //     mongosim::server srv(io.get_executor(), {.port = 0});
@@ -61,6 +63,10 @@ struct server_options {
     // Non-empty: authentication is on; every command but the handshake, ping, buildInfo,
     // endSessions and SASL needs an authenticated connection (else code 13, Unauthorized).
     std::vector<user_credential> users;
+    // TLS: with tls_cert_file set, every connection starts with a TLS handshake.
+    std::string tls_cert_file;  // PEM certificate (chain) presented to clients
+    std::string tls_key_file;   // its private key, PEM, unencrypted
+    std::string tls_ca_file;    // non-empty: require client certificates issued by these CAs
 };
 
 struct shared_state;
@@ -72,8 +78,9 @@ public:
     server(const server&) = delete;
     server& operator=(const server&) = delete;
 
-    // Binds and listens. After success, port() is the bound port.
-    error_code listen();
+    // Loads the TLS files (when configured), binds and listens. After success, port() is
+    // the bound port. On failure `detail`, when given, says which step failed and why.
+    error_code listen(std::string* detail = nullptr);
     std::uint16_t port() const noexcept;
     // "host:port" as advertised in hello (hosts, me, primary).
     std::string address() const;
@@ -102,7 +109,7 @@ public:
     background& operator=(const background&) = delete;
 
     std::uint16_t port() const noexcept { return port_; }
-    // mongodb://host:port/?replicaSet=<set>
+    // mongodb://host:port/?replicaSet=<set> (add tls=true&tlsCAFile=… for a TLS server)
     std::string uri() const;
     // mongodb://user:password@host:port/?replicaSet=<set>&authSource=admin (percent-encoded)
     std::string uri(const std::string& user, const std::string& password) const;

@@ -76,7 +76,7 @@ public:
     // The position after the last batch returned (what a resume would start from).
     const resume_token& cached_token() const noexcept { return position_.cached; }
     // How many times the stream resumed after a resumable error.
-    std::uint64_t resume_count() const noexcept { return resumes_; }
+    std::uint64_t resume_count() const noexcept override { return resumes_; }
     // How many times the stream started again after an invalidate (drop, rename).
     std::uint64_t restarts_after_invalidate() const noexcept { return restarts_after_invalidate_; }
     const watch_scope& scope() const noexcept { return scope_; }

@@ -1,9 +1,10 @@
 #pragma once
-// One TCP connection to one MongoDB server: connect (with timeout), handshake (hello with
-// client metadata and compression negotiation, optional SCRAM authentication with the
-// mechanism negotiated through saslSupportedMechs and a speculativeAuthenticate first step),
-// then one command at a time, each awaited to its reply. The socket and Asio details stay in
-// connection.cpp.
+// One TCP connection to one MongoDB server, TLS when the options carry a tls_context:
+// connect (with timeout; the TLS handshake, with verification of the server's certificate
+// and host name, runs under it too), handshake (hello with client metadata and compression
+// negotiation, optional SCRAM authentication with the mechanism negotiated through
+// saslSupportedMechs and a speculativeAuthenticate first step), then one command at a time,
+// each awaited to its reply. The socket, TLS and Asio details stay in connection.cpp.
 //
 // Thread safety: none; use from one strand. At most one command is outstanding (a second
 // concurrent run_command fails with client_errc::busy).
@@ -30,6 +31,8 @@
 
 namespace penne::mongo {
 
+class tls_context;
+
 struct connection_options {
     std::chrono::milliseconds connect_timeout{10'000};  // TCP connect + handshake + auth
     // Slack granted to every command on top of the time the server may legitimately wait
@@ -45,6 +48,9 @@ struct connection_options {
     // Handshake with legacy OP_QUERY isMaster instead of OP_MSG hello (servers that do
     // not accept OP_MSG before the handshake; not needed for MongoDB 3.6+).
     bool legacy_handshake = false;
+    // TLS for every connection opened with these options (null: plain TCP). The server's
+    // certificate is checked against the host each connection dials.
+    std::shared_ptr<const tls_context> tls;
 };
 
 class connection {

@@ -1,10 +1,11 @@
 #pragma once
 // The MongoDB connection string, parsed by libmongoc's mongoc_uri_t (so penne accepts
 // exactly what the C driver accepts) and reduced to what penne uses: seeds, replica set
-// name, directConnection, appName and credentials.
+// name, directConnection, appName, credentials, compressors and TLS.
 //
-// The password lives only in uri_info::auth; every text meant for humans (redacted,
-// diagnostics) has it replaced by "***".
+// The passwords (userinfo, tlsCertificateKeyFilePassword) live only in uri_info::auth and
+// uri_info::tls; every text meant for humans (redacted, diagnostics) has them replaced by
+// "***".
 //
 // Thread safety: plain values and pure functions.
 
@@ -35,6 +36,19 @@ struct credentials {
     std::string mechanism;         // empty: negotiate SCRAM-SHA-256 / SCRAM-SHA-1
 };
 
+// tls=true / ssl=true and the tls* options (their legacy ssl* spellings included).
+// Verification is on unless the URI relaxes it: the server's chain must lead to a trusted
+// CA and its certificate must name the host penne dialled.
+struct tls_options {
+    std::string ca_file;  // tlsCAFile (PEM); empty: the system's trust store
+    // tlsCertificateKeyFile: the client certificate and its private key in one PEM file,
+    // for servers that require client certificates (mutual TLS).
+    std::string certificate_key_file;
+    std::string certificate_key_password;     // tlsCertificateKeyFilePassword (a secret)
+    bool allow_invalid_certificates = false;  // tlsAllowInvalidCertificates, tlsInsecure
+    bool allow_invalid_hostnames = false;     // tlsAllowInvalidHostnames, tlsInsecure
+};
+
 struct uri_info {
     std::vector<host_port> hosts;
     // compressors=…: names in the URI's order of preference, restricted to those penne
@@ -45,15 +59,16 @@ struct uri_info {
     bool direct_connection = false;
     std::string app_name;
     std::optional<credentials> auth;
-    std::string redacted;  // the URI with the password replaced, for logs
+    std::optional<tls_options> tls;  // set when the URI asks for TLS
+    std::string redacted;            // the URI with the password replaced, for logs
 };
 
-// Parses and checks that penne can honour the URI: TLS, mongodb+srv:// and mechanisms
-// other than SCRAM are refused with a message saying so. Diagnostics never contain the
-// password.
+// Parses and checks that penne can honour the URI: mongodb+srv:// and mechanisms other
+// than SCRAM are refused with a message saying so. Diagnostics never contain a password.
 error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag);
 
-// The URI with the userinfo password replaced by "***". When in doubt (odd layouts) it
+// The URI with the userinfo password and the value of tlsCertificateKeyFilePassword (or
+// sslClientCertificateKeyPassword) replaced by "***". When in doubt (odd layouts) it
 // redacts more, never less.
 std::string redact_uri(std::string_view uri);
 
