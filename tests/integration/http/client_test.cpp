@@ -3,6 +3,7 @@
 // certificate made for the test by openssl.
 #include <penne/http/client.hpp>
 
+#include "http_peer.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
 
@@ -30,44 +31,7 @@ using penne::http::header_field;
 using penne::http::http_errc;
 using penne::http::request;
 using penne::http::response;
-
-std::string peer_script() {
-    const char* src = std::getenv("PENNE_SOURCE_DIR");
-    return std::string(src ? src : ".") + "/tests/integration/http/http_peer.py";
-}
-
-class http_peer {
-public:
-    explicit http_peer(const penne::test::temp_dir& dir, bool tls = false, int port = 0)
-        : port_(port ? port : penne::test::free_port()) {
-        std::vector<std::string> argv{"/usr/bin/python3", peer_script(), std::to_string(port_)};
-        if (tls) {
-            cert_ = dir / "cert.pem";
-            key_ = dir / "key.pem";
-            const std::string cmd =
-                "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-                "-addext subjectAltName=DNS:localhost -keyout '" +
-                key_ + "' -out '" + cert_ + "' >/dev/null 2>&1";
-            if (std::system(cmd.c_str()) != 0)
-                throw std::runtime_error("openssl could not make a test certificate");
-            argv.insert(argv.end(), {"--tls", cert_, key_});
-        }
-        proc_ = std::make_unique<penne::test::process>(
-            argv,
-            dir / ("peer-" + std::to_string(port_) + "-" + std::to_string(++starts_) + ".log"));
-        if (!proc_->wait_for_output("ready", 10s))
-            throw std::runtime_error("http_peer.py did not start: " + proc_->log());
-    }
-    std::uint16_t port() const { return static_cast<std::uint16_t>(port_); }
-    const std::string& cert() const { return cert_; }
-    void stop() { proc_.reset(); }
-
-private:
-    int port_;
-    std::string cert_, key_;
-    static inline int starts_ = 0;
-    std::unique_ptr<penne::test::process> proc_;
-};
+using penne::test::http_peer;
 
 struct outcome {
     error_code ec;

@@ -10,6 +10,10 @@ Usage: http_peer.py PORT [--tls CERT KEY]. Prints "ready PORT" once listening. R
   /refuse-expect   403 at once to an Expect: 100-continue request, without reading the body
   /silent-expect   ignores Expect: 100-continue (no interim response), reads the body, 200
   /connections     200, the number of TCP connections accepted so far
+AWS credential endpoints (for the credentials chain over the real client):
+  PUT /latest/api/token, GET /latest/meta-data/iam/security-credentials/[ROLE]   EC2 IMDSv2
+  GET /ecs/credentials (Authorization: ecs-auth-token)                          ECS
+  POST /sts (Action=AssumeRoleWithWebIdentity, WebIdentityToken=web-identity-token)  STS
 """
 import hashlib
 import json
@@ -18,6 +22,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 accepted = 0
@@ -65,6 +70,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, b"slow")
         if path == "/close":
             return self.reply(200, b"closing", close=True)
+        if path.startswith("/latest/") or path in ("/ecs/credentials", "/sts"):
+            return self.aws(path, body)
         if path == "/connections":
             with lock:
                 return self.reply(200, str(accepted).encode())
@@ -76,6 +83,43 @@ class Handler(BaseHTTPRequestHandler):
             "body_sha256": hashlib.sha256(body).hexdigest(),
         }
         return self.reply(200, json.dumps(doc).encode(), content_type="application/json")
+
+    def aws(self, path, body):
+        expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        if path == "/latest/api/token":
+            if self.command != "PUT" or not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                return self.reply(400, b"token PUT needs the TTL header")
+            return self.reply(200, b"imds-token-123")
+        if path.startswith("/latest/meta-data/iam/security-credentials/"):
+            if self.headers.get("X-aws-ec2-metadata-token") != "imds-token-123":
+                return self.reply(401, b"missing or wrong IMDSv2 token")
+            role = path[len("/latest/meta-data/iam/security-credentials/"):]
+            if role == "":
+                return self.reply(200, b"penne-role\n")
+            if role != "penne-role":
+                return self.reply(404, b"no such role")
+            doc = {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAIMDSEXAMPLE",
+                   "SecretAccessKey": "imds-secret-key", "Token": "imds-session-token",
+                   "Expiration": expiry}
+            return self.reply(200, json.dumps(doc).encode(), content_type="text/plain")
+        if path == "/ecs/credentials":
+            if self.headers.get("Authorization") != "ecs-auth-token":
+                return self.reply(403, b'{"message":"bad authorization"}')
+            doc = {"AccessKeyId": "ASIAECSEXAMPLE", "SecretAccessKey": "ecs-secret-key",
+                   "Token": "ecs-session-token", "Expiration": expiry}
+            return self.reply(200, json.dumps(doc).encode(), content_type="application/json")
+        if path == "/sts":
+            form = urllib.parse.parse_qs(body.decode())
+            if form.get("Action") != ["AssumeRoleWithWebIdentity"]:
+                return self.reply(400, b"<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>")
+            if form.get("WebIdentityToken") != ["web-identity-token"]:
+                return self.reply(400, b"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>bad token</Message></Error></ErrorResponse>")
+            xml = ("<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+                   "<AccessKeyId>ASIASTSEXAMPLE</AccessKeyId><SecretAccessKey>sts-secret-key</SecretAccessKey>"
+                   "<SessionToken>sts-session-token</SessionToken><Expiration>%s</Expiration>"
+                   "</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>" % expiry)
+            return self.reply(200, xml.encode(), content_type="text/xml")
+        return self.reply(404, b"unknown AWS route")
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = route
 
