@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -97,6 +99,33 @@ public:
         out = *v;
     }
 
+    void boolean(std::string_view key, bool& out) {
+        auto* n = node(key);
+        if (!n)
+            return;
+        auto v = n->value<bool>();
+        if (!v || !n->is_boolean())
+            return fail(key, "expected true or false");
+        out = *v;
+    }
+
+    // An inline table of strings: tags = { team = "data", env = "prod" }.
+    void string_map(std::string_view key, std::vector<std::pair<std::string, std::string>>& out) {
+        auto* n = node(key);
+        if (!n)
+            return;
+        auto* t = n->as_table();
+        if (!t)
+            return fail(key, "expected a table of strings, e.g. { team = \"data\" }");
+        out.clear();
+        for (auto& [k, v] : *t) {
+            auto s = v.value<std::string>();
+            if (!s || !v.is_string())
+                return fail(key, "value of '" + std::string(k.str()) + "' must be a string");
+            out.emplace_back(std::string(k.str()), *s);
+        }
+    }
+
     void strings(std::string_view key, std::vector<std::string>& out) {
         auto* n = node(key);
         if (!n)
@@ -146,6 +175,54 @@ private:
 
 bool valid_name(std::string_view s) {
     return !s.empty() && s.find('\0') == std::string_view::npos;
+}
+
+// A numeric IPv4 or IPv6 address (what the operations server binds to; no host names).
+bool valid_ip_address(const std::string& s) {
+    unsigned char buf[sizeof(in6_addr)];
+    return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+void read_s3(table_reader& top, const std::string& destination_type, s3_settings& out,
+             const std::string& error) {
+    {
+        auto s = top.sub("s3");
+        s.string("bucket", out.bucket);
+        s.string("region", out.region);
+        s.string("endpoint", out.endpoint);
+        s.string("addressing", out.addressing, {"auto", "path", "virtual"});
+        s.string("profile", out.profile);
+        s.string("access_key_id", out.access_key_id);
+        s.string("secret_access_key", out.secret_access_key);
+        s.string("session_token", out.session_token);
+        s.string("storage_class", out.storage_class);
+        s.string("sse", out.sse, {"none", "AES256", "aws:kms"});
+        s.string("kms_key_id", out.kms_key_id);
+        s.string_map("tags", out.tags);
+        s.string_map("metadata", out.metadata);
+        s.boolean("content_md5", out.content_md5);
+        s.boolean("unsigned_payload", out.unsigned_payload);
+        s.size("multipart_threshold", out.multipart_threshold, 5ull << 20);
+        s.size("part_size", out.part_size, 5ull << 20);
+        s.integer("part_concurrency", out.part_concurrency, 1, 64);
+        s.string("ca_file", out.ca_file);
+        s.boolean("verify_tls", out.verify_tls);
+        s.millis("connect_timeout_ms", out.connect_timeout, 100, 600'000);
+        s.millis("request_timeout_ms", out.request_timeout, 100, 3'600'000);
+        s.integer("max_retries", out.max_retries, 0, 100);
+        s.reject_unknown();
+        if (error.empty() && destination_type == "s3" && out.bucket.empty())
+            s.fail("bucket", "required for [destination] type = \"s3\"");
+        if (error.empty() && out.part_size > (5ull << 30))
+            s.fail("part_size", "must be at most 5GiB (S3's limit for a part)");
+        if (error.empty() && out.multipart_threshold < out.part_size)
+            s.fail("multipart_threshold", "must be at least part_size");
+        if (error.empty() && out.access_key_id.empty() != out.secret_access_key.empty())
+            s.fail(out.access_key_id.empty() ? "access_key_id" : "secret_access_key",
+                   "access_key_id and secret_access_key go together");
+        if (error.empty() && !out.kms_key_id.empty() && out.sse != "aws:kms")
+            s.fail("kms_key_id", "only with sse = \"aws:kms\"");
+    }
 }
 
 }  // namespace
@@ -333,39 +410,63 @@ bool parse_config(std::string_view text, std::string_view source_name,
     }
     {
         auto o = top.sub("output");
-        o.string("format", c.output.format, {"jsonl", "csv"});
+        o.string("format", c.output.format, {"jsonl", "csv", "parquet", "avro"});
         o.string("json_mode", c.output.json_mode, {"relaxed", "canonical"});
         o.string("layout", c.output.layout, {"penne", "rigatoni"});
         o.string("csv_delimiter", c.output.csv_delimiter);
         o.string("csv_line_ending", c.output.csv_line_ending, {"crlf", "lf"});
-        o.string("compression", c.output.compression, {"zstd", "gzip", "none"});
+        o.string("compression", c.output.compression,
+                 {"zstd", "gzip", "snappy", "deflate", "none"});
         o.integer("compression_level", c.output.compression_level, 0, 22);
+        o.string("timestamp_unit", c.output.timestamp_unit, {"millis", "micros"});
         o.string("key_layout", c.output.key_layout);
         o.string("prefix", c.output.prefix);
         o.reject_unknown();
+        const auto& fmt = c.output.format;
+        if (c.output.compression.empty())
+            c.output.compression = fmt == "avro" ? "deflate" : "zstd";
+        const auto& comp = c.output.compression;
         if (error.empty() && c.output.csv_delimiter.size() != 1)
             o.fail("csv_delimiter", "'" + c.output.csv_delimiter +
                                         "' must be exactly one character, e.g. \",\" or \"\\t\"");
-        if (error.empty() && c.output.layout == "rigatoni" && c.output.format != "csv")
-            o.fail("layout", "\"rigatoni\" is available for format = \"csv\" only");
-        if (error.empty() && c.output.compression == "gzip" && c.output.compression_level > 9)
-            o.fail("compression_level", "gzip levels are 1..9 (0 for the default)");
-        if (error.empty() && c.output.compression == "zstd" && c.output.compression_level > 19)
+        if (error.empty() && (fmt == "jsonl" || fmt == "csv") &&
+            (comp == "snappy" || comp == "deflate"))
+            o.fail("compression", "'" + comp + "' is for parquet/avro; " + fmt +
+                                      " objects take zstd, gzip or none");
+        if (error.empty() && fmt == "parquet" && comp == "deflate")
+            o.fail("compression", "parquet pages take zstd, gzip, snappy or none");
+        if (error.empty() && fmt == "avro" && comp == "gzip")
+            o.fail("compression", "avro blocks take zstd, deflate, snappy or none");
+        if (error.empty() && (comp == "snappy" || comp == "none") &&
+            c.output.compression_level != 0)
+            o.fail("compression_level", "'" + comp + "' has no levels; leave it 0");
+        if (error.empty() && (comp == "gzip" || comp == "deflate") &&
+            c.output.compression_level > 9)
+            o.fail("compression_level", comp + " levels are 1..9 (0 for the default)");
+        if (error.empty() && comp == "zstd" && c.output.compression_level > 19)
             o.fail("compression_level", "zstd levels are 1..19 (0 for the default)");
     }
     {
         auto d = top.sub("destination");
-        d.string("type", c.destination.type, {"local"});
+        d.string("type", c.destination.type, {"local", "s3"});
         d.string("path", c.destination.path);
         d.reject_unknown();
-        if (error.empty() && c.destination.path.empty())
+        if (error.empty() && c.destination.type == "local" && c.destination.path.empty())
             d.fail("path", "must not be empty");
     }
+    read_s3(top, c.destination.type, c.s3, error);
     {
         auto s = top.sub("state");
-        s.string("type", c.state.type, {"file", "memory"});
+        s.string("type", c.state.type, {"file", "memory", "redis"});
         s.string("path", c.state.path);
+        s.string("url", c.state.url);
+        s.string("key_prefix", c.state.key_prefix);
+        s.string("tls_ca_file", c.state.tls_ca_file);
+        s.millis("connect_timeout_ms", c.state.connect_timeout, 100, 600'000);
+        s.millis("command_timeout_ms", c.state.command_timeout, 100, 600'000);
         s.reject_unknown();
+        if (error.empty() && c.state.key_prefix.empty())
+            s.fail("key_prefix", "must not be empty");
         if (error.empty() && c.state.type == "file" && c.state.path.empty())
             s.fail("path", "must not be empty for type = \"file\"");
     }
@@ -393,12 +494,29 @@ bool parse_config(std::string_view text, std::string_view source_name,
         l.millis("progress_interval_ms", c.log.progress_interval, 0, 86'400'000);
         l.reject_unknown();
     }
+    {
+        auto m = top.sub("metrics");
+        m.boolean("enabled", c.metrics.enabled);
+        m.string("address", c.metrics.address);
+        m.integer("port", c.metrics.port, 0, 65535);
+        m.string("compat", c.metrics.compat, {"none", "rigatoni"});
+        m.boolean("per_collection_labels", c.metrics.per_collection_labels);
+        m.integer("max_series", c.metrics.max_series, 1, 10'000'000);
+        m.millis("not_ready_after_ms", c.pipeline.not_ready_after, 100, 86'400'000);
+        m.reject_unknown();
+        if (error.empty() && !valid_ip_address(c.metrics.address))
+            m.fail("address", "'" + c.metrics.address +
+                                  "' is not an IP address; use e.g. \"127.0.0.1\", \"0.0.0.0\" "
+                                  "or \"::\"");
+    }
     top.reject_unknown();
     if (!error.empty())
         return false;
 
     if (auto it = env.find("PENNE_MONGODB_URI"); it != env.end() && !it->second.empty())
         c.mongodb.uri = it->second;
+    if (auto it = env.find("PENNE_REDIS_URL"); it != env.end() && !it->second.empty())
+        c.state.url = it->second;
     if (c.mongodb.uri.rfind("mongodb://", 0) != 0 &&
         c.mongodb.uri.rfind("mongodb+srv://", 0) != 0) {
         error = src + ": mongodb.uri: '" + redact_uri(c.mongodb.uri) +
@@ -457,6 +575,29 @@ bool load_config(const std::string& path, const std::map<std::string, std::strin
         text.append(buf, n);
     std::fclose(f);
     return parse_config(text, path, env, out, error);
+}
+
+bool load_s3_settings(const std::string& path, s3_settings& out, std::string& error) {
+    error.clear();
+    toml::table root;
+    try {
+        root = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+        const auto& where = e.source().begin;
+        error = path + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) +
+                ": " + std::string(e.description());
+        return false;
+    }
+    std::string type = "s3";
+    if (auto* d = root.get_as<toml::table>("destination"))
+        type = d->get_as<std::string>("type") ? **d->get_as<std::string>("type") : "local";
+    table_reader top(&root, "", path, error);
+    s3_settings s;
+    read_s3(top, type == "s3" ? "s3" : "", s, error);
+    if (!error.empty())
+        return false;
+    out = std::move(s);
+    return true;
 }
 
 }  // namespace penne::app

@@ -12,6 +12,7 @@
 
 #include "config_file.hpp"
 #include "run.hpp"
+#include "s3_cli.hpp"
 
 int main(int argc, char** argv) {
     CLI::App cli{"penne: streams MongoDB change events into S3-compatible object storage"};
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
     auto* check = cli.add_subcommand("check-config", "Validate a configuration file and exit");
     check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
     cli.add_subcommand("version", "Print the version");
+    penne::app::add_s3_commands(cli);
 
     try {
         cli.parse(argc, argv);
@@ -34,6 +36,9 @@ int main(int argc, char** argv) {
         std::printf("penne %s\n", PENNE_VERSION_STRING);
         return 0;
     }
+
+    if (cli.got_subcommand("s3"))
+        return penne::app::run_s3_command(cli);
 
     penne::app::config cfg;
     std::string error;

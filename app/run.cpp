@@ -2,12 +2,17 @@
 
 #include <penne/file/destination.hpp>
 #include <penne/file/state_store.hpp>
+#include <penne/formats/avro.hpp>
 #include <penne/formats/csv.hpp>
 #include <penne/formats/jsonl.hpp>
 #include <penne/formats/object_compressor.hpp>
+#include <penne/formats/parquet.hpp>
 #include <penne/memory_state_store.hpp>
 #include <penne/mongo/change_stream.hpp>
 #include <penne/pipeline.hpp>
+#include <penne/redis/connection.hpp>
+#include <penne/redis/state_store.hpp>
+#include <penne/s3/destination.hpp>
 #include <penne/version.hpp>
 
 #include <mongoc/mongoc.h>
@@ -30,6 +35,8 @@
 #include <thread>
 
 #include "logging.hpp"
+#include "ops.hpp"
+#include "s3_setup.hpp"
 
 namespace penne::app {
 namespace asio = boost::asio;
@@ -40,12 +47,15 @@ struct services {
     std::unique_ptr<source_factory> sources;
     std::unique_ptr<encoder_factory> encoder;
     std::unique_ptr<compressor> compression;
+    s3_setup s3;  // when the destination is S3
     std::unique_ptr<destination> dest;
+    std::unique_ptr<redis::connection> redis;  // when the state store is Redis
     std::unique_ptr<state_store> state;
     key_template keys;
 };
 
-bool build(const config& cfg, services& s, std::string& error) {
+// `ex` runs the adapters' I/O; `services` must be destroyed before its execution context.
+bool build(const config& cfg, boost::asio::any_io_executor ex, services& s, std::string& error) {
     diagnostics diag;
     if (auto ec = key_template::parse(cfg.output.key_layout, cfg.output.prefix, s.keys, diag)) {
         error = "output.key_layout: " + diag.message;
@@ -69,6 +79,7 @@ bool build(const config& cfg, services& s, std::string& error) {
 
     const auto mode = cfg.output.json_mode == "canonical" ? formats::ejson_mode::canonical
                                                           : formats::ejson_mode::relaxed;
+    const bool micros = cfg.output.timestamp_unit == "micros";
     if (cfg.output.format == "csv") {
         formats::csv_options co;
         co.mode = mode;
@@ -84,12 +95,57 @@ bool build(const config& cfg, services& s, std::string& error) {
             return false;
         }
         s.encoder = std::move(csv);
+    } else if (cfg.output.format == "parquet") {
+        // Parquet compresses its pages itself; objects get no outer compression.
+        formats::parquet_options po;
+        po.mode = mode;
+        po.layout = cfg.output.layout == "rigatoni" ? formats::parquet_layout::rigatoni
+                                                    : formats::parquet_layout::penne;
+        po.level = cfg.output.compression_level;
+        po.timestamp_unit = micros ? formats::parquet_timestamp_unit::micros
+                                   : formats::parquet_timestamp_unit::millis;
+        if (auto ec = formats::parse_parquet_codec(cfg.output.compression, po.codec, diag)) {
+            error = "output.compression: " + diag.message;
+            return false;
+        }
+        std::unique_ptr<formats::parquet_encoder_factory> parquet;
+        if (auto ec = formats::parquet_encoder_factory::create(po, parquet, diag)) {
+            error = "output: " + diag.message;
+            return false;
+        }
+        s.encoder = std::move(parquet);
+    } else if (cfg.output.format == "avro") {
+        formats::avro_options ao;
+        ao.mode = mode;
+        ao.layout = cfg.output.layout == "rigatoni" ? formats::avro_layout::rigatoni
+                                                    : formats::avro_layout::penne;
+        ao.level = cfg.output.compression_level;
+        ao.timestamp_unit =
+            micros ? formats::avro_timestamp_unit::micros : formats::avro_timestamp_unit::millis;
+        const auto& comp = cfg.output.compression;
+        const std::string codec = comp == "zstd" ? "zstandard" : comp == "none" ? "null" : comp;
+        if (auto ec = formats::parse_avro_codec(codec, ao.codec, diag)) {
+            error = "output.compression: " + diag.message;
+            return false;
+        }
+        std::unique_ptr<formats::avro_encoder_factory> avro;
+        if (auto ec = formats::avro_encoder_factory::create(ao, avro, diag)) {
+            error = "output: " + diag.message;
+            return false;
+        }
+        s.encoder = std::move(avro);
     } else {
         formats::jsonl_options jo;
         jo.mode = mode;
+        jo.layout = cfg.output.layout == "rigatoni" ? formats::jsonl_layout::rigatoni
+                                                    : formats::jsonl_layout::penne;
+        if (auto ec = formats::validate(jo, diag)) {
+            error = "output: " + diag.message;
+            return false;
+        }
         s.encoder = std::make_unique<formats::jsonl_encoder_factory>(jo);
     }
-    if (cfg.output.compression != "none") {
+    if (cfg.output.compression != "none" && !s.encoder->info().compresses_itself) {
         formats::compression_options co;
         if (auto ec = formats::parse_compression(cfg.output.compression,
                                                  cfg.output.compression_level, co, diag)) {
@@ -99,9 +155,32 @@ bool build(const config& cfg, services& s, std::string& error) {
         s.compression = std::make_unique<formats::object_compressor>(co);
     }
 
-    s.dest = std::make_unique<file::destination>(cfg.destination.path);
+    if (cfg.destination.type == "s3") {
+        if (!make_s3(cfg.s3, ex, s3::system_environment(), s.s3, error))
+            return false;
+        s3::destination_options dopts;
+        dopts.bucket = cfg.s3.bucket;
+        dopts.probe_prefix = cfg.output.prefix.empty() ? "" : cfg.output.prefix + "/";
+        dopts.put = s.s3.put;
+        s.dest = std::make_unique<s3::destination>(s.s3.client, dopts);
+    } else {
+        s.dest = std::make_unique<file::destination>(cfg.destination.path);
+    }
     if (cfg.state.type == "memory") {
         s.state = std::make_unique<memory_state_store>();
+    } else if (cfg.state.type == "redis") {
+        redis::connection_options ro;
+        if (auto ec = redis::parse_url(cfg.state.url, ro.server, diag)) {
+            error = "state.url: " + diag.message;
+            return false;
+        }
+        ro.tls_ca_file = cfg.state.tls_ca_file;
+        ro.connect_timeout = cfg.state.connect_timeout;
+        ro.command_timeout = cfg.state.command_timeout;
+        s.redis = std::make_unique<redis::connection>(ex, ro);
+        redis::state_store_options so;
+        so.key_prefix = cfg.state.key_prefix;
+        s.state = std::make_unique<redis::state_store>(*s.redis, so);
     } else {
         s.state = std::make_unique<file::state_store>(cfg.state.path);
     }
@@ -169,9 +248,10 @@ void route_mongoc_logs(const logger& log) {
 int check_config(const config& cfg) {
     logger log("warn", "text");
     route_mongoc_logs(log);
+    asio::io_context ctx;
     services s;
     std::string error;
-    if (!build(cfg, s, error)) {
+    if (!build(cfg, ctx.get_executor(), s, error)) {
         std::fprintf(stderr, "penne: invalid configuration: %s\n", error.c_str());
         return 2;
     }
@@ -183,14 +263,13 @@ int check_config(const config& cfg) {
 int run_pipeline(const config& cfg) {
     logger log(cfg.log.level, cfg.log.format);
     route_mongoc_logs(log);
-    services s;
+    asio::io_context ctx(static_cast<int>(cfg.threads));
+    services s;  // after ctx: its sockets and timers must go before the context does
     std::string error;
-    if (!build(cfg, s, error)) {
+    if (!build(cfg, ctx.get_executor(), s, error)) {
         log.log(log_level::error, "invalid configuration: " + error);
         return 2;
     }
-
-    asio::io_context ctx(static_cast<int>(cfg.threads));
     auto top = asio::make_strand(ctx);
 
     pipeline_services svc;
@@ -201,6 +280,20 @@ int run_pipeline(const config& cfg) {
     svc.state = s.state.get();
     svc.keys = &s.keys;
     svc.log = log.function();
+    // Metrics: the registry and the handles live until the pipeline and the ops server stop.
+    std::unique_ptr<metrics_registry> registry;
+    std::unique_ptr<pipeline_metrics> metrics;
+    if (cfg.metrics.enabled) {
+        metrics_options mo;
+        mo.max_series = cfg.metrics.max_series;
+        mo.per_collection_labels = cfg.metrics.per_collection_labels;
+        registry = std::make_unique<metrics_registry>(std::move(mo));
+        pipeline_metrics_options po;
+        po.rigatoni_compat = cfg.metrics.compat == "rigatoni";
+        po.destination_type = cfg.destination.type;
+        metrics = std::make_unique<pipeline_metrics>(*registry, std::move(po));
+        svc.metrics = metrics.get();
+    }
     pipeline pipe(ctx.get_executor(), cfg.pipeline, svc);
 
     log.log(log_level::info, "penne " PENNE_VERSION_STRING " starting: " +
@@ -229,6 +322,31 @@ int run_pipeline(const config& cfg) {
     error_code result;
     diagnostics result_diag;
     const auto started = std::chrono::steady_clock::now();
+
+    // The ops server runs on the same io_context, from before the pipeline starts until
+    // after it stopped. A port that cannot be bound does not stop the daemon (moving data
+    // matters more than watching it): the error is logged and the endpoints are missing.
+    std::unique_ptr<ops_server> ops;
+    if (cfg.metrics.enabled) {
+        ops =
+            std::make_unique<ops_server>(ctx.get_executor(), cfg.metrics, *registry, pipe, started);
+        diagnostics diag;
+        if (auto ec = ops->listen(diag)) {
+            if (ec == errc::invalid_config) {
+                log.log(log_level::error, "invalid configuration: metrics: " + diag.message);
+                return 2;
+            }
+            log.log(log_level::error, "ops server not started: " + diag.message +
+                                          "; /metrics, /health, /ready and /status are "
+                                          "unavailable (change [metrics] port or address)");
+            ops.reset();
+        } else {
+            log.log(log_level::info, "ops server listening on " + ops->endpoint());
+            ops->start([&log](const std::string& what) {
+                log.log(log_level::error, "ops server stopped: " + what);
+            });
+        }
+    }
 
     asio::signal_set signals(ctx, SIGINT, SIGTERM);
     int signal_count = 0;
@@ -283,6 +401,8 @@ int run_pipeline(const config& cfg) {
             }
             signals.cancel();
             progress.cancel();
+            if (ops)
+                ops->stop();
         }));
 
     std::vector<std::thread> workers;

@@ -13,14 +13,18 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
+#include <climits>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <unordered_map>
 
 namespace penne {
 namespace asio = boost::asio;
 using asio::awaitable;
 using clock = std::chrono::steady_clock;
+using sys_clock = std::chrono::system_clock;
 namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 using strand_type = asio::strand<asio::any_io_executor>;
@@ -40,7 +44,108 @@ std::string describe(const error_code& ec, const diagnostics& d) {
     }
     return s;
 }
+
+std::int64_t ticks(clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+std::int64_t ticks(sys_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+sys_clock::time_point sys_from_cluster(cluster_time t) {
+    return sys_clock::time_point(std::chrono::seconds(t.seconds));
+}
+std::uint64_t pack(cluster_time t) {
+    return (std::uint64_t(t.seconds) << 32) | t.increment;
+}
+double seconds_between(std::int64_t from_ns, std::int64_t to_ns) {
+    return from_ns >= to_ns ? 0.0 : double(to_ns - from_ns) / 1e9;
+}
+
+constexpr std::int64_t never = INT64_MIN;
+
+// Raises an atomic to `v` if it is lower (the lag's reference only moves forward).
+template <class T>
+void raise_to(std::atomic<T>& a, T v) {
+    T cur = a.load(std::memory_order_relaxed);
+    while (cur < v && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+    }
+}
+
+// What a retry loop retries: picks the metrics its attempts feed.
+enum class retry_kind { upload, record, checkpoint, load, open };
+
+const char* state_op_name(retry_kind k) {
+    switch (k) {
+        case retry_kind::record:
+            return "record";
+        case retry_kind::checkpoint:
+            return "checkpoint";
+        case retry_kind::load:
+            return "load";
+        default:
+            return "";
+    }
+}
+
+bool is_cancellation(const error_code& ec) {
+    return ec == errc::cancelled || ec == boost::system::errc::operation_canceled;
+}
 }  // namespace
+
+const char* to_string(scope_activity a) noexcept {
+    switch (a) {
+        case scope_activity::starting:
+            return "starting";
+        case scope_activity::streaming:
+            return "streaming";
+        case scope_activity::idle:
+            return "idle";
+        case scope_activity::retrying:
+            return "retrying";
+        case scope_activity::failed:
+            return "failed";
+        case scope_activity::stopped:
+            return "stopped";
+    }
+    return "starting";
+}
+
+// A scope's status as other threads see it (status(), ready()). Written from the scope's
+// strand, read from anywhere: numbers are relaxed atomics, the error text is behind a
+// mutex taken only when an error happens or a snapshot is taken. Cells are created with
+// the pipeline and never move, so a snapshot never races with run() setting up scopes.
+struct scope_cell {
+    explicit scope_cell(std::string i) : id(std::move(i)) {}
+    const std::string id;
+    std::atomic<bool> stream_open{false};
+    std::atomic<bool> idle{false};
+    std::atomic<bool> failed{false};
+    std::atomic<bool> stopping{false};
+    std::atomic<bool> finished{false};
+    std::atomic<int> retrying{0};                    // retry loops now between attempts
+    std::atomic<std::int64_t> retry_since{0};        // steady ns, when retrying became > 0
+    std::atomic<std::int64_t> last_reply{0};         // steady ns: last reply (or pause)
+    std::atomic<std::int64_t> caught_up_to{never};   // system ns: the lag's reference
+    std::atomic<std::uint64_t> durable_time{0};      // packed clusterTime; 0: none yet
+    std::atomic<std::int64_t> checkpoint_at{never};  // system ns
+    std::atomic<std::uint64_t> events_received{0};
+    std::atomic<std::uint64_t> events_written{0};
+    std::atomic<std::uint64_t> objects_written{0};
+    std::atomic<std::uint64_t> checkpoints{0};
+    std::atomic<std::int64_t> buffered{0};
+    std::atomic<std::int64_t> open_batches{0};
+
+    mutable std::mutex mu;
+    std::string last_error;
+    sys_clock::time_point last_error_at{};
+    std::string retry_what;  // the operation of the oldest running retry loop
+
+    void set_error(std::string msg) {
+        std::lock_guard lock(mu);
+        last_error = std::move(msg);
+        last_error_at = sys_clock::now();
+    }
+};
 
 class scope_runner;
 
@@ -51,11 +156,39 @@ struct pipeline::impl : std::enable_shared_from_this<pipeline::impl> {
           cfg(std::move(c)),
           svc(std::move(s)),
           upload_slots(e, std::max<std::uint32_t>(cfg.max_concurrent_uploads, 1)),
-          all_done(strand) {}
+          all_done(strand) {
+        for (const auto& scope : cfg.scopes)
+            cells.push_back(std::make_unique<scope_cell>(scope.id()));
+    }
 
     void log(log_level lvl, const std::string& msg) const {
         if (svc.log)
             svc.log(lvl, msg);
+    }
+
+    pipeline_status overall() const noexcept {
+        if (any_failed.load(std::memory_order_relaxed))
+            return pipeline_status::failed;
+        if (!running_now.load(std::memory_order_relaxed))
+            return pipeline_status::stopped;
+        if (retrying_loops.load(std::memory_order_relaxed) > 0)
+            return pipeline_status::degraded;
+        return pipeline_status::running;
+    }
+    // Called on every transition (rare); the lock keeps two scopes' updates from landing
+    // in the wrong order in the gauge.
+    void publish_status() {
+        if (!svc.metrics)
+            return;
+        std::lock_guard lock(status_mu);
+        svc.metrics->set_status(overall());
+    }
+    void add_buffered(std::int64_t delta, scope_cell& cell) {
+        stats.buffered_bytes.fetch_add(static_cast<std::uint64_t>(delta),
+                                       std::memory_order_relaxed);
+        cell.buffered.fetch_add(delta, std::memory_order_relaxed);
+        if (svc.metrics)
+            svc.metrics->buffered_bytes.add(static_cast<double>(delta));
     }
 
     awaitable<error_code> run_all(diagnostics& diag);
@@ -78,6 +211,16 @@ struct pipeline::impl : std::enable_shared_from_this<pipeline::impl> {
     asio::steady_timer all_done;
     error_code first_error;
     diagnostics first_diag;
+
+    // For status() and ready(), from any thread.
+    std::vector<std::unique_ptr<scope_cell>> cells;
+    std::atomic<bool> started{false};
+    std::atomic<bool> running_now{false};
+    std::atomic<bool> stopping{false};
+    std::atomic<bool> any_failed{false};
+    std::atomic<int> retrying_loops{0};
+    std::atomic<std::size_t> collections{0};
+    std::mutex status_mu;
 };
 
 // One watch scope: its stream reader, age sealer, committer and uploads, all on one strand.
@@ -85,15 +228,20 @@ class scope_runner : public std::enable_shared_from_this<scope_runner> {
     pipeline::impl& p_;
 
 public:
-    scope_runner(pipeline::impl& p, watch_scope scope)
+    scope_runner(pipeline::impl& p, watch_scope scope, scope_cell& cell)
         : p_(p),
           strand(asio::make_strand(p.ex)),
           scope_(std::move(scope)),
           id_(scope_.id()),
+          cell_(cell),
+          metrics_(p.svc.metrics),
           age_timer_(strand),
           commit_timer_(strand),
           record_timer_(strand),
-          cv_(strand) {}
+          cv_(strand) {
+        if (metrics_)
+            sm_ = metrics_->for_scope(id_);
+    }
 
     awaitable<void> run();
     void request_stop(bool hard);
@@ -103,6 +251,7 @@ public:
     error_code error;
     diagnostics error_diag;
     const std::string& id() const noexcept { return id_; }
+    scope_cell& cell() noexcept { return cell_; }
 
 private:
     struct coll_state {
@@ -110,11 +259,25 @@ private:
         std::string coll;
         batcher b;
         replay_cursor replay;
+        cluster_time last_time;    // of the open batch's last event
+        clock::time_point opened;  // when the open batch got its first event
+        // Metrics: tallies kept on the strand and added to the shared handles once per
+        // reply (flush_stats), so an event costs no atomic operation.
+        collection_metrics m;
+        operation_counts batch_ops{};    // events of the open batch, by operation
+        operation_counts pending_ops{};  // received since the last flush
+        std::uint64_t pending_bson = 0;
+        std::uint64_t pending_encoded = 0;
+        bool dirty = false;  // listed in dirty_
     };
     struct upload_job {
         manifest_entry entry;
         std::string body;
         std::uint64_t batch_id = 0;
+        coll_state* coll = nullptr;  // colls_ never drops an entry
+        cluster_time last_time;
+        clock::time_point opened;
+        operation_counts ops{};
     };
     struct age_entry {
         clock::time_point deadline;
@@ -123,13 +286,19 @@ private:
     };
 
     template <class F>
-    awaitable<error_code> retrying(std::string what, F op, std::atomic<std::uint64_t>& retries,
-                                   diagnostics& diag);
+    awaitable<error_code> retrying(std::string what, retry_kind kind, F op,
+                                   std::atomic<std::uint64_t>& retries, diagnostics& diag);
+    void begin_retry(const std::string& what);
+    void end_retry();
+    void attempt_done(retry_kind kind, clock::duration took, const error_code& ec);
+    void set_stream_open(bool open);
+    void caught_up_to(sys_clock::time_point t);
+    void reply_received(bool empty);
     coll_state& lookup(std::string_view db, std::string_view coll);
     void route(const event_batch& batch);
     void open_batch(coll_state& cs, const change_event& ev, std::uint64_t seq, byte_view before,
                     const manifest_entry* replayed);
-    bool append(coll_state& cs, const change_event& ev, std::uint64_t seq);
+    bool append(coll_state& cs, const change_event& ev, std::uint64_t seq, std::size_t op);
     void seal(coll_state& cs, seal_reason why);
     void seal_largest();
     void flush_stats();
@@ -146,6 +315,12 @@ private:
 
     watch_scope scope_;
     std::string id_;
+    scope_cell& cell_;
+    const pipeline_metrics* metrics_;
+    scope_metrics sm_;
+    std::vector<coll_state*> dirty_;  // collections with tallies to flush
+    sys_clock::time_point last_reply_time_{};
+    std::uint64_t resumes_seen_ = 0;
     std::unique_ptr<change_source> source_;
     std::unordered_map<std::string, std::unique_ptr<coll_state>, string_hash, std::equal_to<>>
         colls_;
@@ -184,11 +359,16 @@ void scope_runner::fail(const error_code& ec, std::string msg) {
         error = ec;
         error_diag.message = std::move(msg);
         p_.log(log_level::error, "scope " + id_ + ": " + error_diag.message);
+        cell_.set_error(error_diag.message);
+        cell_.failed = true;
+        p_.any_failed = true;
+        p_.publish_status();
     }
     request_stop(false);
 }
 
 void scope_runner::request_stop(bool hard) {
+    cell_.stopping = true;
     if (hard && !hard_stop_) {
         hard_stop_ = true;
         stopping_ = true;
@@ -208,29 +388,112 @@ void scope_runner::request_stop(bool hard) {
     }
 }
 
+void scope_runner::begin_retry(const std::string& what) {
+    if (cell_.retrying.fetch_add(1, std::memory_order_relaxed) == 0) {
+        cell_.retry_since.store(ticks(clock::now()), std::memory_order_relaxed);
+        std::lock_guard lock(cell_.mu);
+        cell_.retry_what = what;
+    }
+    p_.retrying_loops.fetch_add(1, std::memory_order_relaxed);
+    p_.publish_status();
+}
+
+void scope_runner::end_retry() {
+    cell_.retrying.fetch_sub(1, std::memory_order_relaxed);
+    p_.retrying_loops.fetch_sub(1, std::memory_order_relaxed);
+    p_.publish_status();
+}
+
+// One attempt of a retried operation finished: its latency and failure feed the metrics.
+void scope_runner::attempt_done(retry_kind kind, clock::duration took, const error_code& ec) {
+    if (!metrics_)
+        return;
+    const bool counted = !hard_stop_ && !is_cancellation(ec);
+    if (kind == retry_kind::upload) {
+        sm_.upload_attempt_duration.observe(took);
+        if (ec && counted)
+            sm_.upload_error(ec);
+    } else if (kind != retry_kind::open && (counted || !ec)) {
+        metrics_->state_store_op(state_op_name(kind), took, ec);
+    }
+}
+
 template <class F>
-awaitable<error_code> scope_runner::retrying(std::string what, F op,
+awaitable<error_code> scope_runner::retrying(std::string what, retry_kind kind, F op,
                                              std::atomic<std::uint64_t>& retries,
                                              diagnostics& diag) {
     backoff bo(p_.cfg.retry);
     asio::steady_timer timer(strand);
+    bool in_retry = false;
+    error_code result;
     for (;;) {
         diag.clear();
+        const auto t0 = clock::now();
         error_code ec = co_await op(diag);
+        attempt_done(kind, clock::now() - t0, ec);
         if (!ec)
-            co_return ec;
-        if (hard_stop_)
-            co_return make_error_code(errc::cancelled);
-        if (!bo.should_retry(ec))
-            co_return ec;
+            break;
+        if (hard_stop_) {
+            result = make_error_code(errc::cancelled);
+            break;
+        }
+        if (!is_cancellation(ec))
+            cell_.set_error(what + " failed: " + describe(ec, diag));
+        if (!bo.should_retry(ec)) {
+            result = ec;
+            break;
+        }
         ++retries;
+        if (kind == retry_kind::upload)
+            sm_.upload_retry(ec);
+        if (!in_retry) {
+            in_retry = true;
+            begin_retry(what);
+        }
         auto delay = bo.next_delay();
         p_.log(log_level::warn, "scope " + id_ + ": " + what + " failed (" + describe(ec, diag) +
                                     "); retrying in " + std::to_string(delay.count()) + " ms");
         timer.expires_after(delay);
         auto [wec] = co_await timer.async_wait(nothrow);
-        if (wec)
-            co_return make_error_code(errc::cancelled);
+        if (wec) {
+            result = make_error_code(errc::cancelled);
+            break;
+        }
+    }
+    if (in_retry)
+        end_retry();
+    co_return result;
+}
+
+void scope_runner::set_stream_open(bool open) {
+    cell_.stream_open.store(open, std::memory_order_relaxed);
+    if (open)
+        cell_.last_reply.store(ticks(clock::now()), std::memory_order_relaxed);
+}
+
+// Everything up to `t` is durable: the lag's reference moves forward to it.
+void scope_runner::caught_up_to(sys_clock::time_point t) {
+    const auto ns = ticks(t);
+    if (ns <= cell_.caught_up_to.load(std::memory_order_relaxed))
+        return;
+    cell_.caught_up_to.store(ns, std::memory_order_relaxed);
+    sm_.lag.set(t);
+}
+
+void scope_runner::reply_received(bool empty) {
+    last_reply_time_ = sys_clock::now();
+    cell_.last_reply.store(ticks(clock::now()), std::memory_order_relaxed);
+    const bool nothing_pending = tracker_.pending() == 0;
+    cell_.idle.store(empty && nothing_pending, std::memory_order_relaxed);
+    // Every event read so far is durable: caught up to this reply.
+    if (nothing_pending)
+        caught_up_to(last_reply_time_);
+    if (metrics_) {
+        // Resumes the source performed inside next() (network errors, resumable server
+        // errors) since the last reply.
+        const auto resumes = source_->resume_count();
+        for (; resumes_seen_ < resumes; ++resumes_seen_)
+            sm_.stream_resume("resumable_error");
     }
 }
 
@@ -243,6 +506,14 @@ scope_runner::coll_state& scope_runner::lookup(std::string_view db, std::string_
         auto cs = std::make_unique<coll_state>();
         cs->db.assign(db);
         cs->coll.assign(coll);
+        if (metrics_) {
+            // The collection label: the collection's name, or "db.coll" in a deployment
+            // scope, where names repeat across databases.
+            cs->m = metrics_->for_collection(id_, scope_.kind == watch_scope::level::deployment
+                                                      ? std::string_view(lookup_key_)
+                                                      : coll);
+            metrics_->set_active_collections(p_.collections.fetch_add(1) + 1);
+        }
         it = colls_.emplace(lookup_key_, std::move(cs)).first;
     }
     return *it->second;
@@ -260,22 +531,33 @@ void scope_runner::open_batch(coll_state& cs, const change_event& ev, std::uint6
     }
     auto enc = p_.svc.encoder->open(key);
     cs.b.open(std::move(enc), std::move(key), ev, id, seq, replayed ? replayed->seq : 0);
+    cs.opened = clock::now();
+    cs.batch_ops = {};
+    cell_.open_batches.fetch_add(1, std::memory_order_relaxed);
     if (!replayed) {
         const bool was_empty = ages_.empty();
-        ages_.push_back({clock::now() + p_.cfg.batch.max_age, &cs, id});
+        ages_.push_back({cs.opened + p_.cfg.batch.max_age, &cs, id});
         if (was_empty)
             age_timer_.cancel();
     }
 }
 
-bool scope_runner::append(coll_state& cs, const change_event& ev, std::uint64_t seq) {
+bool scope_runner::append(coll_state& cs, const change_event& ev, std::uint64_t seq,
+                          std::size_t op) {
     const auto before = cs.b.buffered_bytes();
     diagnostics d;
     if (auto ec = cs.b.append(ev, seq, d)) {
+        cs.m.failed(ec);
         fail(ec, "cannot encode an event of " + cs.db + "." + cs.coll + ": " + describe(ec, d));
         return false;
     }
-    unflushed_bytes_ += cs.b.buffered_bytes() - before;
+    const auto added = cs.b.buffered_bytes() - before;
+    unflushed_bytes_ += added;
+    cs.last_time = ev.time;
+    if (metrics_) {
+        ++cs.batch_ops[op];
+        cs.pending_encoded += added;
+    }
     return true;
 }
 
@@ -284,14 +566,23 @@ bool scope_runner::append(coll_state& cs, const change_event& ev, std::uint64_t 
 // instructions off the per-event path.
 void scope_runner::flush_stats() {
     if (unflushed_bytes_) {
-        p_.stats.buffered_bytes.fetch_add(unflushed_bytes_, std::memory_order_relaxed);
+        p_.add_buffered(static_cast<std::int64_t>(unflushed_bytes_), cell_);
         p_.stats.bytes_encoded.fetch_add(unflushed_bytes_, std::memory_order_relaxed);
         unflushed_bytes_ = 0;
     }
     if (unflushed_events_) {
         p_.stats.events_received.fetch_add(unflushed_events_, std::memory_order_relaxed);
+        cell_.events_received.fetch_add(unflushed_events_, std::memory_order_relaxed);
         unflushed_events_ = 0;
     }
+    for (coll_state* cs : dirty_) {
+        cs->m.received(cs->pending_ops, cs->pending_bson, cs->pending_encoded);
+        cs->pending_ops = {};
+        cs->pending_bson = 0;
+        cs->pending_encoded = 0;
+        cs->dirty = false;
+    }
+    dirty_.clear();
 }
 
 void scope_runner::route(const event_batch& batch) {
@@ -300,6 +591,16 @@ void scope_runner::route(const event_batch& batch) {
         const std::uint64_t seq = ++event_seq_;
         ++unflushed_events_;
         coll_state& cs = lookup(ev.db, ev.coll);
+        std::size_t op = 0;
+        if (metrics_) {
+            op = static_cast<std::size_t>(to_metric_operation(ev.operation));
+            ++cs.pending_ops[op];
+            cs.pending_bson += ev.raw.size();
+            if (!cs.dirty) {
+                cs.dirty = true;
+                dirty_.push_back(&cs);
+            }
+        }
         if (cs.replay.active()) {
             auto d = cs.replay.on_event(ev);
             if (d.mismatch) {
@@ -310,6 +611,7 @@ void scope_runner::route(const event_batch& batch) {
             }
             if (d.what == replay_cursor::step::skip) {
                 ++p_.stats.events_replayed_skipped;
+                sm_.events_replay_skipped.inc();
                 if (d.last)
                     tracker_.replayed_durable(d.entry.key, seq);
                 before = ev.token;
@@ -323,7 +625,7 @@ void scope_runner::route(const event_batch& batch) {
                         seal(cs, seal_reason::replay);
                     open_batch(cs, ev, seq, before, &d.entry);
                 }
-                if (!append(cs, ev, seq))
+                if (!append(cs, ev, seq, op))
                     return flush_stats();
                 if (d.last)
                     seal(cs, seal_reason::replay);
@@ -333,7 +635,7 @@ void scope_runner::route(const event_batch& batch) {
         }
         if (!cs.b.is_open())
             open_batch(cs, ev, seq, before, nullptr);
-        if (!append(cs, ev, seq))
+        if (!append(cs, ev, seq, op))
             return flush_stats();
         if (auto why = cs.b.should_seal(p_.cfg.batch))
             seal(cs, *why);
@@ -349,22 +651,28 @@ void scope_runner::seal(coll_state& cs, seal_reason why) {
     const auto encoded = cs.b.buffered_bytes();
     sealed_batch sb = cs.b.seal(why);
     ++p_.stats.batches_sealed[static_cast<std::size_t>(sb.reason)];
+    cell_.open_batches.fetch_sub(1, std::memory_order_relaxed);
+    cs.m.sealed(sb.reason, sb.count, encoded);
 
     auto job = std::make_shared<upload_job>();
     if (p_.svc.compression && !p_.svc.encoder->info().compresses_itself) {
         if (auto ec = p_.svc.compression->compress(sb.body, job->body)) {
             // The batch stays pending, so the watermark never passes it.
-            p_.stats.buffered_bytes -= encoded;
+            p_.add_buffered(-static_cast<std::int64_t>(encoded), cell_);
             fail(ec, "compressing " + sb.key + " failed: " + ec.message());
             return;
         }
     } else {
         job->body = std::move(sb.body);
     }
-    p_.stats.buffered_bytes += job->body.size();
-    p_.stats.buffered_bytes -= encoded;
+    p_.add_buffered(
+        static_cast<std::int64_t>(job->body.size()) - static_cast<std::int64_t>(encoded), cell_);
 
     tracker_.sealed(sb.batch_id, sb.last_seq, sb.key);
+    job->coll = &cs;
+    job->last_time = cs.last_time;
+    job->opened = cs.opened;
+    job->ops = cs.batch_ops;
     job->batch_id = sb.batch_id;
     job->entry.seq = sb.manifest_seq ? sb.manifest_seq : next_manifest_seq_++;
     job->entry.key = std::move(sb.key);
@@ -409,7 +717,7 @@ awaitable<void> scope_runner::recorder() {
         }
         auto job = record_queue_.front();
         error_code ec = co_await retrying(
-            "recording manifest entry " + job->entry.key,
+            "recording manifest entry " + job->entry.key, retry_kind::record,
             [&](diagnostics& d) { return p_.svc.state->record(id_, job->entry, d); },
             p_.stats.state_retries, diag);
         if (ec) {
@@ -423,7 +731,7 @@ awaitable<void> scope_runner::recorder() {
     // Whatever was not recorded is dropped: it is still pending in the watermark, so the
     // next start reads those events again.
     for (auto& job : record_queue_) {
-        p_.stats.buffered_bytes -= job->body.size();
+        p_.add_buffered(-static_cast<std::int64_t>(job->body.size()), cell_);
         --inflight_;
     }
     record_queue_.clear();
@@ -445,21 +753,35 @@ awaitable<void> scope_runner::upload(std::shared_ptr<upload_job> job) {
                                   ? p_.svc.compression->content_encoding()
                                   : std::string_view{},
                               job->entry.count};
+            const auto t0 = clock::now();
             ec = co_await retrying(
-                "uploading " + job->entry.key,
+                "uploading " + job->entry.key, retry_kind::upload,
                 [&](diagnostics& d) { return p_.svc.dest->put(obj, d); }, p_.stats.upload_retries,
                 diag);
+            if (!ec)
+                sm_.uploaded(clock::now() - t0, job->body.size());
             p_.upload_slots.try_receive([](error_code) {});
         }
     }
-    p_.stats.buffered_bytes -= job->body.size();
+    p_.add_buffered(-static_cast<std::int64_t>(job->body.size()), cell_);
     if (!ec) {
         ++p_.stats.objects_written;
         p_.stats.events_written += job->entry.count;
         p_.stats.bytes_written += job->body.size();
+        cell_.objects_written.fetch_add(1, std::memory_order_relaxed);
+        cell_.events_written.fetch_add(job->entry.count, std::memory_order_relaxed);
         p_.log(log_level::debug, "scope " + id_ + ": wrote " + job->entry.key + " (" +
                                      std::to_string(job->entry.count) + " events)");
         tracker_.durable(job->batch_id);
+        const auto now = sys_clock::now();
+        if (metrics_) {
+            job->coll->m.durable(job->ops, job->body.size(), clock::now() - job->opened,
+                                 now - sys_from_cluster(job->last_time));
+        }
+        raise_to(cell_.durable_time, pack(job->last_time));
+        caught_up_to(sys_from_cluster(job->last_time));
+        if (tracker_.pending() == 0 && last_reply_time_ != sys_clock::time_point{})
+            caught_up_to(last_reply_time_);  // and so is everything read since
         commit_timer_.cancel();
     } else if (!hard_stop_ && ec != errc::cancelled) {
         fail(ec, "writing " + job->entry.key + " failed: " + describe(ec, diag));
@@ -488,7 +810,7 @@ awaitable<void> scope_runner::committer() {
             break;
         if (tracker_.take_commit(req)) {
             auto ec = co_await retrying(
-                "saving checkpoint",
+                "saving checkpoint", retry_kind::checkpoint,
                 [&](diagnostics& d) { return p_.svc.state->commit(id_, req, d); },
                 p_.stats.state_retries, diag);
             if (ec) {
@@ -497,6 +819,12 @@ awaitable<void> scope_runner::committer() {
                 break;
             }
             ++p_.stats.checkpoints_saved;
+            {
+                const auto now = sys_clock::now();
+                sm_.checkpoint_saved(now);
+                cell_.checkpoint_at.store(ticks(now), std::memory_order_relaxed);
+                cell_.checkpoints.fetch_add(1, std::memory_order_relaxed);
+            }
             first_checkpoint_saved_ = true;
             notify();
             continue;  // more may have become durable meanwhile
@@ -547,8 +875,8 @@ awaitable<error_code> scope_runner::open_source(std::optional<resume_token> from
     // Lives in this frame: open() is a coroutine and keeps the reference.
     const start_position start{std::move(from)};
     auto ec = co_await retrying(
-        "opening change stream", [&](diagnostics& d) { return source_->open(start, d); },
-        p_.stats.source_reopens, diag);
+        "opening change stream", retry_kind::open,
+        [&](diagnostics& d) { return source_->open(start, d); }, p_.stats.source_reopens, diag);
     if (ec && ec != errc::cancelled)
         fail(ec, "opening the change stream failed: " + describe(ec, diag));
     co_return ec;
@@ -563,12 +891,14 @@ awaitable<void> scope_runner::run() {
     scope_state saved;
     diagnostics diag;
     auto ec = co_await retrying(
-        "loading state", [&](diagnostics& d) { return p_.svc.state->load(id_, saved, d); },
-        p_.stats.state_retries, diag);
+        "loading state", retry_kind::load,
+        [&](diagnostics& d) { return p_.svc.state->load(id_, saved, d); }, p_.stats.state_retries,
+        diag);
     if (ec) {
         if (ec != errc::cancelled)
             fail(ec, "loading state failed: " + describe(ec, diag));
         reading_ = false;
+        cell_.finished = true;
         co_return;
     }
     std::size_t replayed = 0;
@@ -591,8 +921,10 @@ awaitable<void> scope_runner::run() {
         ec = co_await open_source(saved.watermark);
     // On a fresh start the stream counts as open once its starting position is saved:
     // from then on nothing it reports can be lost (see the first-checkpoint wait below).
-    if (!ec && !stopping_ && !needs_first_checkpoint_)
+    if (!ec && !stopping_ && !needs_first_checkpoint_) {
         p_.log(log_level::info, "scope " + id_ + ": change stream open");
+        set_stream_open(true);
+    }
     helpers_running_ = 3;
     asio::co_spawn(
         strand, [self] { return self->recorder(); },
@@ -608,17 +940,28 @@ awaitable<void> scope_runner::run() {
     event_batch batch;
     asio::steady_timer pause(strand);
     backoff reopen(p_.cfg.retry);
+    bool paused = false;
     while (!stopping_ && !ec) {
         if (p_.stats.buffered_bytes.load(std::memory_order_relaxed) >= p_.cfg.max_buffered_bytes) {
             ++p_.stats.backpressure_waits;
+            if (!paused && metrics_)
+                metrics_->backpressure_waits.inc();
+            paused = true;
             // Open batches alone can fill the budget; with nothing of ours in flight, no
             // upload would ever free it. Cut the largest batch so memory drains.
             if (inflight_ == 0)
                 seal_largest();
+            const auto t0 = clock::now();
             pause.expires_after(std::chrono::milliseconds(5));
             co_await pause.async_wait(nothrow);
+            const auto now = clock::now();
+            if (metrics_)
+                metrics_->backpressure_seconds.add(std::chrono::duration<double>(now - t0).count());
+            // Paused on purpose, not silent: ready() must not count this as a dead stream.
+            cell_.last_reply.store(ticks(now), std::memory_order_relaxed);
             continue;
         }
+        paused = false;
         diag.clear();
         auto rec = co_await source_->next(batch, diag);
         if (stopping_) {
@@ -632,6 +975,10 @@ awaitable<void> scope_runner::run() {
                 break;
             }
             ++p_.stats.source_reopens;
+            set_stream_open(false);
+            cell_.set_error("change stream interrupted: " + describe(rec, diag));
+            sm_.stream_reconnect(metric_reason(rec));
+            begin_retry("reopening change stream");
             auto delay = reopen.next_delay();
             p_.log(log_level::warn, "scope " + id_ + ": change stream interrupted (" +
                                         describe(rec, diag) + "); reopening in " +
@@ -643,12 +990,17 @@ awaitable<void> scope_runner::run() {
             if (!tracker_.position().empty())
                 from = tracker_.position();
             ec = co_await open_source(from);
-            if (!ec)
+            end_retry();
+            if (!ec) {
                 p_.log(log_level::info, "scope " + id_ + ": change stream reopened");
+                if (!needs_first_checkpoint_)
+                    set_stream_open(true);
+            }
             continue;
         }
         reopen.reset();
         route(batch);
+        reply_received(batch.events.empty());
         if (needs_first_checkpoint_ && tracker_.watermark()) {
             // A fresh start has no saved position: save the first one before reading on,
             // or a crash now would restart at "now" and skip what happened meanwhile.
@@ -656,9 +1008,11 @@ awaitable<void> scope_runner::run() {
             while (!first_checkpoint_saved_ && !stopping_)
                 co_await wait_cv();
             needs_first_checkpoint_ = false;
-            if (first_checkpoint_saved_)
+            if (first_checkpoint_saved_) {
                 p_.log(log_level::info,
                        "scope " + id_ + ": change stream open (starting position saved)");
+                set_stream_open(true);
+            }
         }
     }
     reading_ = false;
@@ -675,8 +1029,9 @@ awaitable<void> scope_runner::shutdown() {
         if (!cs->b.is_open())
             continue;
         if (hard_stop_ || cs->b.is_forced() || error == errc::lease_lost) {
-            p_.stats.buffered_bytes -= cs->b.buffered_bytes();
+            p_.add_buffered(-static_cast<std::int64_t>(cs->b.buffered_bytes()), cell_);
             cs->b.drop();
+            cell_.open_batches.fetch_sub(1, std::memory_order_relaxed);
         } else {
             seal(*cs, seal_reason::shutdown);
         }
@@ -691,6 +1046,9 @@ awaitable<void> scope_runner::shutdown() {
         co_await wait_cv();
     if (source_ && !hard_stop_)
         co_await source_->close();
+    set_stream_open(false);
+    cell_.idle = false;
+    cell_.finished = true;
     p_.log(log_level::info, "scope " + id_ + ": stopped");
 }
 
@@ -704,6 +1062,15 @@ void pipeline::impl::stop_all(bool hard) {
 
 void pipeline::impl::on_scope_done(const std::shared_ptr<scope_runner>& s) {
     --running;
+    if (s->error) {
+        // Also covers an exception that escaped the scope (fail() was not called).
+        auto& cell = s->cell();
+        if (!cell.failed.exchange(true))
+            cell.set_error(s->error_diag.message);
+        cell.finished = true;
+        any_failed = true;
+        publish_status();
+    }
     if (s->error && !first_error) {
         first_error = s->error;
         first_diag.message = "scope " + s->id() + ": " + s->error_diag.message;
@@ -725,8 +1092,11 @@ awaitable<error_code> pipeline::impl::run_all(diagnostics& diag) {
         format_ext += '.';
         format_ext += svc.compression->extension();
     }
-    for (const auto& scope : cfg.scopes)
-        scopes.push_back(std::make_shared<scope_runner>(*this, scope));
+    started = true;
+    running_now = true;
+    publish_status();
+    for (std::size_t i = 0; i < cfg.scopes.size(); ++i)
+        scopes.push_back(std::make_shared<scope_runner>(*this, cfg.scopes[i], *cells[i]));
     running = scopes.size();
     for (auto& s : scopes) {
         asio::co_spawn(
@@ -753,6 +1123,7 @@ awaitable<error_code> pipeline::impl::run_all(diagnostics& diag) {
             co_await asio::this_coro::reset_cancellation_state();
             if (!stop_requested) {
                 log(log_level::info, "stopping: draining open batches");
+                stopping = true;
                 stop_requested = true;
                 deadline = clock::now() + cfg.shutdown_timeout;
                 stop_all(false);
@@ -771,6 +1142,8 @@ awaitable<error_code> pipeline::impl::run_all(diagnostics& diag) {
             deadline = clock::time_point::max();
         }
     }
+    running_now = false;
+    publish_status();
     diag = first_diag;
     co_return first_error;
 }
@@ -782,6 +1155,110 @@ pipeline::~pipeline() = default;
 
 const pipeline_stats& pipeline::stats() const noexcept {
     return impl_->stats;
+}
+
+pipeline_snapshot pipeline::status() const {
+    const auto& p = *impl_;
+    pipeline_snapshot snap;
+    snap.status = p.overall();
+    snap.buffered_bytes = p.stats.buffered_bytes.load(std::memory_order_relaxed);
+    const auto now = ticks(sys_clock::now());
+    constexpr auto r = std::memory_order_relaxed;
+    for (const auto& c : p.cells) {
+        scope_status s;
+        s.id = c->id;
+        s.stream_open = c->stream_open.load(r);
+        if (c->failed.load(r))
+            s.state = scope_activity::failed;
+        else if (c->finished.load(r))
+            s.state = scope_activity::stopped;
+        else if (c->retrying.load(r) > 0)
+            s.state = scope_activity::retrying;
+        else if (!s.stream_open)
+            s.state = scope_activity::starting;
+        else if (c->idle.load(r))
+            s.state = scope_activity::idle;
+        else
+            s.state = scope_activity::streaming;
+        if (auto t = c->durable_time.load(r))
+            s.last_durable_time =
+                cluster_time{static_cast<std::uint32_t>(t >> 32), static_cast<std::uint32_t>(t)};
+        if (auto base = c->caught_up_to.load(r); base != never)
+            s.lag_seconds = seconds_between(base, now);
+        if (auto at = c->checkpoint_at.load(r); at != never)
+            s.checkpoint_age_seconds = seconds_between(at, now);
+        s.events_received = c->events_received.load(r);
+        s.events_written = c->events_written.load(r);
+        s.objects_written = c->objects_written.load(r);
+        s.checkpoints_saved = c->checkpoints.load(r);
+        s.buffered_bytes =
+            static_cast<std::uint64_t>(std::max<std::int64_t>(c->buffered.load(r), 0));
+        s.open_batches =
+            static_cast<std::uint64_t>(std::max<std::int64_t>(c->open_batches.load(r), 0));
+        {
+            std::lock_guard lock(c->mu);
+            s.last_error = c->last_error;
+            if (!c->last_error.empty())
+                s.last_error_time = c->last_error_at;
+        }
+        snap.scopes.push_back(std::move(s));
+    }
+    return snap;
+}
+
+bool pipeline::ready(std::string& reason) const {
+    const auto& p = *impl_;
+    constexpr auto r = std::memory_order_relaxed;
+    if (!p.started.load(r)) {
+        reason = "the pipeline has not started";
+        return false;
+    }
+    const auto now = ticks(clock::now());
+    const auto limit =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(p.cfg.not_ready_after).count();
+    auto secs = [](std::int64_t ns) { return std::to_string(ns / 1'000'000'000) + " s"; };
+    for (const auto& c : p.cells) {
+        if (c->failed.load(r)) {
+            std::lock_guard lock(c->mu);
+            reason = "scope " + c->id + ": failed: " + c->last_error;
+            return false;
+        }
+    }
+    if (!p.running_now.load(r)) {
+        reason = "the pipeline has stopped";
+        return false;
+    }
+    if (p.stopping.load(r)) {
+        reason = "stopping";
+        return false;
+    }
+    for (const auto& c : p.cells) {
+        const std::string scope = "scope " + c->id + ": ";
+        if (c->finished.load(r) || c->stopping.load(r)) {
+            reason = scope + "stopping";
+            return false;
+        }
+        const bool open = c->stream_open.load(r);
+        if (c->retrying.load(r) > 0) {
+            const auto since = c->retry_since.load(r);
+            if (!open || now - since > limit) {
+                std::lock_guard lock(c->mu);
+                reason = scope + c->retry_what + ": retrying for " + secs(now - since) +
+                         (c->last_error.empty() ? "" : "; last error: " + c->last_error);
+                return false;
+            }
+        }
+        if (!open) {
+            reason = scope + "change stream not open yet";
+            return false;
+        }
+        if (const auto quiet = now - c->last_reply.load(r); quiet > limit) {
+            reason = scope + "no reply from the change stream for " + secs(quiet);
+            return false;
+        }
+    }
+    reason.clear();
+    return true;
 }
 
 awaitable<error_code> pipeline::run(diagnostics& diag) {

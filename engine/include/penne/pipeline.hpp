@@ -7,7 +7,13 @@
 //
 // Thread safety: the pipeline owns no threads. run() may be awaited from any executor; the
 // pipeline's work runs on strands of the executor given at construction, so the
-// io_context may be run by one thread or several. stats() may be called from any thread.
+// io_context may be run by one thread or several. stats(), status() and ready() may be
+// called from any thread at any time (before, during and after run()).
+//
+// Metrics (DESIGN §11): with pipeline_services::metrics set, the pipeline feeds the penne_*
+// families of penne::pipeline_metrics (and the rigatoni_* ones when enabled). Per event it
+// only adds to plain per-collection tallies; the shared atomics are updated once per reply,
+// per seal and per upload. Without metrics every instrumentation point is one branch.
 //
 // Cancellation: cancelling the coroutine that awaits run() starts a graceful stop: stop
 // reading, seal open batches, upload them, checkpoint — within shutdown_timeout, after
@@ -21,6 +27,7 @@
 #include <penne/encoder.hpp>
 #include <penne/error.hpp>
 #include <penne/keys.hpp>
+#include <penne/metrics.hpp>
 #include <penne/retry.hpp>
 #include <penne/source.hpp>
 #include <penne/state_store.hpp>
@@ -34,6 +41,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -53,6 +62,10 @@ struct pipeline_config {
     // How often an idle scope saves its advancing position (postBatchResumeToken).
     std::chrono::milliseconds checkpoint_interval{5'000};
     retry_policy retry;
+    // ready() turns false when a scope has been retrying (an upload, a state-store write or
+    // read, the opening of its stream) without a break for longer than this, or when its
+    // open stream has given no reply for longer than this.
+    std::chrono::milliseconds not_ready_after{10'000};
 };
 
 struct pipeline_services {
@@ -63,6 +76,8 @@ struct pipeline_services {
     state_store* state = nullptr;
     const key_template* keys = nullptr;
     log_function log;  // may be empty
+    // Null: no metrics. Must outlive run(); may be shared by several pipelines.
+    const pipeline_metrics* metrics = nullptr;
 };
 
 // Counters, readable from any thread while the pipeline runs.
@@ -82,6 +97,50 @@ struct pipeline_stats {
     std::atomic<std::uint64_t> backpressure_waits{0};
 };
 
+// What a scope is doing (pipeline::status()).
+enum class scope_activity : std::uint8_t {
+    starting,   // loading its state, opening its stream, saving its first position
+    streaming,  // stream open; events arriving or batches not yet durable
+    idle,       // stream open; the last reply was empty and everything read is durable
+    retrying,   // retrying an upload, a state-store operation or the opening of its stream
+    failed,     // stopped (or stopping) on a fatal error; see last_error
+    stopped,    // finished
+};
+const char* to_string(scope_activity a) noexcept;
+
+// One scope in pipeline::status(). Holds no secrets: errors are the diagnostics' text,
+// which never carries credentials or URIs with passwords.
+struct scope_status {
+    std::string id;  // watch_scope::id()
+    scope_activity state = scope_activity::starting;
+    bool stream_open = false;
+    // clusterTime of the newest event made durable (the time of the last resume token that
+    // is safe to resume from); empty until an event is durable.
+    std::optional<cluster_time> last_durable_time;
+    // Now minus the time up to which this scope is caught up: the clusterTime of the last
+    // durable event, or, while every event read is durable, the time of the last reply
+    // (so an idle scope shows the age of its last reply, not of its last write). Empty
+    // until known. The same value as penne_lag_seconds.
+    std::optional<double> lag_seconds;
+    std::optional<double> checkpoint_age_seconds;  // since the position was last saved
+    std::uint64_t events_received = 0;
+    std::uint64_t events_written = 0;  // in durable objects
+    std::uint64_t objects_written = 0;
+    std::uint64_t checkpoints_saved = 0;
+    std::uint64_t buffered_bytes = 0;  // open batches and objects not yet durable
+    std::uint64_t open_batches = 0;
+    // The most recent error, retried or fatal ("uploading <key> failed: …"); it stays after
+    // the scope recovers, with its time, so that a flapping peer is visible.
+    std::string last_error;
+    std::optional<std::chrono::system_clock::time_point> last_error_time;
+};
+
+struct pipeline_snapshot {
+    pipeline_status status = pipeline_status::stopped;  // as penne_pipeline_status
+    std::uint64_t buffered_bytes = 0;
+    std::vector<scope_status> scopes;  // in pipeline_config::scopes order
+};
+
 class pipeline {
 public:
     pipeline(boost::asio::any_io_executor ex, pipeline_config cfg, pipeline_services svc);
@@ -95,6 +154,19 @@ public:
     boost::asio::awaitable<error_code> run(diagnostics& diag);
 
     const pipeline_stats& stats() const noexcept;
+
+    // A copy of every scope's status. Each field is read atomically; fields of one scope
+    // may come from instants a few microseconds apart. Status: stopped before run() and
+    // after a clean stop, running, degraded while any scope is retrying (an upload, a
+    // state-store operation or the opening of its stream), failed once a scope failed.
+    pipeline_snapshot status() const;
+
+    // For /ready: true while run() is running and every scope has its stream open (on a
+    // fresh start: and its starting position saved), no scope has failed or is stopping,
+    // no scope has been retrying for longer than pipeline_config::not_ready_after, and no
+    // open stream has been silent (no reply, even an empty one) for that long. Otherwise
+    // false, with the first reason found in `reason` (no secrets).
+    bool ready(std::string& reason) const;
 
 private:
     friend class scope_runner;

@@ -72,6 +72,8 @@ public:
     virtual boost::asio::awaitable<error_code> next(event_batch& out, diagnostics& diag) = 0;
     // Kills the cursor; never fails (best effort).
     virtual boost::asio::awaitable<void> close() = 0;
+    // Resumes done inside next() since construction (metrics); 0 if the source never resumes.
+    virtual std::uint64_t resume_count() const noexcept { return 0; }
 };
 
 // Creates the source of a scope. Implemented by adapters/mongo, given to the pipeline.

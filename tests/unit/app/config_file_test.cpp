@@ -98,8 +98,77 @@ TEST(config, csv_output_options) {
     EXPECT_NE(e.find("output.csv_delimiter"), std::string::npos) << e;
     e = parse_error("[[watch]]\ndatabase = \"a\"\n[output]\nlayout = \"rigatoni\"\n");
     EXPECT_NE(e.find("output.layout"), std::string::npos) << e;
-    e = parse_error("[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"parquet\"\n");
-    EXPECT_NE(e.find("jsonl, csv"), std::string::npos) << e;
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"orc\"\n");
+    EXPECT_NE(e.find("jsonl, csv, parquet, avro"), std::string::npos) << e;
+}
+
+TEST(config, columnar_formats_compress_inside_with_their_own_codecs) {
+    auto c = parse_ok(
+        "[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"parquet\"\n"
+        "compression = \"snappy\"\ntimestamp_unit = \"micros\"\n");
+    EXPECT_EQ(c.output.format, "parquet");
+    EXPECT_EQ(c.output.compression, "snappy");
+    EXPECT_EQ(c.output.timestamp_unit, "micros");
+    // Unset compression: zstd, except avro, whose universally readable codec is deflate.
+    EXPECT_EQ(
+        parse_ok("[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"avro\"\n").output.compression,
+        "deflate");
+    EXPECT_EQ(parse_ok("[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"parquet\"\n")
+                  .output.compression,
+              "zstd");
+    auto e = parse_error("[[watch]]\ndatabase = \"a\"\n[output]\ncompression = \"snappy\"\n");
+    EXPECT_NE(e.find("jsonl objects take zstd, gzip or none"), std::string::npos) << e;
+    e = parse_error(
+        "[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"avro\"\n"
+        "compression = \"gzip\"\n");
+    EXPECT_NE(e.find("avro blocks take"), std::string::npos) << e;
+    e = parse_error(
+        "[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"parquet\"\n"
+        "compression = \"snappy\"\ncompression_level = 3\n");
+    EXPECT_NE(e.find("output.compression_level"), std::string::npos) << e;
+    EXPECT_EQ(parse_ok("[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"jsonl\"\n"
+                       "layout = \"rigatoni\"\n")
+                  .output.layout,
+              "rigatoni");
+}
+
+TEST(config, s3_destination) {
+    auto c = parse_ok(
+        "[[watch]]\ndatabase = \"a\"\n[destination]\ntype = \"s3\"\n"
+        "[s3]\nbucket = \"lake\"\nregion = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:7480\"\n"
+        "addressing = \"path\"\nstorage_class = \"STANDARD_IA\"\nsse = \"aws:kms\"\n"
+        "kms_key_id = \"alias/cdc\"\ntags = { team = \"data\", env = \"prod\" }\n"
+        "metadata = { source = \"penne\" }\ncontent_md5 = false\n"
+        "multipart_threshold = \"32MiB\"\npart_size = \"8MiB\"\npart_concurrency = 8\n"
+        "request_timeout_ms = 30000\nmax_retries = 3\n");
+    EXPECT_EQ(c.destination.type, "s3");
+    EXPECT_EQ(c.s3.bucket, "lake");
+    EXPECT_EQ(c.s3.region, "eu-west-1");
+    EXPECT_EQ(c.s3.addressing, "path");
+    EXPECT_EQ(c.s3.sse, "aws:kms");
+    ASSERT_EQ(c.s3.tags.size(), 2u);
+    EXPECT_EQ(c.s3.metadata.at(0), (std::pair<std::string, std::string>{"source", "penne"}));
+    EXPECT_FALSE(c.s3.content_md5);
+    EXPECT_EQ(c.s3.multipart_threshold, 32ull << 20);
+    EXPECT_EQ(c.s3.part_size, 8ull << 20);
+    EXPECT_EQ(c.s3.part_concurrency, 8u);
+    EXPECT_EQ(c.s3.request_timeout, std::chrono::milliseconds(30000));
+
+    auto e = parse_error("[[watch]]\ndatabase = \"a\"\n[destination]\ntype = \"s3\"\n");
+    EXPECT_NE(e.find("s3.bucket"), std::string::npos) << e;
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[s3]\npart_size = \"1MiB\"\n");
+    EXPECT_NE(e.find("s3.part_size"), std::string::npos) << e;
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[s3]\naccess_key_id = \"AKID\"\n");
+    EXPECT_NE(e.find("secret_access_key"), std::string::npos) << e;
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[s3]\nkms_key_id = \"k\"\n");
+    EXPECT_NE(e.find("s3.kms_key_id"), std::string::npos) << e;
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[s3]\ntags = { n = 1 }\n");
+    EXPECT_NE(e.find("s3.tags"), std::string::npos) << e;
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[s3]\nverify_tls = \"no\"\n");
+    EXPECT_NE(e.find("true or false"), std::string::npos) << e;
+    // A secret in an error message would end up in logs.
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[s3]\nsecret_access_key = \"hunter2secret\"\n");
+    EXPECT_EQ(e.find("hunter2secret"), std::string::npos) << e;
 }
 
 TEST(config, environment_overrides_the_uri) {
@@ -112,7 +181,7 @@ TEST(config, errors_name_the_key_the_value_and_what_is_allowed) {
     auto e = parse_error("[[watch]]\ndatabase = \"a\"\n[output]\ncompression = \"lz4\"\n");
     EXPECT_NE(e.find("output.compression"), std::string::npos) << e;
     EXPECT_NE(e.find("'lz4'"), std::string::npos) << e;
-    EXPECT_NE(e.find("zstd, gzip, none"), std::string::npos) << e;
+    EXPECT_NE(e.find("zstd, gzip, snappy, deflate, none"), std::string::npos) << e;
 
     e = parse_error("[[watch]]\ndatabase = \"a\"\n[batch]\nmax_event = 5\n");
     EXPECT_NE(e.find("batch.max_event"), std::string::npos) << e;
@@ -165,5 +234,82 @@ TEST(config, redacts_passwords) {
     EXPECT_EQ(redact_uris_in("nothing here"), "nothing here");
 }
 
+TEST(config, metrics_defaults) {
+    auto c = parse_ok("[[watch]]\ndatabase = \"shop\"\n");
+    EXPECT_TRUE(c.metrics.enabled);
+    EXPECT_EQ(c.metrics.address, "127.0.0.1");
+    EXPECT_EQ(c.metrics.port, 9464);
+    EXPECT_EQ(c.metrics.compat, "none");
+    EXPECT_TRUE(c.metrics.per_collection_labels);
+    EXPECT_EQ(c.metrics.max_series, 10'000u);
+    EXPECT_EQ(c.pipeline.not_ready_after, std::chrono::seconds(10));
+}
+
+TEST(config, metrics_table) {
+    auto c = parse_ok(R"(
+[[watch]]
+database = "shop"
+[metrics]
+enabled = true
+address = "::"
+port = 0
+compat = "rigatoni"
+per_collection_labels = false
+max_series = 500
+not_ready_after_ms = 2500
+)");
+    EXPECT_EQ(c.metrics.address, "::");
+    EXPECT_EQ(c.metrics.port, 0);
+    EXPECT_EQ(c.metrics.compat, "rigatoni");
+    EXPECT_FALSE(c.metrics.per_collection_labels);
+    EXPECT_EQ(c.metrics.max_series, 500u);
+    EXPECT_EQ(c.pipeline.not_ready_after, std::chrono::milliseconds(2500));
+
+    c = parse_ok("[[watch]]\ndatabase = \"shop\"\n[metrics]\nenabled = false\n");
+    EXPECT_FALSE(c.metrics.enabled);
+    c = parse_ok("[[watch]]\ndatabase = \"shop\"\n[metrics]\naddress = \"0.0.0.0\"\n");
+    EXPECT_EQ(c.metrics.address, "0.0.0.0");
+}
+
+TEST(config, metrics_errors_name_the_key) {
+    const std::string w = "[[watch]]\ndatabase = \"a\"\n[metrics]\n";
+    auto e = parse_error(w + "port = 70000\n");
+    EXPECT_NE(e.find("metrics.port: 70000 is out of range; allowed 0..65535"), std::string::npos)
+        << e;
+    e = parse_error(w + "compat = \"prometheus\"\n");
+    EXPECT_NE(e.find("metrics.compat: 'prometheus' is not allowed; use one of: none, rigatoni"),
+              std::string::npos)
+        << e;
+    e = parse_error(w + "address = \"localhost\"\n");
+    EXPECT_NE(e.find("metrics.address: 'localhost' is not an IP address"), std::string::npos) << e;
+    e = parse_error(w + "max_series = 0\n");
+    EXPECT_NE(e.find("metrics.max_series"), std::string::npos) << e;
+    e = parse_error(w + "enabled = \"yes\"\n");
+    EXPECT_NE(e.find("metrics.enabled: expected true or false"), std::string::npos) << e;
+    e = parse_error(w + "prot = 1\n");
+    EXPECT_NE(e.find("metrics.prot: unknown key"), std::string::npos) << e;
+    e = parse_error(w + "not_ready_after_ms = 5\n");
+    EXPECT_NE(e.find("metrics.not_ready_after_ms"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace penne::app
+
+TEST(config, redis_state_store) {
+    auto c = parse_ok(
+        "[[watch]]\ndatabase = \"a\"\n[state]\ntype = \"redis\"\n"
+        "url = \"rediss://cache:6380/2\"\nkey_prefix = \"cdc\"\n"
+        "tls_ca_file = \"/etc/ca.pem\"\ncommand_timeout_ms = 250\n");
+    EXPECT_EQ(c.state.type, "redis");
+    EXPECT_EQ(c.state.url, "rediss://cache:6380/2");
+    EXPECT_EQ(c.state.key_prefix, "cdc");
+    EXPECT_EQ(c.state.command_timeout, std::chrono::milliseconds(250));
+    // The URL with its password can come from the environment instead of the file.
+    c = parse_ok("[[watch]]\ndatabase = \"a\"\n[state]\ntype = \"redis\"\n",
+                 {{"PENNE_REDIS_URL", "redis://u:secret@r:6379/0"}});
+    EXPECT_EQ(c.state.url, "redis://u:secret@r:6379/0");
+    auto e = parse_error("[[watch]]\ndatabase = \"a\"\n[state]\nkey_prefix = \"\"\n");
+    EXPECT_NE(e.find("state.key_prefix"), std::string::npos) << e;
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[state]\ntype = \"etcd\"\n");
+    EXPECT_NE(e.find("file, memory, redis"), std::string::npos) << e;
+}
