@@ -4,7 +4,7 @@
 // timestamps the client reads from headers and replies. The first input byte selects the
 // parser; the rest is the reply body.
 //
-// Built with clang and -fsanitize=fuzzer it is a libFuzzer target; otherwise main() below
+// Built with clang and -fsanitize=fuzzer it is a libFuzzer target; otherwise fuzz/replay_main.cpp
 // replays the files (or directories of files) named on the command line.
 
 #include <penne/s3/error.hpp>
@@ -72,35 +72,3 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     return 0;
 }
-
-#ifndef PENNE_LIBFUZZER
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <vector>
-
-int main(int argc, char** argv) {
-    namespace fs = std::filesystem;
-    std::size_t runs = 0;
-    auto run_file = [&runs](const fs::path& p) {
-        std::ifstream f(p, std::ios::binary);
-        std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)),
-                                        std::istreambuf_iterator<char>());
-        LLVMFuzzerTestOneInput(bytes.data(), bytes.size());
-        ++runs;
-    };
-    for (int i = 1; i < argc; ++i) {
-        fs::path p(argv[i]);
-        if (fs::is_directory(p)) {
-            for (const auto& e : fs::recursive_directory_iterator(p))
-                if (e.is_regular_file())
-                    run_file(e.path());
-        } else {
-            run_file(p);
-        }
-    }
-    std::printf("fuzz_s3: replayed %zu input(s)\n", runs);
-    return 0;
-}
-#endif

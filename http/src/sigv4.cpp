@@ -89,12 +89,6 @@ constexpr bool is_tchar(unsigned char c) noexcept {
     }
 }
 
-bool is_token(std::string_view s) noexcept {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-        return is_tchar(static_cast<unsigned char>(c));
-    });
-}
-
 // Visible ASCII: what can travel in a header value or a query parameter unchanged in meaning.
 bool is_visible_ascii(std::string_view s) noexcept {
     return std::all_of(s.begin(), s.end(), [](char c) {
@@ -339,7 +333,7 @@ error_code prepare_headers(std::span<const header_view> headers,
     std::vector<canonical_field> fields;
     fields.reserve(headers.size() + extra.size());
     for (const auto& h : headers) {
-        if (!is_token(h.name))
+        if (!is_http_token(h.name))
             return fail(sigv4_errc::invalid_header, diag,
                         "sigv4: a header field name is empty or not an HTTP token");
         canonical_field f;
@@ -403,7 +397,7 @@ struct split_target {
 
 error_code validate(const sigv4_request& request, const credentials& creds,
                     const sigv4_options& opts, split_target& target, diagnostics& diag) {
-    if (!is_token(request.method))
+    if (!is_http_token(request.method))
         return fail(sigv4_errc::invalid_method, diag,
                     "sigv4: the method is empty or not an HTTP token");
     if (request.target.empty() || request.target.front() != '/')
@@ -499,6 +493,12 @@ bool is_reserved_parameter(std::string_view encoded_name) {
 }
 
 }  // namespace
+
+bool is_http_token(std::string_view s) noexcept {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+        return is_tchar(static_cast<unsigned char>(c));
+    });
+}
 
 // ---------------------------------------------------------------------------------------------
 

@@ -103,6 +103,14 @@ struct client::impl {
         return backoff(cfg.retry, seed++);
     }
 
+    // Waits the backoff's next delay; false when cancelled meanwhile.
+    asio::awaitable<bool> pause(backoff& retry) {
+        asio::steady_timer timer(ex);
+        timer.expires_after(retry.next_delay());
+        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        co_return !ec;
+    }
+
     // One S3 request with the retries described in client.hpp. `body` overrides req.body
     // when not null (large bodies stay in the caller's buffer).
     asio::awaitable<error_code> execute(std::string_view operation, std::string_view bucket,
@@ -174,10 +182,8 @@ asio::awaitable<error_code> client::impl::execute(std::string_view operation,
             }
             if (retry.should_retry(ec)) {
                 count_retry(ec);
-                asio::steady_timer timer(ex);
-                timer.expires_after(retry.next_delay());
-                auto [wec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-                if (wec) {
+                const bool waited = co_await pause(retry);
+                if (!waited) {
                     diag.message = std::string(operation) + " cancelled";
                     co_return asio::error::operation_aborted;
                 }
@@ -220,10 +226,8 @@ asio::awaitable<error_code> client::impl::execute(std::string_view operation,
         }
         if (retry.should_retry(serr)) {
             count_retry(serr);
-            asio::steady_timer timer(ex);
-            timer.expires_after(retry.next_delay());
-            auto [wec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-            if (wec) {
+            const bool waited = co_await pause(retry);
+            if (!waited) {
                 diag.message = std::string(operation) + " cancelled";
                 co_return asio::error::operation_aborted;
             }

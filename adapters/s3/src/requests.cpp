@@ -132,31 +132,6 @@ bool printable_ascii(std::string_view s) noexcept {
     return true;
 }
 
-bool is_token_char(char c) noexcept {
-    if (is_alpha(c) || is_digit(c))
-        return true;
-    switch (c) {
-        case '!':
-        case '#':
-        case '$':
-        case '%':
-        case '&':
-        case '\'':
-        case '*':
-        case '+':
-        case '-':
-        case '.':
-        case '^':
-        case '_':
-        case '`':
-        case '|':
-        case '~':
-            return true;
-        default:
-            return false;
-    }
-}
-
 bool is_ipv4(std::string_view s) noexcept {
     int parts = 0;
     std::size_t i = 0;
@@ -742,12 +717,10 @@ error_code validate(const put_options& opts, diagnostics& diag) {
         const auto& [name, value] = opts.metadata[i];
         if (name.empty())
             return config_error(diag, "a metadata name is empty");
-        for (const char c : name) {
-            if (!is_token_char(c))
-                return config_error(diag, "metadata name " + printable(name) +
-                                              " may hold only letters, digits and "
-                                              "!#$%&'*+-.^_`|~");
-        }
+        if (!http::is_http_token(name))
+            return config_error(diag, "metadata name " + printable(name) +
+                                          " may hold only letters, digits and "
+                                          "!#$%&'*+-.^_`|~");
         if (!printable_ascii(value))
             return config_error(
                 diag, "the value of metadata " + printable(name) + " must be printable ASCII");

@@ -25,6 +25,7 @@
 #include <set>
 #include <thread>
 
+#include "exactly_once.hpp"
 #include "mongo_inserter.hpp"
 #include "output_reader.hpp"
 #include "process.hpp"
@@ -339,13 +340,7 @@ TEST_F(metrics_e2e, ready_follows_the_change_stream) {
     ASSERT_TRUE(wait_ready(port, 200, 30s)) << http_get(port, "/ready").body << penne_->log();
     // Still delivering after the pause.
     inserter(port_).insert("shop", {"c0"}, 0, 10);
-    auto inserts = [&] {
-        std::set<std::int64_t> seen;
-        for (auto& e : scan_output(dir_ / "out").events)
-            if (e.operation == "insert")
-                seen.insert(e.n);
-        return seen.size();
-    };
+    auto inserts = [&] { return distinct_inserts(scan_output(dir_ / "out")); };
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (inserts() < 10 && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(100ms);

@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "exactly_once.hpp"
 #include "mongo_inserter.hpp"
 #include "output_reader.hpp"
 #include "process.hpp"
@@ -87,44 +88,11 @@ protected:
         output_scan scan;
         while (std::chrono::steady_clock::now() < deadline) {
             scan = scan_output(dir_ / "out");
-            std::set<std::int64_t> seen;
-            for (auto& e : scan.events)
-                if (e.operation == "insert")
-                    seen.insert(e.n);
-            if (seen.size() >= expected)
+            if (distinct_inserts(scan) >= expected)
                 return scan;
             std::this_thread::sleep_for(100ms);
         }
         return scan;
-    }
-
-    // Every n in [0, count) exactly once, in its collection; no event token twice.
-    void expect_exactly_once(const output_scan& scan, std::int64_t count,
-                             const std::string& db = "shop") {
-        EXPECT_TRUE(scan.errors.empty()) << scan.errors.front();
-        std::map<std::int64_t, int> seen;
-        std::set<std::string> tokens;
-        std::size_t duplicate_tokens = 0;
-        for (auto& e : scan.events) {
-            if (!tokens.insert(e.token).second)
-                ++duplicate_tokens;
-            if (e.operation != "insert")
-                continue;
-            EXPECT_EQ(e.db, db);
-            ++seen[e.n];
-        }
-        EXPECT_EQ(duplicate_tokens, 0u);
-        std::int64_t missing = 0, dup = 0;
-        for (std::int64_t n = 0; n < count; ++n) {
-            auto it = seen.find(n);
-            if (it == seen.end())
-                ++missing;
-            else if (it->second > 1)
-                ++dup;
-        }
-        EXPECT_EQ(missing, 0) << "inserted documents missing from the bucket";
-        EXPECT_EQ(dup, 0) << "documents written more than once";
-        EXPECT_EQ(static_cast<std::int64_t>(seen.size()), count);
     }
 
     temp_dir dir_{"penne-e2e"};
@@ -146,7 +114,7 @@ TEST_F(pipeline_e2e, collection_scopes_write_every_document_exactly_once) {
     auto scan = wait_for(10'000);
     stop_penne(penne);
     scan = scan_output(dir_ / "out");
-    expect_exactly_once(scan, 10'000);
+    expect_exactly_once(scan, 10'000, "shop");
     // Objects hold one collection each, under the date_hour layout.
     for (auto& e : scan.events) {
         EXPECT_EQ(e.object.rfind("cdc/shop/" + e.coll + "/", 0), 0u) << e.object;
@@ -161,7 +129,7 @@ TEST_F(pipeline_e2e, database_scope_fans_out_to_collections) {
     auto scan = wait_for(10'000);
     stop_penne(penne);
     scan = scan_output(dir_ / "out");
-    expect_exactly_once(scan, 10'000);
+    expect_exactly_once(scan, 10'000, "shop");
     std::set<std::string> colls;
     for (auto& e : scan.events) {
         colls.insert(e.coll);
@@ -212,10 +180,7 @@ TEST_F(pipeline_e2e, backpressure_bounds_memory_and_still_delivers) {
     // Restart until everything is in (each round also checks exactly-once across restarts).
     stop_penne(penne);
     for (int round = 0; round < 10; ++round) {
-        std::set<std::int64_t> seen;
-        for (auto& e : scan_output(dir_ / "out").events)
-            seen.insert(e.n);
-        if (seen.size() >= 10'000)
+        if (distinct_inserts(scan_output(dir_ / "out")) >= 10'000)
             break;
         penne = start_penne(1);
         std::this_thread::sleep_for(500ms);

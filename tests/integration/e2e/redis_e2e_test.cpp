@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "exactly_once.hpp"
 #include "mongo_inserter.hpp"
 #include "output_reader.hpp"
 #include "process.hpp"
@@ -66,43 +67,11 @@ protected:
         p.reset();
     }
 
-    std::size_t distinct_inserts() {
-        std::set<std::int64_t> seen;
-        for (auto& e : scan_output(dir_ / "out").events)
-            if (e.operation == "insert")
-                seen.insert(e.n);
-        return seen.size();
-    }
-
     void wait_for(std::size_t expected, std::chrono::seconds timeout = 60s) {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
-        while (distinct_inserts() < expected && std::chrono::steady_clock::now() < deadline)
+        while (distinct_inserts(scan_output(dir_ / "out")) < expected &&
+               std::chrono::steady_clock::now() < deadline)
             std::this_thread::sleep_for(100ms);
-    }
-
-    void expect_exactly_once(std::int64_t count) {
-        auto scan = scan_output(dir_ / "out");
-        EXPECT_TRUE(scan.errors.empty()) << scan.errors.front();
-        std::map<std::int64_t, int> seen;
-        std::set<std::string> tokens;
-        std::size_t duplicate_tokens = 0;
-        for (auto& e : scan.events) {
-            if (!tokens.insert(e.token).second)
-                ++duplicate_tokens;
-            if (e.operation == "insert")
-                ++seen[e.n];
-        }
-        EXPECT_EQ(duplicate_tokens, 0u);
-        std::int64_t missing = 0, dup = 0;
-        for (std::int64_t n = 0; n < count; ++n) {
-            auto it = seen.find(n);
-            if (it == seen.end())
-                ++missing;
-            else if (it->second > 1)
-                ++dup;
-        }
-        EXPECT_EQ(missing, 0) << "inserted documents missing from the output";
-        EXPECT_EQ(dup, 0) << "documents written more than once";
     }
 
     redis_peer redis_;
@@ -133,7 +102,7 @@ TEST_F(redis_e2e, kill_9_mid_batch_with_redis_state_loses_and_duplicates_nothing
     auto penne = start_penne();
     wait_for(static_cast<std::size_t>(next));
     stop_penne(penne);
-    expect_exactly_once(next);
+    expect_exactly_once(scan_output(dir_ / "out"), next);
 }
 
 TEST_F(redis_e2e, a_redis_outage_pauses_the_pipeline_and_loses_nothing) {
@@ -149,13 +118,13 @@ TEST_F(redis_e2e, a_redis_outage_pauses_the_pipeline_and_loses_nothing) {
     ASSERT_EQ(::kill(redis_.pid(), SIGCONT), 0);
     wait_for(1'500);
     stop_penne(penne);
-    expect_exactly_once(1'500);
+    expect_exactly_once(scan_output(dir_ / "out"), 1'500);
     // And a restart resumes from what Redis holds.
     ins.insert("shop", colls_, 1'500, 2'000);
     penne = start_penne();
     wait_for(2'000);
     stop_penne(penne);
-    expect_exactly_once(2'000);
+    expect_exactly_once(scan_output(dir_ / "out"), 2'000);
 }
 
 }  // namespace

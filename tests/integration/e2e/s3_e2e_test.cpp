@@ -18,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include "exactly_once.hpp"
 #include "mongo_inserter.hpp"
 #include "output_reader.hpp"
 #include "process.hpp"
@@ -148,39 +149,11 @@ protected:
         output_scan scan;
         while (std::chrono::steady_clock::now() < deadline) {
             scan = mirror();
-            std::set<std::int64_t> seen;
-            for (auto& e : scan.events)
-                if (e.operation == "insert")
-                    seen.insert(e.n);
-            if (seen.size() >= expected)
+            if (distinct_inserts(scan) >= expected)
                 return scan;
             std::this_thread::sleep_for(500ms);
         }
         return scan;
-    }
-
-    void expect_exactly_once(const output_scan& scan, std::int64_t count) {
-        EXPECT_TRUE(scan.errors.empty()) << scan.errors.front();
-        std::map<std::int64_t, int> seen;
-        std::set<std::string> tokens;
-        std::size_t duplicate_tokens = 0;
-        for (auto& e : scan.events) {
-            if (!tokens.insert(e.token).second)
-                ++duplicate_tokens;
-            if (e.operation == "insert")
-                ++seen[e.n];
-        }
-        EXPECT_EQ(duplicate_tokens, 0u);
-        std::int64_t missing = 0, dup = 0;
-        for (std::int64_t n = 0; n < count; ++n) {
-            auto it = seen.find(n);
-            if (it == seen.end())
-                ++missing;
-            else if (it->second > 1)
-                ++dup;
-        }
-        EXPECT_EQ(missing, 0) << "inserted documents missing from the bucket";
-        EXPECT_EQ(dup, 0) << "documents written more than once";
     }
 
     // The gateway's pid, to pause it (an S3 outage that keeps its data).

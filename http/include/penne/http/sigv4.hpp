@@ -259,6 +259,10 @@ std::string canonical_query_string(std::string_view query);
 // "20150830T123600Z" for `t` (UTC, seconds truncated); empty when outside 1970..9999.
 std::string format_amz_date(std::chrono::system_clock::time_point t);
 
+// An RFC 9110 token (a method or a header field name): one or more of A-Z a-z 0-9 and
+// !#$%&'*+-.^_`|~.
+bool is_http_token(std::string_view s) noexcept;
+
 std::string sha256_hex(std::string_view data);
 std::array<unsigned char, 32> hmac_sha256(std::span<const unsigned char> key,
                                           std::string_view data);
