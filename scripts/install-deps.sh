@@ -14,7 +14,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server python3 prometheus curl
   ceph-mon ceph-osd radosgw ceph-common
-  python3-pymongo node-mongodb avro-bin
+  python3-pymongo node-mongodb avro-bin python3-yaml docker-compose
 )
 # Node.js and npm: keep whatever node is already installed (e.g. a NodeSource nodejs, which
 # provides npm itself and conflicts with Debian's npm package); otherwise use Debian's.
