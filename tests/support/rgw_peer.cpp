@@ -159,6 +159,25 @@ void rgw_peer::start() {
     ready_ = true;
 }
 
+namespace {
+
+bool run_rgw_script(const std::string& script, const fs::path& dir, const char* command) {
+    process sh({"/bin/bash", script, command, dir.string()},
+               (dir / ("rgw.sh-" + std::string(command) + ".out")).string());
+    const auto code = sh.wait(std::chrono::seconds(90));
+    return code && *code == 0;
+}
+
+}  // namespace
+
+bool rgw_peer::stop_gateway() const {
+    return started_ && dir_ && run_rgw_script(script_, dir_->path(), "stop-gateway");
+}
+
+bool rgw_peer::start_gateway() const {
+    return started_ && dir_ && run_rgw_script(script_, dir_->path(), "start-gateway");
+}
+
 void rgw_peer::stop() noexcept {
     if (!started_ || !dir_)
         return;

@@ -49,6 +49,11 @@ public:
     const std::string& region() const noexcept { return region_; }
     // The directory holding ceph.conf, log/ and env.
     std::string directory() const;
+    // An S3 outage that keeps the data: the gateway process is killed (connections are
+    // refused) while the cluster stays; start_gateway() brings it back on the same endpoint.
+    // false when the script failed (see log_tail()).
+    bool stop_gateway() const;
+    bool start_gateway() const;
     // The last lines of every daemon log, for failure messages.
     std::string log_tail(int lines = 30) const;
 

@@ -212,6 +212,23 @@ TEST_F(s3_e2e, an_s3_outage_during_uploads_loses_nothing) {
     expect_exactly_once(mirror(), 3'000);
 }
 
+TEST_F(s3_e2e, a_gateway_stopped_and_restarted_during_uploads_loses_nothing) {
+    write_config("max_events = 100\nmax_age_ms = 200\n", "",
+                 "request_timeout_ms = 1000\nconnect_timeout_ms = 500\nmax_retries = 2\n");
+    inserter ins(port_);
+    auto penne = start_penne();
+    ins.insert("shop", colls_, 0, 500);
+    wait_for(500);
+    // The gateway dies (connections refused) while events keep coming, and comes back.
+    ASSERT_TRUE(peer_->stop_gateway()) << peer_->log_tail();
+    ins.insert("shop", colls_, 500, 2'000);
+    std::this_thread::sleep_for(3s);
+    ASSERT_TRUE(peer_->start_gateway()) << peer_->log_tail();
+    wait_for(2'000);
+    stop_penne(penne);
+    expect_exactly_once(mirror(), 2'000);
+}
+
 TEST_F(s3_e2e, parquet_objects_carry_their_content_type) {
     write_config("max_events = 500\nmax_age_ms = 300\n", "format = \"parquet\"\n");
     auto penne = start_penne();

@@ -3,6 +3,8 @@
 #
 #   rgw.sh start <dir> [access-key [secret-key]]   prints "rgw ready http://127.0.0.1:PORT"
 #   rgw.sh stop  <dir>                              idempotent
+#   rgw.sh stop-gateway  <dir>    kills only the gateway (an S3 outage; the data stays in the OSD)
+#   rgw.sh start-gateway <dir>    starts it again on the same port, waits until it answers
 #
 # Everything (config, mon store, OSD metadata, pid files, logs) lives in <dir>,
 # every port is chosen free at start, and the fsid is fresh, so parallel runs never share a
@@ -33,8 +35,29 @@ die() {
 }
 
 usage() {
-    echo "usage: rgw.sh start <dir> [access-key [secret-key]] | rgw.sh stop <dir>" >&2
+    echo "usage: rgw.sh start <dir> [access-key [secret-key]] | rgw.sh stop <dir>" \
+        "| rgw.sh stop-gateway <dir> | rgw.sh start-gateway <dir>" >&2
     exit 2
+}
+
+# An S3 outage for tests: the gateway goes away (connections refused) while the cluster and
+# its objects stay; start_gateway brings it back on the same endpoint.
+stop_gateway() {
+    end_daemon rgw KILL 0
+}
+
+start_gateway() {
+    local limit=${RGW_START_TIMEOUT:-60} endpoint
+    t0=$SECONDS
+    [[ -f $DIR/env ]] || die "no cluster in $DIR"
+    daemon_alive rgw && die "the gateway in $DIR is running"
+    endpoint=$(sed -n 's/^RGW_ENDPOINT=//p' "$DIR/env")
+    spawn rgw radosgw -c "$DIR/ceph.conf" -f -n "client.rgw.$USER_ID"
+    if ! wait_until "the gateway at $endpoint" "$limit" s3_answers "$endpoint"; then
+        show_logs
+        die "radosgw did not answer on $endpoint again (logs above, all in $DIR/log)"
+    fi
+    echo "rgw gateway back at $endpoint ($((SECONDS - t0))s)"
 }
 
 # A TCP port on 127.0.0.1 that is free now, from the kernel's ephemeral range. Should another
@@ -379,5 +402,7 @@ readonly DIR
 case $cmd in
 start) start "$@" ;;
 stop) stop_all ;;
+stop-gateway) stop_gateway ;;
+start-gateway) start_gateway ;;
 *) usage ;;
 esac
