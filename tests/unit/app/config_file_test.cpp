@@ -96,7 +96,7 @@ TEST(config, csv_output_options) {
         "[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"csv\"\n"
         "csv_delimiter = \";;\"\n");
     EXPECT_NE(e.find("output.csv_delimiter"), std::string::npos) << e;
-    e = parse_error("[[watch]]\ndatabase = \"a\"\n[output]\nlayout = \"rigatoni\"\n");
+    e = parse_error("[[watch]]\ndatabase = \"a\"\n[output]\nlayout = \"seed\"\n");
     EXPECT_NE(e.find("output.layout"), std::string::npos) << e;
     e = parse_error("[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"orc\"\n");
     EXPECT_NE(e.find("jsonl, csv, parquet, avro"), std::string::npos) << e;
@@ -292,9 +292,6 @@ TEST(config, metrics_errors_name_the_key) {
     EXPECT_NE(e.find("metrics.not_ready_after_ms"), std::string::npos) << e;
 }
 
-}  // namespace
-}  // namespace penne::app
-
 TEST(config, redis_state_store) {
     auto c = parse_ok(
         "[[watch]]\ndatabase = \"a\"\n[state]\ntype = \"redis\"\n"
@@ -313,3 +310,6 @@ TEST(config, redis_state_store) {
     e = parse_error("[[watch]]\ndatabase = \"a\"\n[state]\ntype = \"etcd\"\n");
     EXPECT_NE(e.find("file, memory, redis"), std::string::npos) << e;
 }
+
+}  // namespace
+}  // namespace penne::app
