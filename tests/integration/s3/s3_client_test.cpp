@@ -167,6 +167,30 @@ TEST_F(s3_client_test, put_object_with_md5_reads_back_identically) {
     EXPECT_TRUE(same_bytes(got, body));
 }
 
+TEST_F(s3_client_test, tags_metadata_and_storage_class_are_stored) {
+    penne::s3::put_options opts;
+    opts.storage_class = "STANDARD";
+    opts.tags = {{"team", "data eng"}, {"env", "test&ci"}};
+    opts.metadata = {{"Source", "orders"}};
+    penne::s3::put_result result;
+    const std::string body = "tagged";
+    auto ec = run([&](diagnostics& d) {
+        return s3->put_object(bucket, "tagged/object", body, opts, result, d);
+    });
+    ASSERT_FALSE(ec) << last.message;
+    penne::s3::object_head head;
+    ec = run([&](diagnostics& d) { return s3->head_object(bucket, "tagged/object", head, d); });
+    ASSERT_FALSE(ec) << last.message;
+    ASSERT_EQ(head.metadata.size(), 1u);
+    EXPECT_EQ(head.metadata[0].name, "source");
+    EXPECT_EQ(head.metadata[0].value, "orders");
+    // The tag set as S3 returns it (GetObjectTagging through curl's own signer).
+    const auto tagging = curl_get("tagged/object?tagging=");
+    EXPECT_NE(tagging.find("<Key>team</Key><Value>data eng</Value>"), std::string::npos) << tagging;
+    EXPECT_NE(tagging.find("<Key>env</Key><Value>test&amp;ci</Value>"), std::string::npos)
+        << tagging;
+}
+
 TEST_F(s3_client_test, unicode_and_reserved_characters_in_keys) {
     const std::vector<std::string> keys{"plain",   "spaces in name",   "ünïcødé/日本語",
                                         "q?x=1&y", "semi;colon,comma", "star*paren(1)",
