@@ -209,7 +209,7 @@ void read_s3(table_reader& top, const std::string& destination_type, s3_settings
         s.boolean("verify_tls", out.verify_tls);
         s.millis("connect_timeout_ms", out.connect_timeout, 100, 600'000);
         s.millis("request_timeout_ms", out.request_timeout, 100, 3'600'000);
-        s.integer("max_retries", out.max_retries, 0, 100);
+        s.integer("max_retries", out.max_retries, 1, 100);
         s.reject_unknown();
         if (error.empty() && destination_type == "s3" && out.bucket.empty())
             s.fail("bucket", "required for [destination] type = \"s3\"");
@@ -469,6 +469,28 @@ bool parse_config(std::string_view text, std::string_view source_name,
             s.fail("key_prefix", "must not be empty");
         if (error.empty() && c.state.type == "file" && c.state.path.empty())
             s.fail("path", "must not be empty for type = \"file\"");
+    }
+    {
+        auto l = top.sub("lease");
+        const bool enabled_set = l.node("enabled") != nullptr;
+        c.lease.enabled = c.state.type == "redis";
+        l.boolean("enabled", c.lease.enabled);
+        l.millis("ttl_ms", c.pipeline.lease_ttl, 100, 3'600'000);
+        l.millis("retry_interval_ms", c.pipeline.lease_retry_interval, 10, 3'600'000);
+        l.string("owner", c.lease.owner);
+        l.reject_unknown();
+        if (error.empty() && enabled_set && c.lease.enabled && c.state.type != "redis")
+            l.fail("enabled",
+                   "leases live in Redis: set state.type = \"redis\", or remove "
+                   "[lease] for a single instance");
+        const bool bad_owner = c.lease.owner.size() > 200 ||
+                               std::any_of(c.lease.owner.begin(), c.lease.owner.end(), [](char ch) {
+                                   return ch == ':' || ch <= ' ' || ch > '~';
+                               });
+        if (error.empty() && bad_owner)
+            l.fail("owner", "'" + c.lease.owner +
+                                "' must be at most 200 printable characters without ':' or "
+                                "spaces (empty: hostname-pid-random)");
     }
     {
         auto p = top.sub("pipeline");

@@ -93,6 +93,15 @@ struct state_settings {
     std::chrono::milliseconds command_timeout{5'000};
 };
 
+// [lease]: several instances sharing the scopes through Redis (DESIGN §5). The TTL and
+// the retry interval are stored in pipeline_config (lease_ttl, lease_retry_interval).
+struct lease_settings {
+    // Resolved by parse_config: unset means true with state.type = "redis"; true with
+    // another state store is refused (leases live in Redis).
+    bool enabled = false;
+    std::string owner;  // empty: "<hostname>-<pid>-<random>"
+};
+
 struct log_settings {
     std::string level = "info";
     std::string format = "text";
@@ -119,6 +128,7 @@ struct config {
     destination_settings destination;
     s3_settings s3;
     state_settings state;
+    lease_settings lease;
     log_settings log;
     metrics_settings metrics;
     pipeline_config pipeline;  // batch limits, buffers, uploads, timeouts, retry (scopes filled)

@@ -43,6 +43,8 @@ std::string status_json(const pipeline_snapshot& snap, bool ready, const std::st
     doc["ready"] = ready;
     doc["ready_reason"] = redact_uris_in(reason);
     doc["buffered_bytes"] = snap.buffered_bytes;
+    if (!snap.lease_owner.empty())
+        doc["lease_owner"] = snap.lease_owner;
     json::array scopes;
     for (const auto& s : snap.scopes) {
         json::object o;
@@ -66,6 +68,10 @@ std::string status_json(const pipeline_snapshot& snap, bool ready, const std::st
         o["checkpoints_saved"] = s.checkpoints_saved;
         o["buffered_bytes"] = s.buffered_bytes;
         o["open_batches"] = s.open_batches;
+        if (!snap.lease_owner.empty()) {
+            o["lease_held"] = s.lease_held;
+            o["lease_fence"] = s.lease_fence;
+        }
         if (s.last_error.empty())
             o["last_error"] = nullptr;
         else

@@ -11,6 +11,7 @@
 #include <penne/mongo/change_stream.hpp>
 #include <penne/pipeline.hpp>
 #include <penne/redis/connection.hpp>
+#include <penne/redis/lease.hpp>
 #include <penne/redis/state_store.hpp>
 #include <penne/s3/destination.hpp>
 #include <penne/version.hpp>
@@ -51,6 +52,10 @@ struct services {
     std::unique_ptr<destination> dest;
     std::unique_ptr<redis::connection> redis;  // when the state store is Redis
     std::unique_ptr<state_store> state;
+    // With leases: their own connection, whose timeouts fit within the lease TTL (a lease
+    // request must never wait behind a slow state write, nor outlast the lease).
+    std::unique_ptr<redis::connection> lease_redis;
+    std::unique_ptr<redis::lease_store> leases;
     key_template keys;
 };
 
@@ -180,7 +185,20 @@ bool build(const config& cfg, boost::asio::any_io_executor ex, services& s, std:
         s.redis = std::make_unique<redis::connection>(ex, ro);
         redis::state_store_options so;
         so.key_prefix = cfg.state.key_prefix;
-        s.state = std::make_unique<redis::state_store>(*s.redis, so);
+        auto store = std::make_unique<redis::state_store>(*s.redis, so);
+        if (cfg.lease.enabled) {
+            auto lo = ro;
+            const auto third = std::max(cfg.pipeline.lease_ttl / 3, std::chrono::milliseconds(30));
+            lo.command_timeout = std::min(ro.command_timeout, third);
+            lo.connect_timeout = std::min(ro.connect_timeout, third);
+            lo.retry.max_attempts = 1;  // the lease loop retries, on its own schedule
+            s.lease_redis = std::make_unique<redis::connection>(ex, lo);
+            redis::lease_options lopts;
+            lopts.key_prefix = cfg.state.key_prefix;
+            lopts.owner = cfg.lease.owner;
+            s.leases = std::make_unique<redis::lease_store>(*s.lease_redis, *store, lopts);
+        }
+        s.state = std::move(store);
     } else {
         s.state = std::make_unique<file::state_store>(cfg.state.path);
     }
@@ -202,6 +220,11 @@ void print_plan(const config& cfg, const services& s) {
                 cfg.output.prefix.c_str());
     std::printf("  destination: %s\n", s.dest->describe().c_str());
     std::printf("  state:       %s\n", s.state->describe().c_str());
+    if (s.leases)
+        std::printf("  leases:      owner %s, ttl %lld ms, retry every %lld ms\n",
+                    s.leases->owner().c_str(),
+                    static_cast<long long>(cfg.pipeline.lease_ttl.count()),
+                    static_cast<long long>(cfg.pipeline.lease_retry_interval.count()));
     std::printf("  batches:     %llu events / %llu bytes / %lld ms\n",
                 static_cast<unsigned long long>(cfg.pipeline.batch.max_events),
                 static_cast<unsigned long long>(cfg.pipeline.batch.max_bytes),
@@ -278,6 +301,7 @@ int run_pipeline(const config& cfg) {
     svc.compression = s.compression.get();
     svc.dest = s.dest.get();
     svc.state = s.state.get();
+    svc.leases = s.leases.get();
     svc.keys = &s.keys;
     svc.log = log.function();
     // Metrics: the registry and the handles live until the pipeline and the ops server stop.
@@ -296,10 +320,11 @@ int run_pipeline(const config& cfg) {
     }
     pipeline pipe(ctx.get_executor(), cfg.pipeline, svc);
 
-    log.log(log_level::info, "penne " PENNE_VERSION_STRING " starting: " +
-                                 std::to_string(cfg.pipeline.scopes.size()) + " scope(s), " +
-                                 redact_uri(cfg.mongodb.uri) + " -> " + s.dest->describe() +
-                                 ", state " + s.state->describe());
+    log.log(
+        log_level::info,
+        "penne " PENNE_VERSION_STRING " starting: " + std::to_string(cfg.pipeline.scopes.size()) +
+            " scope(s), " + redact_uri(cfg.mongodb.uri) + " -> " + s.dest->describe() + ", state " +
+            s.state->describe() + (s.leases ? ", lease owner " + s.leases->owner() : ""));
 
     // The destination must be usable before anything is read.
     {

@@ -106,6 +106,8 @@ const char* to_string(scope_activity a) noexcept {
             return "failed";
         case scope_activity::stopped:
             return "stopped";
+        case scope_activity::standby:
+            return "standby";
     }
     return "starting";
 }
@@ -134,6 +136,8 @@ struct scope_cell {
     std::atomic<std::uint64_t> checkpoints{0};
     std::atomic<std::int64_t> buffered{0};
     std::atomic<std::int64_t> open_batches{0};
+    std::atomic<bool> lease_held{false};
+    std::atomic<std::uint64_t> lease_fence{0};
 
     mutable std::mutex mu;
     std::string last_error;
@@ -144,6 +148,13 @@ struct scope_cell {
         std::lock_guard lock(mu);
         last_error = std::move(msg);
         last_error_at = sys_clock::now();
+    }
+    // A new lease session starts on this scope: the previous session's end state goes.
+    void new_session() {
+        stream_open = false;
+        idle = false;
+        stopping = false;
+        finished = false;
     }
 };
 
@@ -156,7 +167,8 @@ struct pipeline::impl : std::enable_shared_from_this<pipeline::impl> {
           cfg(std::move(c)),
           svc(std::move(s)),
           upload_slots(e, std::max<std::uint32_t>(cfg.max_concurrent_uploads, 1)),
-          all_done(strand) {
+          all_done(strand),
+          lease_timer(strand) {
         for (const auto& scope : cfg.scopes)
             cells.push_back(std::make_unique<scope_cell>(scope.id()));
     }
@@ -194,6 +206,23 @@ struct pipeline::impl : std::enable_shared_from_this<pipeline::impl> {
     awaitable<error_code> run_all(diagnostics& diag);
     void stop_all(bool hard);
     void on_scope_done(const std::shared_ptr<scope_runner>& s);
+    void start_runner(std::size_t index, std::uint64_t fence);
+
+    // Leases (svc.leases set): one slot per scope, driven on `strand`.
+    struct lease_slot {
+        explicit lease_slot(std::chrono::milliseconds ttl) : state(ttl) {}
+        lease_state state;
+        std::shared_ptr<scope_runner> runner;  // the session running under the lease
+        std::uint64_t session = 0;             // bumped on every acquisition
+        clock::time_point next_refresh{};
+        bool handing_off = false;  // stopping gracefully to leave the scope to another
+        scope_metrics sm;
+    };
+    awaitable<void> lease_loop();
+    awaitable<void> lease_watchdog();
+    awaitable<void> release_lease(std::size_t index);
+    void lose_lease(std::size_t index, const std::string& why);
+    void rebalance(std::size_t share);
 
     asio::any_io_executor ex;
     strand_type strand;
@@ -211,6 +240,11 @@ struct pipeline::impl : std::enable_shared_from_this<pipeline::impl> {
     asio::steady_timer all_done;
     error_code first_error;
     diagnostics first_diag;
+    std::vector<lease_slot> slots;
+    asio::steady_timer lease_timer;  // wakes lease_loop()
+    bool lease_active = false;       // lease_loop() runs
+    int releases_pending = 0;
+    std::size_t live_instances = 0;  // from the last heartbeat; 0: unknown
 
     // For status() and ready(), from any thread.
     std::vector<std::unique_ptr<scope_cell>> cells;
@@ -228,7 +262,8 @@ class scope_runner : public std::enable_shared_from_this<scope_runner> {
     pipeline::impl& p_;
 
 public:
-    scope_runner(pipeline::impl& p, watch_scope scope, scope_cell& cell)
+    scope_runner(pipeline::impl& p, watch_scope scope, scope_cell& cell, std::size_t index,
+                 std::uint64_t fence)
         : p_(p),
           strand(asio::make_strand(p.ex)),
           scope_(std::move(scope)),
@@ -238,13 +273,20 @@ public:
           age_timer_(strand),
           commit_timer_(strand),
           record_timer_(strand),
-          cv_(strand) {
+          cv_(strand),
+          index_(index),
+          fence_(fence) {
         if (metrics_)
             sm_ = metrics_->for_scope(id_);
     }
 
     awaitable<void> run();
     void request_stop(bool hard);
+    // The scope's lease is gone (refused write, refused refresh, expiry): stop every
+    // coroutine of this session now and drop what is not recorded.
+    void lose_lease(const std::string& why);
+    bool lease_was_lost() const noexcept { return lease_lost_; }
+    std::size_t index() const noexcept { return index_; }
 
     strand_type strand;
     asio::cancellation_signal reader_sig;
@@ -350,11 +392,30 @@ private:
     int helpers_running_ = 0;
     bool needs_first_checkpoint_ = false;
     bool first_checkpoint_saved_ = false;
+    std::size_t index_;    // in pipeline_config::scopes
+    std::uint64_t fence_;  // with leases: the session's fencing token
+    bool lease_lost_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
 
+void scope_runner::lose_lease(const std::string& why) {
+    if (lease_lost_ || hard_stop_)
+        return;
+    lease_lost_ = true;
+    p_.log(log_level::warn, "scope " + id_ + ": lease lost (" + why +
+                                "); stopping its work now (what is not recorded is dropped; "
+                                "the next owner replays it)");
+    cell_.set_error("lease lost: " + why);
+    request_stop(true);
+}
+
 void scope_runner::fail(const error_code& ec, std::string msg) {
+    if (ec == errc::lease_lost && p_.svc.leases) {
+        // Another instance holds the scope now: not a failure of the pipeline.
+        lose_lease(msg);
+        return;
+    }
     if (!error) {
         error = ec;
         error_diag.message = std::move(msg);
@@ -718,7 +779,10 @@ awaitable<void> scope_runner::recorder() {
         auto job = record_queue_.front();
         error_code ec = co_await retrying(
             "recording manifest entry " + job->entry.key, retry_kind::record,
-            [&](diagnostics& d) { return p_.svc.state->record(id_, job->entry, d); },
+            [&](diagnostics& d) {
+                return p_.svc.leases ? p_.svc.leases->record(id_, fence_, job->entry, d)
+                                     : p_.svc.state->record(id_, job->entry, d);
+            },
             p_.stats.state_retries, diag);
         if (ec) {
             if (!hard_stop_ && ec != errc::cancelled)
@@ -811,7 +875,10 @@ awaitable<void> scope_runner::committer() {
         if (tracker_.take_commit(req)) {
             auto ec = co_await retrying(
                 "saving checkpoint", retry_kind::checkpoint,
-                [&](diagnostics& d) { return p_.svc.state->commit(id_, req, d); },
+                [&](diagnostics& d) {
+                    return p_.svc.leases ? p_.svc.leases->commit(id_, fence_, req, d)
+                                         : p_.svc.state->commit(id_, req, d);
+                },
                 p_.stats.state_retries, diag);
             if (ec) {
                 if (!hard_stop_)
@@ -1058,10 +1125,257 @@ void pipeline::impl::stop_all(bool hard) {
     for (auto& s : scopes) {
         asio::post(s->strand, [s, hard] { s->request_stop(hard); });
     }
+    lease_timer.cancel();
+}
+
+void pipeline::impl::start_runner(std::size_t index, std::uint64_t fence) {
+    auto self = shared_from_this();
+    auto s = std::make_shared<scope_runner>(*this, cfg.scopes[index], *cells[index], index, fence);
+    scopes.push_back(s);
+    ++running;
+    if (svc.leases)
+        slots[index].runner = s;
+    asio::co_spawn(
+        s->strand, [s] { return s->run(); },
+        asio::bind_cancellation_slot(s->reader_sig.slot(), [self, s](std::exception_ptr e) {
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    s->error = make_error_code(errc::protocol_error);
+                    s->error_diag.message = ex.what();
+                }
+            }
+            asio::post(self->strand, [self, s] { self->on_scope_done(s); });
+        }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases: acquisition, refresh, fair spreading, hand-off and release, on the pipeline's
+// strand. A scope's session (a scope_runner) exists only while its lease is held.
+
+void pipeline::impl::lose_lease(std::size_t i, const std::string& why) {
+    auto& sl = slots[i];
+    if (!sl.state.held())
+        return;
+    sl.state.lost();
+    sl.sm.lease_lost();
+    cells[i]->lease_held = false;
+    log(log_level::warn, "scope " + cfg.scopes[i].id() + ": lease lost: " + why);
+    if (auto r = sl.runner)
+        asio::post(r->strand, [r, why] { r->lose_lease(why); });
+    lease_timer.cancel();
+}
+
+awaitable<void> pipeline::impl::release_lease(std::size_t i) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    auto self = shared_from_this();
+    auto& sl = slots[i];
+    const auto fence = sl.state.fence();
+    const std::string id = cfg.scopes[i].id();
+    diagnostics d;
+    const auto t0 = clock::now();
+    error_code ec = co_await svc.leases->release(id, fence, d);
+    if (svc.metrics)
+        svc.metrics->state_store_op("lease", clock::now() - t0, ec);
+    if (sl.state.held() && sl.state.fence() == fence) {
+        sl.state.released();
+        sl.sm.lease_released();
+        cells[i]->lease_held = false;
+    }
+    if (ec)
+        log(log_level::warn, "scope " + id + ": releasing its lease failed (" + describe(ec, d) +
+                                 "); it expires on its own");
+    else
+        log(log_level::info, "scope " + id + ": lease released");
+    --releases_pending;
+    lease_timer.cancel();
+    all_done.cancel();
+}
+
+// Holding more than the fair share while others are alive: stop the surplus sessions
+// gracefully (seal, upload, checkpoint), then release their leases for the others.
+void pipeline::impl::rebalance(std::size_t share) {
+    std::size_t active = 0;
+    for (auto& sl : slots)
+        if (sl.state.held() && sl.runner && !sl.handing_off)
+            ++active;
+    for (std::size_t k = slots.size(); k-- > 0 && active > share;) {
+        auto& sl = slots[k];
+        if (!sl.state.held() || !sl.runner || sl.handing_off)
+            continue;
+        sl.handing_off = true;
+        --active;
+        log(log_level::info, "scope " + cfg.scopes[k].id() +
+                                 ": handing its lease over (holding more than the fair share of " +
+                                 std::to_string(share) + " with " + std::to_string(live_instances) +
+                                 " live instances)");
+        auto r = sl.runner;
+        asio::post(r->strand, [r] { r->request_stop(false); });
+    }
+}
+
+awaitable<void> pipeline::impl::lease_loop() {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    auto self = shared_from_this();
+    auto& store = *svc.leases;
+    const auto ttl = cfg.lease_ttl;
+    const clock::duration third = std::max<clock::duration>(ttl / 3, std::chrono::milliseconds(1));
+    const clock::duration retry_refresh =
+        std::max<clock::duration>(ttl / 10, std::chrono::milliseconds(5));
+    // Instances start their acquisition rounds at different scopes, so that simultaneous
+    // starts do not all contend for the same first ones.
+    const std::size_t start =
+        std::hash<std::string>{}(store.owner()) % std::max<std::size_t>(slots.size(), 1);
+    auto next_heartbeat = clock::now();
+    auto next_acquire = clock::now();
+    diagnostics diag;
+    for (;;) {
+        const bool draining = stop_requested;
+        if (draining && running == 0 && releases_pending == 0)
+            break;
+        auto now = clock::now();
+        if (now >= next_heartbeat) {
+            next_heartbeat = now + third;
+            std::size_t live = 0;
+            diag.clear();
+            error_code ec = co_await store.heartbeat(ttl, live, diag);
+            if (!ec)
+                live_instances = live;
+            else
+                log(log_level::warn, "lease heartbeat failed: " + describe(ec, diag));
+        }
+        for (std::size_t i = 0; i < slots.size(); ++i) {
+            auto& sl = slots[i];
+            now = clock::now();
+            if (!sl.state.held() || !sl.runner || now < sl.next_refresh)
+                continue;
+            const auto session = sl.session;
+            diag.clear();
+            error_code ec = co_await store.refresh(cfg.scopes[i].id(), sl.state.fence(), ttl, diag);
+            if (svc.metrics)
+                svc.metrics->state_store_op("lease", clock::now() - now, ec);
+            if (sl.session != session || !sl.state.held())
+                continue;  // lost meanwhile
+            if (!ec) {
+                sl.state.refreshed(now);
+                sl.next_refresh = now + third;
+                sl.sm.lease_refreshed();
+            } else if (ec == errc::lease_lost) {
+                lose_lease(i, "its refresh was refused: " + diag.message);
+            } else {
+                sl.next_refresh = clock::now() + retry_refresh;
+                log(log_level::warn, "scope " + cfg.scopes[i].id() + ": lease refresh failed (" +
+                                         describe(ec, diag) + "); retrying until it expires");
+            }
+        }
+        now = clock::now();
+        if (!stop_requested && now >= next_acquire) {
+            next_acquire = now + cfg.lease_retry_interval;
+            const auto share = fair_share(slots.size(), live_instances);
+            std::size_t held = 0;
+            for (auto& sl : slots)
+                if (sl.state.held())
+                    ++held;
+            for (std::size_t k = 0; k < slots.size() && held < share && !stop_requested; ++k) {
+                const std::size_t i = (start + k) % slots.size();
+                auto& sl = slots[i];
+                if (sl.state.held() || sl.runner)
+                    continue;  // ours, or a lost session still winding down
+                const std::string id = cfg.scopes[i].id();
+                lease_grant grant;
+                diag.clear();
+                const auto sent = clock::now();
+                error_code ec = co_await store.acquire(id, ttl, grant, diag);
+                if (svc.metrics)
+                    svc.metrics->state_store_op("lease", clock::now() - sent, ec);
+                if (ec == errc::lease_lost) {
+                    sl.sm.lease_acquire_failed("already_held");
+                    continue;
+                }
+                if (ec) {
+                    sl.sm.lease_acquire_failed("error");
+                    log(log_level::warn,
+                        "scope " + id + ": acquiring its lease failed: " + describe(ec, diag));
+                    break;  // the store is unwell: try again next round
+                }
+                sl.state.acquired(sent, grant.fence);
+                sl.next_refresh = sent + third;
+                ++sl.session;
+                sl.handing_off = false;
+                sl.sm.lease_acquired(grant.takeover);
+                cells[i]->lease_fence = grant.fence;
+                cells[i]->lease_held = true;
+                ++held;
+                log(log_level::info,
+                    "scope " + id + ": lease acquired (fence " + std::to_string(grant.fence) +
+                        (grant.takeover ? ", taking over from an expired owner)" : ")"));
+                if (stop_requested) {
+                    ++releases_pending;
+                    asio::co_spawn(strand, release_lease(i), asio::detached);
+                    break;
+                }
+                cells[i]->new_session();
+                start_runner(i, grant.fence);
+            }
+            if (!stop_requested)
+                rebalance(share);
+        }
+        if (stop_requested && running == 0 && releases_pending == 0)
+            continue;
+        auto wake = next_heartbeat;
+        if (!stop_requested)
+            wake = std::min(wake, next_acquire);
+        for (auto& sl : slots)
+            if (sl.state.held() && sl.runner)
+                wake = std::min(wake, sl.next_refresh);
+        lease_timer.expires_at(wake);
+        co_await lease_timer.async_wait(nothrow);
+    }
+    diag.clear();
+    if (error_code ec = co_await store.withdraw(diag))
+        log(log_level::warn, "lease withdraw failed: " + describe(ec, diag));
+    lease_active = false;
+    all_done.cancel();
+}
+
+// Declares a lease lost as soon as its TTL has passed without a confirmed refresh, even
+// while a request to the store hangs: after that instant another instance may own it.
+awaitable<void> pipeline::impl::lease_watchdog() {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    auto self = shared_from_this();
+    asio::steady_timer t(strand);
+    const auto step = std::max<clock::duration>(cfg.lease_ttl / 20, std::chrono::milliseconds(5));
+    while (lease_active) {
+        t.expires_after(step);
+        co_await t.async_wait(nothrow);
+        const auto now = clock::now();
+        for (std::size_t i = 0; i < slots.size(); ++i) {
+            if (slots[i].runner && slots[i].state.expired(now))
+                lose_lease(i, "no refresh confirmed within its TTL of " +
+                                  std::to_string(cfg.lease_ttl.count()) + " ms");
+        }
+    }
 }
 
 void pipeline::impl::on_scope_done(const std::shared_ptr<scope_runner>& s) {
     --running;
+    if (svc.leases) {
+        scopes.erase(std::remove(scopes.begin(), scopes.end(), s), scopes.end());
+        const auto i = s->index();
+        auto& sl = slots[i];
+        if (sl.runner == s)
+            sl.runner.reset();
+        sl.handing_off = false;
+        if (s->lease_was_lost()) {
+            lose_lease(i, "its session stopped");
+        } else if (sl.state.held()) {
+            // After the session's final checkpoint (graceful stop, hand-off) or its failure.
+            ++releases_pending;
+            asio::co_spawn(strand, release_lease(i), asio::detached);
+        }
+        lease_timer.cancel();
+    }
     if (s->error) {
         // Also covers an exception that escaped the scope (fail() was not called).
         auto& cell = s->cell();
@@ -1095,28 +1409,23 @@ awaitable<error_code> pipeline::impl::run_all(diagnostics& diag) {
     started = true;
     running_now = true;
     publish_status();
-    for (std::size_t i = 0; i < cfg.scopes.size(); ++i)
-        scopes.push_back(std::make_shared<scope_runner>(*this, cfg.scopes[i], *cells[i]));
-    running = scopes.size();
-    for (auto& s : scopes) {
-        asio::co_spawn(
-            s->strand, [s] { return s->run(); },
-            asio::bind_cancellation_slot(s->reader_sig.slot(), [self, s](std::exception_ptr e) {
-                if (e) {
-                    try {
-                        std::rethrow_exception(e);
-                    } catch (const std::exception& ex) {
-                        s->error = make_error_code(errc::protocol_error);
-                        s->error_diag.message = ex.what();
-                    }
-                }
-                asio::post(self->strand, [self, s] { self->on_scope_done(s); });
-            }));
+    if (svc.leases) {
+        for (std::size_t i = 0; i < cfg.scopes.size(); ++i) {
+            slots.emplace_back(cfg.lease_ttl);
+            if (svc.metrics)
+                slots.back().sm = svc.metrics->for_scope(cfg.scopes[i].id());
+        }
+        lease_active = true;
+        asio::co_spawn(strand, lease_loop(), asio::detached);
+        asio::co_spawn(strand, lease_watchdog(), asio::detached);
+    } else {
+        for (std::size_t i = 0; i < cfg.scopes.size(); ++i)
+            start_runner(i, 0);
     }
-    while (running > 0) {
+    while (running > 0 || lease_active) {
         all_done.expires_at(deadline);
         co_await all_done.async_wait(nothrow);
-        if (running == 0)
+        if (running == 0 && !lease_active)
             break;
         auto cs = co_await asio::this_coro::cancellation_state;
         if (cs.cancelled() != asio::cancellation_type::none) {
@@ -1162,14 +1471,20 @@ pipeline_snapshot pipeline::status() const {
     pipeline_snapshot snap;
     snap.status = p.overall();
     snap.buffered_bytes = p.stats.buffered_bytes.load(std::memory_order_relaxed);
+    if (p.svc.leases)
+        snap.lease_owner = p.svc.leases->owner();
     const auto now = ticks(sys_clock::now());
     constexpr auto r = std::memory_order_relaxed;
     for (const auto& c : p.cells) {
         scope_status s;
         s.id = c->id;
         s.stream_open = c->stream_open.load(r);
+        s.lease_held = c->lease_held.load(r);
+        s.lease_fence = s.lease_held ? c->lease_fence.load(r) : 0;
         if (c->failed.load(r))
             s.state = scope_activity::failed;
+        else if (p.svc.leases && !s.lease_held && p.running_now.load(r))
+            s.state = scope_activity::standby;
         else if (c->finished.load(r))
             s.state = scope_activity::stopped;
         else if (c->retrying.load(r) > 0)
@@ -1234,6 +1549,9 @@ bool pipeline::ready(std::string& reason) const {
     }
     for (const auto& c : p.cells) {
         const std::string scope = "scope " + c->id + ": ";
+        if (p.svc.leases && (!c->lease_held.load(r) || c->stopping.load(r)))
+            continue;  // another instance's, or being handed over or given up: not this
+                       // one's to report (the pipeline itself stopping is caught above)
         if (c->finished.load(r) || c->stopping.load(r)) {
             reason = scope + "stopping";
             return false;

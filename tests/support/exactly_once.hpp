@@ -35,8 +35,9 @@ inline void expect_exactly_once(const output_scan& scan, std::int64_t count,
             ++duplicate_tokens;
         if (e.operation != "insert")
             continue;
-        if (!db.empty())
+        if (!db.empty()) {
             EXPECT_EQ(e.db, db);
+        }
         ++seen[e.n];
     }
     EXPECT_EQ(duplicate_tokens, 0u) << "change events written more than once";

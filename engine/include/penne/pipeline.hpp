@@ -27,6 +27,7 @@
 #include <penne/encoder.hpp>
 #include <penne/error.hpp>
 #include <penne/keys.hpp>
+#include <penne/lease.hpp>
 #include <penne/metrics.hpp>
 #include <penne/retry.hpp>
 #include <penne/source.hpp>
@@ -66,6 +67,11 @@ struct pipeline_config {
     // read, the opening of its stream) without a break for longer than this, or when its
     // open stream has given no reply for longer than this.
     std::chrono::milliseconds not_ready_after{10'000};
+    // With pipeline_services::leases: how long a lease lasts unless refreshed (refreshed
+    // every third of it; a crashed instance's scopes move within about this long), and how
+    // often unowned scopes are tried.
+    std::chrono::milliseconds lease_ttl{10'000};
+    std::chrono::milliseconds lease_retry_interval{2'000};
 };
 
 struct pipeline_services {
@@ -78,6 +84,12 @@ struct pipeline_services {
     log_function log;  // may be empty
     // Null: no metrics. Must outlive run(); may be shared by several pipelines.
     const pipeline_metrics* metrics = nullptr;
+    // Null: this instance runs every scope (single instance). Set: a scope runs only while
+    // this instance holds its lease; its manifest and checkpoint writes go through the
+    // lease store, fenced; a lost lease cancels the scope at once (its unsealed batches are
+    // dropped: the new owner replays them) and the scope goes back to the takeover loop.
+    // `state` still serves load().
+    lease_store* leases = nullptr;
 };
 
 // Counters, readable from any thread while the pipeline runs.
@@ -105,6 +117,7 @@ enum class scope_activity : std::uint8_t {
     retrying,   // retrying an upload, a state-store operation or the opening of its stream
     failed,     // stopped (or stopping) on a fatal error; see last_error
     stopped,    // finished
+    standby,    // with leases: not held by this instance (another one runs it, or nobody yet)
 };
 const char* to_string(scope_activity a) noexcept;
 
@@ -133,12 +146,16 @@ struct scope_status {
     // the scope recovers, with its time, so that a flapping peer is visible.
     std::string last_error;
     std::optional<std::chrono::system_clock::time_point> last_error_time;
+    // With leases: whether this instance holds the scope's lease, and its fencing token.
+    bool lease_held = false;
+    std::uint64_t lease_fence = 0;
 };
 
 struct pipeline_snapshot {
     pipeline_status status = pipeline_status::stopped;  // as penne_pipeline_status
     std::uint64_t buffered_bytes = 0;
     std::vector<scope_status> scopes;  // in pipeline_config::scopes order
+    std::string lease_owner;           // this instance's lease owner id; empty: no leases
 };
 
 class pipeline {
@@ -165,7 +182,9 @@ public:
     // fresh start: and its starting position saved), no scope has failed or is stopping,
     // no scope has been retrying for longer than pipeline_config::not_ready_after, and no
     // open stream has been silent (no reply, even an empty one) for that long. Otherwise
-    // false, with the first reason found in `reason` (no secrets).
+    // false, with the first reason found in `reason` (no secrets). With leases, only the
+    // scopes this instance holds (and is not handing over) count: an instance in standby
+    // is ready.
     bool ready(std::string& reason) const;
 
 private:

@@ -46,6 +46,8 @@ protected:
           << "[pipeline]\ncheckpoint_interval_ms = 100\n"
           << "[retry]\ninitial_delay_ms = 20\nmax_delay_ms = 200\n"
           << "[metrics]\nenabled = false\n"
+          // A restart after kill -9 waits for the dead instance's lease to expire.
+          << "[lease]\nttl_ms = 1000\nretry_interval_ms = 200\n"
           << "[log]\nlevel = \"debug\"\nprogress_interval_ms = 0\n";
     }
 

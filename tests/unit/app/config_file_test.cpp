@@ -311,5 +311,27 @@ TEST(config, redis_state_store) {
     EXPECT_NE(e.find("file, memory, redis"), std::string::npos) << e;
 }
 
+TEST(config, leases_follow_the_redis_state_store) {
+    auto c = parse_ok("[[watch]]\ndatabase = \"a\"\n[state]\ntype = \"redis\"\n");
+    EXPECT_TRUE(c.lease.enabled);  // several instances can share the scopes by default
+    c = parse_ok(
+        "[[watch]]\ndatabase = \"a\"\n[state]\ntype = \"redis\"\n"
+        "[lease]\nttl_ms = 1500\nretry_interval_ms = 300\nowner = \"node-1\"\n");
+    EXPECT_EQ(c.pipeline.lease_ttl, std::chrono::milliseconds(1500));
+    EXPECT_EQ(c.pipeline.lease_retry_interval, std::chrono::milliseconds(300));
+    EXPECT_EQ(c.lease.owner, "node-1");
+    EXPECT_FALSE(parse_ok("[[watch]]\ndatabase = \"a\"\n").lease.enabled);
+    auto e = parse_error("[[watch]]\ndatabase = \"a\"\n[lease]\nenabled = true\n");
+    EXPECT_NE(e.find("state.type = \"redis\""), std::string::npos) << e;
+    e = parse_error(
+        "[[watch]]\ndatabase = \"a\"\n[state]\ntype = \"redis\"\n"
+        "[lease]\nowner = \"a:b\"\n");
+    EXPECT_NE(e.find("lease.owner"), std::string::npos) << e;
+    e = parse_error(
+        "[[watch]]\ndatabase = \"a\"\n[state]\ntype = \"redis\"\n"
+        "[lease]\nttl_ms = 5\n");
+    EXPECT_NE(e.find("lease.ttl_ms"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace penne::app
