@@ -143,9 +143,43 @@ awaitable<error_code> change_stream::establish(diagnostics& diag) {
 
     std::unique_ptr<connection> c;
     // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
-    error_code ec = co_await connect_primary(ex_, config_->uri, config_->connection, c, diag);
+    error_code ec = co_await select(c, diag);
     if (ec)
         co_return ec;
+    ec = co_await start(c, diag);
+    co_return ec;
+}
+
+awaitable<error_code> change_stream::select(std::unique_ptr<connection>& out, diagnostics& diag) {
+    const std::span<const host_port> known(known_members_);
+    error_code ec = co_await select_server(ex_, config_->uri, config_->uri.read_preference, known,
+                                           config_->connection, out, diag);
+    if (ec)
+        co_return ec;
+    // Remember the set's members: if every seed goes away, they are where to look next.
+    if (!out->hello().hosts.empty()) {
+        known_members_.clear();
+        for (const auto& member : out->hello().hosts) {
+            if (auto m = host_port::parse(member))
+                known_members_.push_back(std::move(*m));
+        }
+    }
+    co_return error_code{};
+}
+
+awaitable<error_code> change_stream::start(std::unique_ptr<connection>& c, diagnostics& diag) {
+    conn_.reset();
+    cursor_id_ = 0;
+    has_pending_ = false;
+    const read_mode mode = config_->uri.read_preference;
+    // A direct connection to a member that is not primary reads with primaryPreferred (as
+    // the server selection rules say), so a secondary serves it.
+    if (mode == read_mode::primary)
+        spec_.read_preference = config_->uri.direct_connection && !c->hello().writable_primary
+                                    ? std::string(to_string(read_mode::primary_preferred))
+                                    : std::string();
+    else
+        spec_.read_preference = std::string(to_string(mode));
     std::int32_t wire = c->hello().max_wire_version;
     apply_resume_position(spec_, position_, wire);
     bool no_start_option =
@@ -153,7 +187,7 @@ awaitable<error_code> change_stream::establish(diagnostics& diag) {
 
     document cmd = make_change_stream_aggregate(spec_);
     command_reply reply;
-    ec = co_await c->run_command(cmd.bytes(), pending_, reply, {}, diag);
+    error_code ec = co_await c->run_command(cmd.bytes(), pending_, reply, {}, diag);
     if (ec) {
         diag.message =
             "change stream on " + scope_.id() + " (" + config_->uri.redacted + "): " + diag.message;
@@ -282,6 +316,10 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
     }
 }
 
+std::string change_stream::server_address() const {
+    return conn_ && conn_->is_open() ? conn_->peer().to_string() : std::string();
+}
+
 awaitable<error_code> change_stream::resume(diagnostics& diag) {
     ++resumes_;
     // After a server-side error the old cursor may still live there: kill it.
@@ -292,8 +330,11 @@ awaitable<error_code> change_stream::resume(diagnostics& diag) {
     conn_.reset();
     cursor_id_ = 0;
 
+    // Server selection: rediscover the set until a suitable member answers (a failover
+    // may leave it without a primary for a moment).
     const source_options& o = config_->options;
     backoff delay(o.reconnect_initial, o.reconnect_max);
+    std::unique_ptr<connection> c;
     error_code ec;
     for (int attempt = 0; attempt < o.max_resume_attempts; ++attempt) {
         if (attempt > 0) {
@@ -303,16 +344,23 @@ awaitable<error_code> change_stream::resume(diagnostics& diag) {
                 co_return tec;
         }
         diagnostics d;
-        ec = co_await establish(d);
+        ec = co_await select(c, d);
         if (!ec)
-            co_return error_code{};
-        diag.message = "resuming change stream on " + scope_.id() + " (attempt " +
+            break;
+        diag.message = "resuming change stream on " + scope_.id() + " (server selection " +
                        std::to_string(attempt + 1) + "): " + d.message;
         if (ec == asio::error::operation_aborted || ec == penne::errc::cancelled)
             co_return ec;
         if (!is_retryable(ec))
             co_return ec;
     }
+    if (ec)
+        co_return ec;
+    // The one resume attempt for this error.
+    diagnostics d;
+    ec = co_await start(c, d);
+    if (ec)
+        diag.message = "resuming change stream on " + scope_.id() + ": " + d.message;
     co_return ec;
 }
 

@@ -198,6 +198,12 @@ document make_change_stream_aggregate(const change_stream_spec& spec) {
     if (spec.batch_size > 0)
         BSON_APPEND_INT32(&cursor, "batchSize", spec.batch_size);
     bson_append_document_end(b, &cursor);
+    if (!spec.read_preference.empty() && spec.read_preference != "primary") {
+        bson_t rp;
+        BSON_APPEND_DOCUMENT_BEGIN(b, "$readPreference", &rp);
+        append_utf8(&rp, "mode", spec.read_preference);
+        bson_append_document_end(b, &rp);
+    }
     append_db(b, spec.kind == level::deployment ? std::string_view("admin") : spec.db);
     return d;
 }

@@ -148,6 +148,22 @@ std::string redact_uri(std::string_view uri) {
     return out;
 }
 
+std::string_view to_string(read_mode m) noexcept {
+    switch (m) {
+        case read_mode::primary:
+            return "primary";
+        case read_mode::primary_preferred:
+            return "primaryPreferred";
+        case read_mode::secondary:
+            return "secondary";
+        case read_mode::secondary_preferred:
+            return "secondaryPreferred";
+        case read_mode::nearest:
+            return "nearest";
+    }
+    return "primary";
+}
+
 error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag) {
     out = uri_info{};
     out.redacted = redact_uri(uri);
@@ -207,6 +223,32 @@ error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag) {
         mongoc_uri_get_option_as_bool(u.get(), MONGOC_URI_DIRECTCONNECTION, false);
     if (out.direct_connection && out.hosts.size() > 1) {
         return fail(diag, "directConnection=true requires exactly one host: " + out.redacted);
+    }
+    if (const mongoc_read_prefs_t* rp = mongoc_uri_get_read_prefs_t(u.get())) {
+        switch (mongoc_read_prefs_get_mode(rp)) {
+            case MONGOC_READ_PRIMARY:
+                out.read_preference = read_mode::primary;
+                break;
+            case MONGOC_READ_PRIMARY_PREFERRED:
+                out.read_preference = read_mode::primary_preferred;
+                break;
+            case MONGOC_READ_SECONDARY:
+                out.read_preference = read_mode::secondary;
+                break;
+            case MONGOC_READ_SECONDARY_PREFERRED:
+                out.read_preference = read_mode::secondary_preferred;
+                break;
+            case MONGOC_READ_NEAREST:
+                out.read_preference = read_mode::nearest;
+                break;
+        }
+        const bson_t* tags = mongoc_read_prefs_get_tags(rp);
+        if (tags != nullptr && !bson_empty(tags)) {
+            return fail(diag, "readPreferenceTags are not supported: " + out.redacted);
+        }
+        if (mongoc_read_prefs_get_max_staleness_seconds(rp) != MONGOC_NO_MAX_STALENESS) {
+            return fail(diag, "maxStalenessSeconds is not supported: " + out.redacted);
+        }
     }
     if (const char* app = mongoc_uri_get_appname(u.get()))
         out.app_name = app;

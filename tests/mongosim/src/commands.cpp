@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -258,6 +259,18 @@ bool split_namespace(const std::string& ns, std::string& db, std::string& coll) 
 }
 
 // Commands a client may run before it authenticates: the handshake, liveness and SASL itself.
+// A read preference other than primary lets a secondary serve reads (OP_MSG carries it as
+// $readPreference; drivers add it for secondaries and for direct connections).
+bool secondary_ok(const bson_t& cmd) {
+    bson_iter_t it, mode;
+    if (!bson_iter_init_find(&it, &cmd, "$readPreference") || !BSON_ITER_HOLDS_DOCUMENT(&it))
+        return false;
+    if (!bson_iter_recurse(&it, &mode) || !bson_iter_find(&mode, "mode") ||
+        !BSON_ITER_HOLDS_UTF8(&mode))
+        return false;
+    return std::string_view(bson_iter_utf8(&mode, nullptr)) != "primary";
+}
+
 bool allowed_unauthenticated(const std::string& name) {
     return name == "hello" || name == "isMaster" || name == "ismaster" || name == "ping" ||
            name == "saslStart" || name == "saslContinue" || name == "endSessions" ||
@@ -314,9 +327,9 @@ bool parse_users(std::string_view spec, std::vector<user_credential>& out) {
     return true;
 }
 
-command_processor::command_processor(server_options opts, std::string advertised)
+command_processor::command_processor(server_options opts)
     : opts_(std::move(opts)),
-      advertised_(std::move(advertised)),
+      members_(std::max<std::size_t>(opts_.members, 1)),
       oplog_(opts_.oplog_size),
       rng_(std::random_device{}()) {
     for (const auto& u : opts_.users) {
@@ -324,8 +337,8 @@ command_processor::command_processor(server_options opts, std::string advertised
         // a createUser too); the user is then left out, so logging in fails with code 18.
         users_.add("admin", u.user, u.password);
     }
-    bson_oid_init(&process_id_, nullptr);
-    bson_oid_init_from_string(&election_id_, "7fffffff0000000000000001");
+    for (auto& m : members_)
+        bson_oid_init(&m.process_id, nullptr);
     handlers_ = {
         {"hello", &command_processor::cmd_hello},
         {"isMaster", &command_processor::cmd_hello},
@@ -356,7 +369,32 @@ command_processor::command_processor(server_options opts, std::string advertised
         {"saslStart", &command_processor::cmd_sasl_start},
         {"saslContinue", &command_processor::cmd_sasl_continue},
         {"serverStatus", &command_processor::cmd_server_status},
+        {"replSetStepDown", &command_processor::cmd_repl_set_step_down},
+        {"replSetGetStatus", &command_processor::cmd_repl_set_get_status},
     };
+}
+
+void command_processor::advertise(std::vector<std::string> addresses) {
+    for (std::size_t i = 0; i < members_.size() && i < addresses.size(); ++i)
+        members_[i].address = std::move(addresses[i]);
+}
+
+std::optional<std::size_t> command_processor::step_down() {
+    if (members_.size() < 2)
+        return std::nullopt;
+    const std::size_t old = primary_;
+    primary_ = (primary_ + 1) % members_.size();
+    ++term_;
+    // Every member's view of the set changed: awaitable hellos must answer now.
+    for (auto& m : members_)
+        ++m.counter;
+    return old;
+}
+
+void command_processor::add_cursor(std::int64_t id, cursor c) {
+    c.member = current_member_;
+    c.secondary_ok = current_secondary_ok_;
+    cursors_.emplace(id, std::move(c));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -497,6 +535,43 @@ std::optional<outcome> command_processor::check_fail_point(const std::string& na
     return std::nullopt;
 }
 
+std::optional<outcome> command_processor::check_role(const std::string& name, const request& req,
+                                                     const client_info& client) {
+    if (client.member == primary_)
+        return std::nullopt;
+    static constexpr std::string_view writes[] = {"insert",
+                                                  "update",
+                                                  "delete",
+                                                  "findAndModify",
+                                                  "create",
+                                                  "drop",
+                                                  "dropDatabase",
+                                                  "renameCollection",
+                                                  "createIndexes",
+                                                  "dropIndexes",
+                                                  "commitTransaction",
+                                                  "abortTransaction",
+                                                  "mongosimGenerate"};
+    static constexpr std::string_view reads[] = {"find",         "aggregate",       "count",
+                                                 "distinct",     "listCollections", "listIndexes",
+                                                 "listDatabases"};
+    if (std::find(std::begin(writes), std::end(writes), name) != std::end(writes)) {
+        // A retryable write (it carries a txnNumber) is labelled so the driver retries it on
+        // the new primary, as mongod 4.4+ does.
+        std::vector<std::string> labels;
+        const bool retryable_op =
+            name == "insert" || name == "update" || name == "delete" || name == "findAndModify";
+        if (retryable_op && bson_has_field(req.command.get(), "txnNumber") &&
+            !bson_has_field(req.command.get(), "autocommit"))
+            labels.push_back("RetryableWriteError");
+        return error(10107, "not primary", labels);
+    }
+    if (std::find(std::begin(reads), std::end(reads), name) != std::end(reads) &&
+        !secondary_ok(*req.command))
+        return error(13435, "not primary and secondaryOk=false");
+    return std::nullopt;
+}
+
 outcome command_processor::execute(const request& req, client_info& client, exec_context& ctx) {
     outcome out = dispatch(req, client, ctx);
     if (req.more_to_come() && out.what == outcome::kind::reply)
@@ -527,6 +602,10 @@ outcome command_processor::dispatch(const request& req, client_info& client, exe
         if (auto fp = check_fail_point(name, req, client, ctx))
             return std::move(*fp);
     }
+    if (auto refused = check_role(name, req, client))
+        return std::move(*refused);
+    current_member_ = client.member;
+    current_secondary_ok_ = secondary_ok(*req.command);
     auto h = handlers_.find(name);
     if (h == handlers_.end())
         return error(59, "no such command: '" + name + "'");
@@ -538,6 +617,8 @@ outcome command_processor::dispatch(const request& req, client_info& client, exe
 
 outcome command_processor::cmd_hello(const request& req, client_info& client, exec_context& ctx) {
     const bson_t& cmd = *req.command;
+    const member_state& self = members_.at(client.member);
+    const bool is_primary = client.member == primary_;
     bson_t tv;
     auto max_await = get_int(cmd, "maxAwaitTimeMS");
     if (get_doc(cmd, "topologyVersion", tv) && max_await) {
@@ -545,10 +626,11 @@ outcome command_processor::cmd_hello(const request& req, client_info& client, ex
             return error(2, "maxAwaitTimeMS must be a non-negative integer");
         bson_iter_t pid;
         bool same = bson_iter_init_find(&pid, &tv, "processId") && BSON_ITER_HOLDS_OID(&pid) &&
-                    bson_oid_equal(bson_iter_oid(&pid), &process_id_) &&
-                    get_int(tv, "counter").value_or(-1) == 0;
+                    bson_oid_equal(bson_iter_oid(&pid), &self.process_id) &&
+                    get_int(tv, "counter").value_or(-1) == self.counter;
         if (same) {
-            // The topology never changes here, so an awaitable hello runs out its full wait.
+            // Held until the deadline or a step-down (which bumps the counter and wakes the
+            // request, which then answers at once with the new topology).
             if (!ctx.deadline)
                 ctx.deadline = clock::now() + std::chrono::milliseconds(*max_await);
             if (clock::now() < *ctx.deadline)
@@ -571,25 +653,38 @@ outcome command_processor::cmd_hello(const request& req, client_info& client, ex
     const std::int64_t now = now_ms();
     BSON_APPEND_BOOL(r.get(), "helloOk", true);
     BSON_APPEND_DOCUMENT_BEGIN(r.get(), "topologyVersion", &doc);
-    BSON_APPEND_OID(&doc, "processId", &process_id_);
-    BSON_APPEND_INT64(&doc, "counter", 0);
+    BSON_APPEND_OID(&doc, "processId", &self.process_id);
+    BSON_APPEND_INT64(&doc, "counter", self.counter);
     bson_append_document_end(r.get(), &doc);
     BSON_APPEND_ARRAY_BEGIN(r.get(), "hosts", &arr);
-    BSON_APPEND_UTF8(&arr, "0", advertised_.c_str());
+    for (std::uint32_t i = 0; i < members_.size(); ++i) {
+        char buf[16];
+        const char* key;
+        std::size_t len = bson_uint32_to_string(i, &key, buf, sizeof buf);
+        bson_append_utf8(&arr, key, static_cast<int>(len), members_[i].address.data(),
+                         static_cast<int>(members_[i].address.size()));
+    }
     bson_append_array_end(r.get(), &arr);
     BSON_APPEND_UTF8(r.get(), "setName", opts_.replset.c_str());
     BSON_APPEND_INT32(r.get(), "setVersion", 1);
-    BSON_APPEND_BOOL(r.get(), "ismaster", true);
-    BSON_APPEND_BOOL(r.get(), "isWritablePrimary", true);
-    BSON_APPEND_BOOL(r.get(), "secondary", false);
-    BSON_APPEND_UTF8(r.get(), "primary", advertised_.c_str());
-    BSON_APPEND_UTF8(r.get(), "me", advertised_.c_str());
-    BSON_APPEND_OID(r.get(), "electionId", &election_id_);
+    BSON_APPEND_BOOL(r.get(), "ismaster", is_primary);
+    BSON_APPEND_BOOL(r.get(), "isWritablePrimary", is_primary);
+    BSON_APPEND_BOOL(r.get(), "secondary", !is_primary);
+    BSON_APPEND_UTF8(r.get(), "primary", members_[primary_].address.c_str());
+    BSON_APPEND_UTF8(r.get(), "me", self.address.c_str());
+    if (is_primary) {
+        // 0x7fffffff then the term, as mongod builds it: it grows with every election.
+        char hex[25];
+        std::snprintf(hex, sizeof hex, "7fffffff%016llx", static_cast<unsigned long long>(term_));
+        bson_oid_t election;
+        bson_oid_init_from_string(&election, hex);
+        BSON_APPEND_OID(r.get(), "electionId", &election);
+    }
     BSON_APPEND_DOCUMENT_BEGIN(r.get(), "lastWrite", &doc);
     for (const char* key : {"opTime", "majorityOpTime"}) {
         bson_append_document_begin(&doc, key, -1, &op);
         bson_append_timestamp(&op, "ts", 2, last.t, last.i);
-        BSON_APPEND_INT64(&op, "t", 1);
+        BSON_APPEND_INT64(&op, "t", term_);
         bson_append_document_end(&doc, &op);
     }
     BSON_APPEND_DATE_TIME(&doc, "lastWriteDate", static_cast<std::int64_t>(last.t) * 1000);
@@ -778,7 +873,7 @@ outcome command_processor::cmd_server_status(const request&, client_info&, exec_
     bson_ptr r = make_bson();
     bson_t doc, sub, codec;
     const auto up = std::chrono::steady_clock::now() - started_;
-    BSON_APPEND_UTF8(r.get(), "host", advertised_.c_str());
+    BSON_APPEND_UTF8(r.get(), "host", members_.at(current_member_).address.c_str());
     BSON_APPEND_UTF8(r.get(), "version", "7.0.0");
     BSON_APPEND_UTF8(r.get(), "process", "mongod");
     BSON_APPEND_INT64(r.get(), "pid", static_cast<std::int64_t>(::getpid()));
@@ -835,6 +930,58 @@ outcome command_processor::cmd_server_status(const request&, client_info&, exec_
     bson_append_document_end(&auth, &mechs);
     bson_append_document_end(&doc, &auth);
     bson_append_document_end(r.get(), &doc);
+    return ok(std::move(r));
+}
+
+outcome command_processor::cmd_repl_set_step_down(const request& req, client_info& client,
+                                                  exec_context&) {
+    if (req.db != "admin")
+        return error(13, "replSetStepDown may only be run against the admin database.");
+    if (client.member != primary_)
+        return error(10107, "not primary so can't step down");
+    bson_iter_t first;
+    first_element(*req.command, first);
+    if (!BSON_ITER_HOLDS_NUMBER(&first))
+        return error(14, "stepdown period must be a number");
+    auto old = step_down();
+    if (!old)
+        return error(262, "No electable secondaries caught up as of " + std::to_string(now_ms()) +
+                              ". Please use the replSetStepDown command "
+                              "with the argument {force: true} to force node to step down.");
+    stepped_down_ = old;
+    // The old primary drops its connections (this one after the reply).
+    outcome out = ok(make_bson());
+    out.close_after = true;
+    return out;
+}
+
+outcome command_processor::cmd_repl_set_get_status(const request& req, client_info& client,
+                                                   exec_context&) {
+    if (req.db != "admin")
+        return error(13, "replSetGetStatus may only be run against the admin database.");
+    bson_ptr r = make_bson();
+    BSON_APPEND_UTF8(r.get(), "set", opts_.replset.c_str());
+    BSON_APPEND_DATE_TIME(r.get(), "date", now_ms());
+    BSON_APPEND_INT32(r.get(), "myState", client.member == primary_ ? 1 : 2);
+    BSON_APPEND_INT64(r.get(), "term", term_);
+    bson_t arr, m;
+    BSON_APPEND_ARRAY_BEGIN(r.get(), "members", &arr);
+    for (std::uint32_t i = 0; i < members_.size(); ++i) {
+        char buf[16];
+        const char* key;
+        std::size_t len = bson_uint32_to_string(i, &key, buf, sizeof buf);
+        const bool primary = i == primary_;
+        bson_append_document_begin(&arr, key, static_cast<int>(len), &m);
+        BSON_APPEND_INT32(&m, "_id", static_cast<std::int32_t>(i));
+        BSON_APPEND_UTF8(&m, "name", members_[i].address.c_str());
+        BSON_APPEND_DOUBLE(&m, "health", 1.0);
+        BSON_APPEND_INT32(&m, "state", primary ? 1 : 2);
+        BSON_APPEND_UTF8(&m, "stateStr", primary ? "PRIMARY" : "SECONDARY");
+        if (i == client.member)
+            BSON_APPEND_BOOL(&m, "self", true);
+        bson_append_document_end(&arr, &m);
+    }
+    bson_append_array_end(r.get(), &arr);
     return ok(std::move(r));
 }
 
@@ -1440,14 +1587,15 @@ outcome command_processor::cmd_find(const request& req, client_info&, exec_conte
     const std::string ns = req.db + "." + name;
     if (fc.next < fc.docs.size() && !single) {
         id = new_cursor_id();
-        cursors_.emplace(id, cursor{ns, std::move(fc), clock::now()});
+        add_cursor(id, cursor{ns, std::move(fc), clock::now()});
     }
     bson_ptr r = make_bson();
     append_cursor(r.get(), "firstBatch", batch, id, ns, std::nullopt);
     return ok(std::move(r));
 }
 
-outcome command_processor::cmd_get_more(const request& req, client_info&, exec_context& ctx) {
+outcome command_processor::cmd_get_more(const request& req, client_info& client,
+                                        exec_context& ctx) {
     const bson_t& cmd = *req.command;
     bson_iter_t first;
     first_element(cmd, first);
@@ -1458,8 +1606,17 @@ outcome command_processor::cmd_get_more(const request& req, client_info&, exec_c
     if (!find_field(cmd, "collection", coll) || !BSON_ITER_HOLDS_UTF8(&coll))
         return error(9, "getMore needs 'collection'");
     auto it = cursors_.find(*id);
-    if (it == cursors_.end())
+    // Every member has its own cursors: another member's cursor id is unknown here.
+    if (it == cursors_.end() || it->second.member != client.member)
         return error(43, "cursor id " + std::to_string(*id) + " not found");
+    if (client.member != primary_ && !it->second.secondary_ok) {
+        // The member stepped down under a cursor opened for the primary.
+        std::vector<std::string> labels;
+        if (std::holds_alternative<change_stream>(it->second.state))
+            labels.push_back("ResumableChangeStreamError");
+        cursors_.erase(it);
+        return error(13435, "not primary and secondaryOk=false", labels);
+    }
     const std::string ns = req.db + "." + bson_iter_utf8(&coll, nullptr);
     if (it->second.ns != ns)
         return error(13, "Requested getMore on namespace '" + ns +
@@ -1510,7 +1667,8 @@ outcome command_processor::cmd_get_more(const request& req, client_info&, exec_c
     return ok(std::move(r));
 }
 
-outcome command_processor::cmd_kill_cursors(const request& req, client_info&, exec_context&) {
+outcome command_processor::cmd_kill_cursors(const request& req, client_info& client,
+                                            exec_context&) {
     bson_iter_t it, el;
     if (!find_field(*req.command, "cursors", it) || !BSON_ITER_HOLDS_ARRAY(&it))
         return error(9, "killCursors needs a 'cursors' array");
@@ -1523,7 +1681,10 @@ outcome command_processor::cmd_kill_cursors(const request& req, client_info&, ex
             return error(14, "cursor ids must be 64-bit integers");
         char buf[16];
         const char* key;
-        bool found = cursors_.erase(*id) > 0;
+        auto c = cursors_.find(*id);
+        const bool found = c != cursors_.end() && c->second.member == client.member;
+        if (found)
+            cursors_.erase(c);
         std::size_t len = bson_uint32_to_string(found ? nk++ : nm++, &key, buf, sizeof buf);
         bson_append_int64(found ? killed.get() : missing.get(), key, static_cast<int>(len), *id);
     }
@@ -1635,7 +1796,7 @@ outcome command_processor::open_stream(const request& req, const bson_t& pipelin
     std::int64_t id = 0;
     if (!cs.finished) {
         id = new_cursor_id();
-        cursors_.emplace(id, cursor{ns, std::move(cs), clock::now()});
+        add_cursor(id, cursor{ns, std::move(cs), clock::now()});
     }
     bson_ptr r = make_bson();
     append_cursor(r.get(), "firstBatch", b.events, id, ns, pbrt);
@@ -1833,7 +1994,7 @@ outcome command_processor::run_pipeline(const request& req, collection* c, const
     std::int64_t id = 0;
     if (fc.next < fc.docs.size()) {
         id = new_cursor_id();
-        cursors_.emplace(id, cursor{ns, std::move(fc), clock::now()});
+        add_cursor(id, cursor{ns, std::move(fc), clock::now()});
     }
     bson_ptr r = make_bson();
     append_cursor(r.get(), "firstBatch", batch, id, ns, std::nullopt);

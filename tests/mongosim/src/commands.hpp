@@ -5,6 +5,10 @@
 // timer: waiting (awaitData getMore, awaitable hello, blockConnection) is expressed as an
 // outcome with a deadline, and the connection driver re-executes the request when woken.
 //
+// With --replset N it is every member at once: the data, the oplog and the cursors are shared
+// (so resume tokens are the same on every member), while hello, the primary's write rights,
+// secondaryOk checks and cursor ownership follow the member a connection reached.
+//
 // Thread safety: none; one instance per server, used from the server's thread.
 
 #include "change_stream.hpp"
@@ -16,8 +20,10 @@
 #include <mongosim/wire.hpp>
 
 #include <chrono>
+#include <optional>
 #include <random>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 
 namespace mongosim {
@@ -27,6 +33,7 @@ using steady_time = std::chrono::steady_clock::time_point;
 // What a connection knows about its client.
 struct client_info {
     std::int64_t connection_id = 0;
+    std::size_t member = 0;  // the replica set member (listening port) the client reached
     std::string app_name;
     bool handshake_done = false;
     // "<db>.<user>" once SCRAM succeeded; empty while unauthenticated.
@@ -71,15 +78,26 @@ struct outcome {
     kind what = kind::reply;
     bson_ptr reply;
     steady_time until{};
+    bool close_after = false;  // send the reply, then close (replSetStepDown on the old primary)
 };
 
 class command_processor {
 public:
-    command_processor(server_options opts, std::string advertised);
+    explicit command_processor(server_options opts);
 
     outcome execute(const request& req, client_info& client, exec_context& ctx);
-    // The "host:port" that hello reports (hosts, primary, me).
-    void advertise(std::string address) { advertised_ = std::move(address); }
+    // The members' "host:port", as hello reports them (hosts, primary, me), by member index.
+    void advertise(std::vector<std::string> addresses);
+
+    // Moves the primary to the next member (a new term and electionId; every member's
+    // topologyVersion counter moves on). Returns the old primary, or nothing for a set of one.
+    std::optional<std::size_t> step_down();
+    // The old primary of a step-down that a command (replSetStepDown) performed since the last
+    // call, so the connection driver can close that member's connections and wake hellos.
+    std::optional<std::size_t> take_step_down() { return std::exchange(stepped_down_, {}); }
+    std::size_t primary() const noexcept { return primary_; }
+    std::size_t member_count() const noexcept { return members_.size(); }
+    const std::string& address(std::size_t member) const { return members_.at(member).address; }
 
     const oplog& log() const noexcept { return oplog_; }
     network_stats& network() noexcept { return network_; }
@@ -96,6 +114,13 @@ private:
         std::string ns;
         std::variant<find_cursor, change_stream> state;
         steady_time last_used;
+        std::size_t member = 0;     // cursors live on the member that opened them
+        bool secondary_ok = false;  // opened with a non-primary read preference
+    };
+    struct member_state {
+        std::string address;
+        bson_oid_t process_id;
+        std::int64_t counter = 0;  // topologyVersion.counter
     };
     struct fail_point {
         bool active = false;
@@ -137,6 +162,15 @@ private:
     outcome cmd_sasl_start(const request&, client_info&, exec_context&);
     outcome cmd_sasl_continue(const request&, client_info&, exec_context&);
     outcome cmd_server_status(const request&, client_info&, exec_context&);
+    outcome cmd_repl_set_step_down(const request&, client_info&, exec_context&);
+    outcome cmd_repl_set_get_status(const request&, client_info&, exec_context&);
+
+    // Refuses writes on a secondary (NotWritablePrimary) and reads there without a
+    // secondaryOk read preference (NotPrimaryNoSecondaryOk).
+    std::optional<outcome> check_role(const std::string& name, const request& req,
+                                      const client_info& client);
+    // Registers a cursor owned by the member the current request reached.
+    void add_cursor(std::int64_t id, cursor c);
 
     // Starts a SCRAM conversation from a saslStart-shaped document (saslStart itself or hello's
     // speculativeAuthenticate). Returns the reply fields {conversationId, done, payload}, or
@@ -170,9 +204,13 @@ private:
                                             client_info& client, exec_context& ctx);
 
     server_options opts_;
-    std::string advertised_;
-    bson_oid_t process_id_;
-    bson_oid_t election_id_;
+    std::vector<member_state> members_;
+    std::size_t primary_ = 0;
+    std::int64_t term_ = 1;  // election term: lastWrite.opTime.t and the electionId's tail
+    std::optional<std::size_t> stepped_down_;
+    // The member and read preference of the request being executed (for add_cursor).
+    std::size_t current_member_ = 0;
+    bool current_secondary_ok_ = false;
     store store_;
     oplog oplog_;
     std::unordered_map<std::int64_t, cursor> cursors_;

@@ -30,10 +30,55 @@ bool reply_may_be_compressed(const request& req) {
     return std::find(std::begin(never), std::end(never), name) == std::end(never);
 }
 
+// An awaitable hello (topologyVersion + maxAwaitTimeMS) from a client that allows exhaust:
+// a successful reply goes out with moreToCome and the server keeps answering, each time the
+// topology changes or maxAwaitTimeMS passes, without further requests (the streaming
+// protocol of the SDAM monitoring spec).
+bool streams_hello(const request& req, const bson_t& reply) {
+    if (req.legacy || !req.exhaust_allowed())
+        return false;
+    bson_iter_t it;
+    if (!bson_iter_init(&it, req.command.get()) || !bson_iter_next(&it))
+        return false;
+    const std::string_view name = key_of(it);
+    if (name != "hello" && name != "isMaster" && name != "ismaster")
+        return false;
+    if (!bson_has_field(req.command.get(), "topologyVersion") ||
+        !bson_has_field(req.command.get(), "maxAwaitTimeMS"))
+        return false;
+    return bson_iter_init_find(&it, &reply, "ok") && bson_iter_as_double(&it) == 1.0 &&
+           bson_has_field(&reply, "topologyVersion");
+}
+
+// The request the next streamed reply answers: the same hello with the topologyVersion just
+// sent, "sent" as the reply `reply_id` (the next reply's responseTo).
+request next_streamed_hello(const request& req, const bson_t& reply, std::int32_t reply_id) {
+    request next;
+    next.header = req.header;
+    next.header.request_id = reply_id;
+    next.flags = req.flags;
+    next.db = req.db;
+    next.compressed_with = req.compressed_with;
+    next.command = make_bson();
+    bson_iter_t it;
+    if (bson_iter_init(&it, req.command.get())) {
+        while (bson_iter_next(&it)) {
+            if (key_of(it) != "topologyVersion")
+                bson_append_iter(next.command.get(), nullptr, 0, &it);
+        }
+    }
+    if (bson_iter_init_find(&it, &reply, "topologyVersion"))
+        bson_append_iter(next.command.get(), nullptr, 0, &it);
+    return next;
+}
+
 }  // namespace
 
-shared_state::shared_state(asio::any_io_executor ex, server_options opts, std::string advertised)
-    : acceptor(ex), processor(opts, std::move(advertised)), options(std::move(opts)) {}
+shared_state::shared_state(asio::any_io_executor ex, server_options opts)
+    : processor(opts), options(std::move(opts)) {
+    for (std::size_t i = 0; i < processor.member_count(); ++i)
+        acceptors.emplace_back(ex);
+}
 
 static void trace(const char* dir, std::int64_t conn, const bson_t& doc) {
     char* json = bson_as_relaxed_extended_json(&doc, nullptr);
@@ -47,9 +92,24 @@ void shared_state::notify_oplog() {
         t->cancel();
 }
 
-connection::connection(std::shared_ptr<shared_state> state, asio::ip::tcp::socket socket)
-    : state_(std::move(state)), socket_(std::move(socket)), timer_(socket_.get_executor()) {
+void shared_state::topology_changed(std::size_t old_primary, const connection* except) {
+    for (auto* t : topology_waiters)
+        t->cancel();
+    // close() never erases from the set (the coroutine does), but copy anyway.
+    auto conns = connections;
+    for (auto* c : conns)
+        if (c != except && c->member() == old_primary)
+            c->close_for_step_down();
+}
+
+connection::connection(std::shared_ptr<shared_state> state, asio::ip::tcp::socket socket,
+                       std::size_t member)
+    : state_(std::move(state)),
+      socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      grace_(socket_.get_executor()) {
     client_.connection_id = state_->next_connection_id++;
+    client_.member = member;
     auto& net = state_->processor.network();
     ++net.connections_current;
     ++net.connections_total;
@@ -64,6 +124,19 @@ void connection::close() {
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
     timer_.cancel();
+    grace_.cancel();
+}
+
+void connection::close_for_step_down() {
+    if (!socket_.is_open() || close_after_reply_)
+        return;
+    close_after_reply_ = true;
+    timer_.cancel();  // a parked request runs again and answers as a secondary
+    grace_.expires_after(std::chrono::milliseconds(50));
+    grace_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        if (!ec && !self->busy_)
+            self->close();
+    });
 }
 
 template <class Buffers>
@@ -127,6 +200,7 @@ asio::awaitable<void> connection::run() {
         auto [ec, n] = co_await read(asio::buffer(head));
         if (ec)
             break;
+        busy_ = true;
         message_header h;
         if (decode_header(head, h))
             break;
@@ -151,16 +225,20 @@ asio::awaitable<void> connection::run() {
             std::vector<std::uint8_t>().swap(buffer);
         // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
         const bool keep_open = co_await serve(req);
-        if (!keep_open)
+        busy_ = false;
+        if (!keep_open || close_after_reply_)
             break;
     }
     state_->connections.erase(this);
     close();
 }
 
-asio::awaitable<bool> connection::serve(const request& req) {
+asio::awaitable<bool> connection::serve(const request& first) {
+    const request* current = &first;
+    request streamed;  // the implicit next request of an exhaust hello stream
     exec_context ctx;
     for (;;) {
+        const request& req = *current;
         if (state_->stopping || !socket_.is_open())
             co_return false;
         if (state_->options.trace && !ctx.deadline && !ctx.failpoint_checked)
@@ -169,6 +247,8 @@ asio::awaitable<bool> connection::serve(const request& req) {
         outcome out = state_->processor.execute(req, client_, ctx);
         if (state_->processor.log().end_seq() != before)
             state_->notify_oplog();
+        if (auto old = state_->processor.take_step_down())
+            state_->topology_changed(*old, this);
         switch (out.what) {
             case outcome::kind::close:
                 co_return false;
@@ -178,8 +258,10 @@ asio::awaitable<bool> connection::serve(const request& req) {
                 if (state_->options.trace)
                     trace(">>", client_.connection_id, *out.reply);
                 const std::int32_t id = state_->next_request_id++;
+                const bool stream = streams_hello(req, *out.reply);
                 auto bytes = req.legacy ? encode_legacy_reply(id, req.header.request_id, *out.reply)
-                                        : encode_msg_reply(id, req.header.request_id, *out.reply);
+                                        : encode_msg_reply(id, req.header.request_id, *out.reply,
+                                                           stream ? flag_more_to_come : 0);
                 auto& net = state_->processor.network();
                 if (req.compressed_with && *req.compressed_with != compressor::noop &&
                     reply_may_be_compressed(req)) {
@@ -191,18 +273,31 @@ asio::awaitable<bool> connection::serve(const request& req) {
                 }
                 net.bytes_out += static_cast<std::int64_t>(bytes.size());
                 auto [ec, n] = co_await write(asio::buffer(bytes));
-                co_return !ec;
+                if (ec || out.close_after)
+                    co_return false;
+                if (!stream || close_after_reply_)
+                    co_return true;
+                request next = next_streamed_hello(req, *out.reply, id);
+                streamed = std::move(next);
+                current = &streamed;
+                ctx = exec_context{};
+                break;
             }
             case outcome::kind::wait_oplog:
             case outcome::kind::wait_topology:
             case outcome::kind::sleep: {
                 timer_.expires_at(out.until);
                 const bool oplog = out.what == outcome::kind::wait_oplog;
+                const bool topology = out.what == outcome::kind::wait_topology;
                 if (oplog)
                     state_->oplog_waiters.insert(&timer_);
+                if (topology)
+                    state_->topology_waiters.insert(&timer_);
                 co_await timer_.async_wait(use_tuple);
                 if (oplog)
                     state_->oplog_waiters.erase(&timer_);
+                if (topology)
+                    state_->topology_waiters.erase(&timer_);
                 break;  // woken by an event, stop() or the deadline: execute again
             }
         }

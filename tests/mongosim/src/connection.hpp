@@ -10,6 +10,11 @@
 // Memory per connection is bounded: one request buffer (at most maxMessageSizeBytes, released
 // after large messages) and one reply.
 //
+// On a step-down the old primary's connections close; a request in flight, or sent just before
+// the client learnt of the step-down (a grace period of a few milliseconds), is answered first,
+// so a write racing the step-down fails with a labelled NotWritablePrimary the driver retries
+// instead of vanishing with the connection.
+//
 // Thread safety: runs on the server's single-threaded executor. Lifetimes: the coroutine holds
 // a shared_ptr to itself and to the shared server state.
 
@@ -30,16 +35,21 @@ namespace mongosim {
 class connection;
 
 struct shared_state {
-    shared_state(asio::any_io_executor ex, server_options opts, std::string advertised);
+    shared_state(asio::any_io_executor ex, server_options opts);
 
     void notify_oplog();
+    // After a step-down: wakes awaitable hellos and closes every connection to the old
+    // primary but `except` (which closes itself after replying to replSetStepDown).
+    void topology_changed(std::size_t old_primary, const connection* except);
 
-    asio::ip::tcp::acceptor acceptor;
-    std::optional<asio::ssl::context> tls;  // set by listen() when TLS is configured
+    std::vector<asio::ip::tcp::acceptor> acceptors;  // one per replica set member
+    std::optional<asio::ssl::context> tls;           // set by listen() when TLS is configured
     command_processor processor;
     server_options options;
     std::unordered_set<connection*> connections;
     std::unordered_set<asio::steady_timer*> oplog_waiters;
+    std::unordered_set<asio::steady_timer*> topology_waiters;
+    std::optional<asio::steady_timer> step_down_timer;  // --step-down-every
     std::int64_t next_connection_id = 1;
     std::int32_t next_request_id = 1;
     bool stopping = false;
@@ -47,12 +57,18 @@ struct shared_state {
 
 class connection : public std::enable_shared_from_this<connection> {
 public:
-    connection(std::shared_ptr<shared_state> state, asio::ip::tcp::socket socket);
+    connection(std::shared_ptr<shared_state> state, asio::ip::tcp::socket socket,
+               std::size_t member);
     ~connection();
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
     asio::awaitable<void> run();
     void close();
+    // The member stepped down: the connection closes after a short grace period, or as soon
+    // as it answered a request in flight (read, or parked waiting) or arriving in that period
+    // as the member now answers (NotWritablePrimary, NotPrimaryNoSecondaryOk, the new hello).
+    void close_for_step_down();
+    std::size_t member() const noexcept { return client_.member; }
 
 private:
     asio::awaitable<bool> serve(const request& req);
@@ -69,6 +85,9 @@ private:
     // operation on it finished (close() only closes the socket).
     std::optional<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
     asio::steady_timer timer_;
+    asio::steady_timer grace_;        // close_for_step_down()'s grace period
+    bool busy_ = false;               // between reading a request and writing its reply
+    bool close_after_reply_ = false;  // set by close_for_step_down()
     client_info client_;
 };
 

@@ -1,7 +1,9 @@
-// mongosim executable: a MongoDB replica-set primary simulator for tests and demos.
-//   mongosim --port P [--host 127.0.0.1] [--replset rs0] [--oplog-size N]
-//            [--auth user:password[,user2:pw2]] [--tls-cert F --tls-key F [--tls-ca F]]
-// Prints "mongosim listening on <host>:<port>" once ready; exits 0 on SIGINT/SIGTERM.
+// mongosim executable: a MongoDB replica-set simulator for tests and demos.
+//   mongosim --port P [--host 127.0.0.1] [--replset N] [--set-name rs0] [--oplog-size N]
+//            [--step-down-every MS] [--auth user:password[,user2:pw2]]
+//            [--tls-cert F --tls-key F [--tls-ca F]]
+// Prints "mongosim listening on <host>:<port>[,<host>:<port>…]" once ready (every member, the
+// primary first: the list is a ready-made seed list); exits 0 on SIGINT/SIGTERM.
 
 #include <mongosim/server.hpp>
 
@@ -10,6 +12,8 @@
 #include <boost/asio/signal_set.hpp>
 
 #include <charconv>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -19,12 +23,18 @@ namespace {
 
 void usage(std::FILE* out) {
     std::fputs(
-        "usage: mongosim --port P [--host 127.0.0.1] [--replset rs0] [--oplog-size N]\n"
+        "usage: mongosim --port P [--host 127.0.0.1] [--replset N] [--set-name rs0]\n"
+        "                [--oplog-size N] [--step-down-every MS]\n"
         "                [--auth user:password[,user2:pw2]] [--trace]\n"
         "                [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]\n"
-        "  --port P         TCP port; 0 picks a free one\n"
+        "  --port P         TCP port of the first member (member i listens on P+i); 0 picks\n"
+        "                   a free port for every member\n"
         "  --host H         address to bind (default 127.0.0.1)\n"
-        "  --replset NAME   replica set name reported in hello (default rs0)\n"
+        "  --replset N      run a replica set of N members (default 1), each on its own port;\n"
+        "                   the first starts as primary (a non-numeric value is the set name)\n"
+        "  --set-name NAME  replica set name reported in hello (default rs0)\n"
+        "  --step-down-every MS\n"
+        "                   the primary steps down every MS milliseconds (failover chaos)\n"
         "  --oplog-size N   keep at most N change events; older ones are dropped (default: all)\n"
         "  --auth U:P[,..]  create these users in admin and require SCRAM authentication\n"
         "                   (SCRAM-SHA-256 and SCRAM-SHA-1); passwords cannot contain ','\n"
@@ -69,8 +79,19 @@ int main(int argc, char** argv) {
         } else if (arg == "--host") {
             opts.host = value;
         } else if (arg == "--replset") {
+            // A number is the member count; anything else the set's name (older usage).
+            if (!value.empty() && value.find_first_not_of("0123456789") == std::string_view::npos)
+                ok = parse_number(value, opts.members) && opts.members >= 1 && opts.members <= 50;
+            else
+                opts.replset = value;
+            ok = ok && !value.empty();
+        } else if (arg == "--set-name") {
             opts.replset = value;
             ok = !value.empty();
+        } else if (arg == "--step-down-every") {
+            std::int64_t ms = 0;
+            ok = parse_number(value, ms) && ms > 0;
+            opts.step_down_every = std::chrono::milliseconds(ms);
         } else if (arg == "--auth") {
             ok = mongosim::parse_users(value, opts.users);
         } else if (arg == "--oplog-size") {
@@ -118,7 +139,14 @@ int main(int argc, char** argv) {
         if (e)
             std::rethrow_exception(e);
     });
-    std::printf("mongosim listening on %s%s\n", srv.address().c_str(),
+    std::string addresses = srv.address(0);
+    for (std::size_t i = 1; i < srv.members(); ++i)
+        addresses += "," + srv.address(i);
+    std::printf("mongosim listening on %s%s%s\n", addresses.c_str(),
+                srv.members() > 1 ? (" (replica set " + opts.replset + " of " +
+                                     std::to_string(srv.members()) + " members)")
+                                        .c_str()
+                                  : "",
                 opts.tls_cert_file.empty() ? ""
                 : opts.tls_ca_file.empty() ? " (TLS)"
                                            : " (TLS, client certificates required)");

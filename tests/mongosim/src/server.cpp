@@ -10,6 +10,7 @@
 #include <boost/system/system_error.hpp>
 
 #include <cctype>
+#include <future>
 #include <optional>
 #include <string>
 
@@ -82,10 +83,46 @@ error_code load_tls(const server_options& o, std::optional<asio::ssl::context>& 
     return ec;
 }
 
+asio::awaitable<void> accept_loop(std::shared_ptr<shared_state> state, std::size_t member) {
+    auto& acceptor = state->acceptors[member];
+    auto ex = acceptor.get_executor();
+    while (!state->stopping && acceptor.is_open()) {
+        auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+        if (ec) {
+            if (state->stopping || ec == asio::error::operation_aborted)
+                break;
+            continue;  // e.g. EMFILE: the listener stays up for the next client
+        }
+        boost::system::error_code ignored;
+        socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+        auto c = std::make_shared<connection>(state, std::move(socket), member);
+        asio::co_spawn(ex, c->run(), asio::detached);
+    }
+}
+
+void step_down_now(shared_state& state) {
+    if (state.stopping)
+        return;
+    if (auto old = state.processor.step_down())
+        state.topology_changed(*old, nullptr);
+}
+
+// --step-down-every: the primary moves on at a fixed interval until stop().
+asio::awaitable<void> step_down_loop(std::shared_ptr<shared_state> state) {
+    auto& timer = *state->step_down_timer;
+    while (!state->stopping) {
+        timer.expires_after(state->options.step_down_every);
+        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (ec || state->stopping)
+            break;
+        step_down_now(*state);
+    }
+}
+
 }  // namespace
 
 server::server(asio::any_io_executor ex, server_options opts)
-    : executor_(ex), state_(std::make_shared<shared_state>(ex, opts, std::string{})) {}
+    : executor_(ex), state_(std::make_shared<shared_state>(ex, std::move(opts))) {}
 
 server::~server() = default;
 
@@ -104,52 +141,71 @@ error_code server::listen(std::string* detail) {
         why = "bad address " + state_->options.host;
         return fail(ec);
     }
-    asio::ip::tcp::endpoint ep(addr, state_->options.port);
-    auto& acc = state_->acceptor;
-    acc.open(ep.protocol(), ec);
-    if (!ec)
-        acc.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec)
-        acc.bind(ep, ec);
-    if (!ec)
-        acc.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-        boost::system::error_code ignored;
-        acc.close(ignored);
-        why = "cannot listen on " + state_->options.host + ":" +
-              std::to_string(state_->options.port) + ": " + ec.message();
-        return fail(ec);
+    auto& acceptors = state_->acceptors;
+    const std::uint32_t base = state_->options.port;
+    if (base != 0 && base + acceptors.size() - 1 > 65535) {
+        why = "ports " + std::to_string(base) + "+" + std::to_string(acceptors.size() - 1) +
+              " run past 65535";
+        return fail(make_error_code(boost::system::errc::invalid_argument));
     }
-    // hello names the server by the port the kernel picked.
-    state_->processor.advertise(address());
+    for (std::size_t i = 0; i < acceptors.size(); ++i) {
+        // Member i listens on port+i (or a port of the kernel's choosing for port 0).
+        const auto port = static_cast<std::uint16_t>(base == 0 ? 0 : base + i);
+        asio::ip::tcp::endpoint ep(addr, port);
+        auto& acc = acceptors[i];
+        acc.open(ep.protocol(), ec);
+        if (!ec)
+            acc.set_option(asio::socket_base::reuse_address(true), ec);
+        if (!ec)
+            acc.bind(ep, ec);
+        if (!ec)
+            acc.listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) {
+            boost::system::error_code ignored;
+            for (auto& a : acceptors)
+                a.close(ignored);
+            why = "cannot listen on " + state_->options.host + ":" + std::to_string(port) + ": " +
+                  ec.message();
+            return fail(ec);
+        }
+    }
+    // hello names the members by the ports the kernel picked.
+    std::vector<std::string> addresses;
+    for (std::size_t i = 0; i < acceptors.size(); ++i)
+        addresses.push_back(address(i));
+    state_->processor.advertise(std::move(addresses));
     return {};
 }
 
-std::uint16_t server::port() const noexcept {
+std::uint16_t server::port(std::size_t member) const noexcept {
+    if (member >= state_->acceptors.size())
+        return 0;
     boost::system::error_code ec;
-    auto ep = state_->acceptor.local_endpoint(ec);
+    auto ep = state_->acceptors[member].local_endpoint(ec);
     return ec ? 0 : ep.port();
 }
 
-std::string server::address() const {
-    return advertised_host(state_->options.host) + ":" + std::to_string(port());
+std::string server::address(std::size_t member) const {
+    return advertised_host(state_->options.host) + ":" + std::to_string(port(member));
+}
+
+std::size_t server::members() const noexcept {
+    return state_->acceptors.size();
 }
 
 asio::awaitable<void> server::run() {
     auto state = state_;
-    while (!state->stopping && state->acceptor.is_open()) {
-        auto [ec, socket] =
-            co_await state->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-        if (ec) {
-            if (state->stopping || ec == asio::error::operation_aborted)
-                break;
-            continue;  // e.g. EMFILE: the listener stays up for the next client
-        }
-        boost::system::error_code ignored;
-        socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-        auto c = std::make_shared<connection>(state, std::move(socket));
-        asio::co_spawn(executor_, c->run(), asio::detached);
+    for (std::size_t i = 1; i < state->acceptors.size(); ++i)
+        asio::co_spawn(executor_, accept_loop(state, i), asio::detached);
+    if (state->options.step_down_every.count() > 0 && state->acceptors.size() > 1) {
+        state->step_down_timer.emplace(executor_);
+        asio::co_spawn(executor_, step_down_loop(state), asio::detached);
     }
+    co_await accept_loop(state, 0);
+}
+
+void server::step_down() {
+    asio::post(executor_, [state = state_] { step_down_now(*state); });
 }
 
 void server::stop() {
@@ -158,7 +214,10 @@ void server::stop() {
             return;
         state->stopping = true;
         boost::system::error_code ignored;
-        state->acceptor.close(ignored);
+        for (auto& a : state->acceptors)
+            a.close(ignored);
+        if (state->step_down_timer)
+            state->step_down_timer->cancel();
         // close() may not erase from the set (the coroutine does that), but copy anyway.
         auto conns = state->connections;
         for (auto* c : conns)
@@ -181,7 +240,8 @@ background::background(server_options opts)
     std::string why;
     if (auto ec = impl_->srv.listen(&why))
         throw boost::system::system_error(ec, "mongosim listen: " + why);
-    port_ = impl_->srv.port();
+    for (std::size_t i = 0; i < impl_->srv.members(); ++i)
+        ports_.push_back(impl_->srv.port(i));
     impl_->srv.async_run(asio::detached);
     impl_->thread = std::thread([this] { impl_->io.run(); });
 }
@@ -191,8 +251,27 @@ background::~background() {
     impl_->thread.join();
 }
 
+std::string background::seeds() const {
+    std::string out;
+    for (auto p : ports_) {
+        if (!out.empty())
+            out += ',';
+        out += host_ + ":" + std::to_string(p);
+    }
+    return out;
+}
+
 std::string background::uri() const {
-    return "mongodb://" + host_ + ":" + std::to_string(port_) + "/?replicaSet=" + replset_;
+    return "mongodb://" + seeds() + "/?replicaSet=" + replset_;
+}
+
+void background::step_down() {
+    std::promise<void> done;
+    auto f = done.get_future();
+    impl_->srv.step_down();
+    // The step-down was posted first, so once this runs it has happened.
+    asio::post(impl_->io, [&done] { done.set_value(); });
+    f.wait();
 }
 
 std::string background::uri(const std::string& user, const std::string& password) const {
@@ -211,8 +290,8 @@ std::string background::uri(const std::string& user, const std::string& password
         }
         return out;
     };
-    return "mongodb://" + encode(user) + ":" + encode(password) + "@" + host_ + ":" +
-           std::to_string(port_) + "/?replicaSet=" + replset_ + "&authSource=admin";
+    return "mongodb://" + encode(user) + ":" + encode(password) + "@" + seeds() +
+           "/?replicaSet=" + replset_ + "&authSource=admin";
 }
 
 }  // namespace mongosim

@@ -1,5 +1,5 @@
 #pragma once
-// mongosim: a MongoDB 7.0 replica-set primary, in process, for tests. It speaks the wire
+// mongosim: a MongoDB 7.0 replica set, in process, for tests. It speaks the wire
 // protocol (OP_MSG, legacy OP_QUERY handshake), stores documents in memory and keeps an oplog
 // that change streams read, so real drivers (libmongoc, Node, PyMongo) and penne's own client
 // can insert, watch and resume against it. With users configured it requires SCRAM-SHA-256 or
@@ -7,6 +7,14 @@
 // OP_COMPRESSED (zstd, zlib, snappy) is negotiated in hello and always accepted. With a
 // certificate and key configured every connection is TLS (TLS 1.2+), and with a CA file
 // too, clients must present a certificate that CA issued (mutual TLS).
+//
+// A replica set of N members (server_options::members) runs in the one process: each member
+// listens on its own port and answers hello as a primary or a secondary of the same set; data
+// and oplog are shared, so change streams and resume tokens are identical on every member.
+// Writes on a secondary fail with NotWritablePrimary (10107), reads there without a secondaryOk
+// read preference with NotPrimaryNoSecondaryOk (13435). A step-down (replSetStepDown, step_down()
+// or the step_down_every chaos timer) moves the primary to the next member, closes the old
+// primary's connections and wakes awaitable hellos.
 //
 // Usage:
 //     mongosim::server srv(io.get_executor(), {.port = 0});
@@ -57,6 +65,11 @@ struct server_options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;  // 0: the kernel picks a free port
     std::string replset = "rs0";
+    // Members of the replica set, each on its own port: port, port+1, … (with port 0 each
+    // member gets a free port from the kernel). Member 0 starts as the primary.
+    std::size_t members = 1;
+    // Non-zero: the primary steps down this often (failover chaos for tests).
+    std::chrono::milliseconds step_down_every{0};
     std::size_t oplog_size = 0;  // most change events kept; 0: unbounded
     std::chrono::milliseconds cursor_timeout = std::chrono::minutes(10);  // idle cursors die
     bool trace = false;  // print every request and reply (relaxed extended JSON) to stderr
@@ -78,12 +91,17 @@ public:
     server(const server&) = delete;
     server& operator=(const server&) = delete;
 
-    // Loads the TLS files (when configured), binds and listens. After success, port() is
-    // the bound port. On failure `detail`, when given, says which step failed and why.
+    // Loads the TLS files (when configured), binds and listens (every member). After
+    // success, port() is member 0's bound port. On failure `detail`, when given, says which
+    // step failed and why.
     error_code listen(std::string* detail = nullptr);
-    std::uint16_t port() const noexcept;
-    // "host:port" as advertised in hello (hosts, me, primary).
-    std::string address() const;
+    std::uint16_t port(std::size_t member = 0) const noexcept;
+    // "host:port" of a member as advertised in hello (hosts, me, primary).
+    std::string address(std::size_t member = 0) const;
+    std::size_t members() const noexcept;
+
+    // Steps the primary down (a no-op for a set of one). Thread-safe: posted to the executor.
+    void step_down();
 
     // Accepts connections until stop(). Requires a successful listen().
     asio::awaitable<void> run();
@@ -108,16 +126,23 @@ public:
     background(const background&) = delete;
     background& operator=(const background&) = delete;
 
-    std::uint16_t port() const noexcept { return port_; }
-    // mongodb://host:port/?replicaSet=<set> (add tls=true&tlsCAFile=… for a TLS server)
+    // Member 0's port, and every member's.
+    std::uint16_t port() const noexcept { return ports_.front(); }
+    const std::vector<std::uint16_t>& ports() const noexcept { return ports_; }
+    // mongodb://host:port[,host:port2…]/?replicaSet=<set> (add tls=true&tlsCAFile=… for a
+    // TLS server); every member is a seed.
     std::string uri() const;
     // mongodb://user:password@host:port/?replicaSet=<set>&authSource=admin (percent-encoded)
     std::string uri(const std::string& user, const std::string& password) const;
+    // Steps the primary down and returns once it is done.
+    void step_down();
 
 private:
+    std::string seeds() const;
+
     struct impl;
     std::unique_ptr<impl> impl_;
-    std::uint16_t port_ = 0;
+    std::vector<std::uint16_t> ports_;
     std::string host_, replset_;
 };
 

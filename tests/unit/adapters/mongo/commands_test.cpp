@@ -94,6 +94,19 @@ TEST(Commands, DeploymentAggregateStartAfter) {
                 "cursor": {}, "$db": "admin"})"));
 }
 
+TEST(Commands, AggregateCarriesTheReadPreference) {
+    change_stream_spec s;
+    s.db = "shop";
+    s.coll = "orders";
+    s.read_preference = "secondary";
+    EXPECT_EQ(make_change_stream_aggregate(s).to_json(),
+              canon(R"({"aggregate": "orders", "pipeline": [{"$changeStream": {}}],
+                "cursor": {}, "$readPreference": {"mode": "secondary"}, "$db": "shop"})"));
+    // primary is the server's default: not sent.
+    s.read_preference = "primary";
+    EXPECT_EQ(make_change_stream_aggregate(s).to_json().find("$readPreference"), std::string::npos);
+}
+
 TEST(Commands, GetMoreKillCursorsEndSessions) {
     EXPECT_EQ(make_get_more(42, "db.$cmd.aggregate", std::chrono::milliseconds(1000), 10).to_json(),
               canon(R"({"getMore": {"$numberLong": "42"}, "collection": "$cmd.aggregate",

@@ -22,6 +22,35 @@ TEST(Uri, ParsesSeedsAndOptions) {
     EXPECT_TRUE(u.direct_connection);
 }
 
+TEST(Uri, ReadPreference) {
+    uri_info u;
+    diagnostics d;
+    ASSERT_FALSE(parse_uri("mongodb://h/?replicaSet=rs0", u, d)) << d.message;
+    EXPECT_EQ(u.read_preference, read_mode::primary);
+    const std::pair<const char*, read_mode> modes[] = {
+        {"primary", read_mode::primary},     {"primaryPreferred", read_mode::primary_preferred},
+        {"secondary", read_mode::secondary}, {"secondaryPreferred", read_mode::secondary_preferred},
+        {"nearest", read_mode::nearest},
+    };
+    for (const auto& [name, mode] : modes) {
+        ASSERT_FALSE(parse_uri(std::string("mongodb://h/?readPreference=") + name, u, d))
+            << d.message;
+        EXPECT_EQ(u.read_preference, mode) << name;
+        EXPECT_EQ(to_string(mode), name);
+    }
+    // Mode names are case-insensitive, as in every driver.
+    ASSERT_FALSE(parse_uri("mongodb://h/?readPreference=SECONDARY", u, d)) << d.message;
+    EXPECT_EQ(u.read_preference, read_mode::secondary);
+    EXPECT_TRUE(parse_uri("mongodb://h/?readPreference=fastest", u, d));
+    // Tag sets and staleness bounds are refused rather than ignored.
+    EXPECT_EQ(parse_uri("mongodb://h/?readPreference=secondary&readPreferenceTags=dc:ny", u, d),
+              client_errc::invalid_uri);
+    EXPECT_NE(d.message.find("readPreferenceTags"), std::string::npos) << d.message;
+    EXPECT_EQ(parse_uri("mongodb://h/?readPreference=secondary&maxStalenessSeconds=120", u, d),
+              client_errc::invalid_uri);
+    EXPECT_NE(d.message.find("maxStalenessSeconds"), std::string::npos) << d.message;
+}
+
 TEST(Uri, CredentialsAreParsedAndRedacted) {
     uri_info u;
     diagnostics d;

@@ -1,18 +1,23 @@
 #pragma once
 // penne::mongo::change_stream: the penne::change_source of one watch scope, a MongoDB
 // change stream on a collection, a database or the whole deployment, driven by
-// aggregate/getMore over one connection to the primary.
+// aggregate/getMore over one connection to the member the URI's readPreference selects (the
+// primary by default; see topology.hpp).
 //
 // Each next() returns one server reply's worth of events as views into the reply bytes,
 // which are kept in event_batch::storage (the reply frame moves in by swapping buffers,
 // so the steady state allocates nothing but what the events vector already holds).
 // Resumable errors (network, ResumableChangeStreamError, CursorNotFound, the legacy code
-// list) are handled inside next(): reconnect with capped backoff and a new aggregate from
-// the cached resume token. History loss (286, 280) comes back as
-// penne::errc::history_lost; other errors as penne::mongo codes with diagnostics.
-// After an invalidate event (the watched collection or database was dropped or renamed)
-// the invalidate is delivered and the stream starts again after it (startAfter), so a
-// re-created namespace keeps being captured.
+// list) are handled inside next(), as the Change Streams spec says: once per error. The
+// replica set is discovered again (from the URI's seeds and the members learned before, so
+// a failover to any member is followed) until a suitable server answers (capped backoff, up
+// to max_resume_attempts selections), then one aggregate resumes there from the cached
+// resume token; if that aggregate fails too, its error surfaces (retryable ones are
+// is_retryable, so the caller can reopen from its checkpoint). History loss (286, 280) comes back
+// as penne::errc::history_lost; other errors as penne::mongo codes with diagnostics. After an
+// invalidate event (the watched collection or database was dropped or renamed) the invalidate is
+// delivered and the stream starts again after it (startAfter), so a re-created namespace keeps
+// being captured.
 //
 // Thread safety: none; one strand, one operation at a time (penne::change_source).
 // Cancellation: an operation cancelled through its coroutine completes with
@@ -80,9 +85,17 @@ public:
     // How many times the stream started again after an invalidate (drop, rename).
     std::uint64_t restarts_after_invalidate() const noexcept { return restarts_after_invalidate_; }
     const watch_scope& scope() const noexcept { return scope_; }
+    // "host:port" of the member the stream currently reads from; empty when not connected.
+    std::string server_address() const;
 
 private:
+    // Selects a server, then starts the stream there (select_server + start).
     boost::asio::awaitable<error_code> establish(diagnostics& diag);
+    // Server selection for the URI's read preference; remembers the set's members.
+    boost::asio::awaitable<error_code> select(std::unique_ptr<connection>& out, diagnostics& diag);
+    // Runs the change stream aggregate on `c` from the current position (once); on success
+    // the stream owns the connection.
+    boost::asio::awaitable<error_code> start(std::unique_ptr<connection>& c, diagnostics& diag);
     boost::asio::awaitable<error_code> resume(diagnostics& diag);
     boost::asio::awaitable<void> kill_cursor();
     error_code deliver(std::vector<std::uint8_t>& frame, const cursor_view& cursor,
@@ -93,6 +106,7 @@ private:
     std::shared_ptr<const stream_config> config_;
     change_stream_spec spec_;
     std::unique_ptr<connection> conn_;
+    std::vector<host_port> known_members_;  // the set's hosts, as the last hello named them
     resume_position position_;
     std::int64_t cursor_id_ = 0;
     std::string ns_;

@@ -73,6 +73,9 @@ struct change_stream_spec {
     std::vector<std::string> include_collections;
     std::vector<std::string> exclude_collections;
     std::vector<document> extra_stages;  // appended after the $changeStream stage
+    // $readPreference mode sent with the aggregate ("secondary", "primaryPreferred", …);
+    // empty: none (primary). A secondary serves the stream only when it is not primary.
+    std::string read_preference;
 };
 
 document make_change_stream_aggregate(const change_stream_spec& spec);

@@ -1,7 +1,7 @@
 #pragma once
 // The MongoDB connection string, parsed by libmongoc's mongoc_uri_t (so penne accepts
 // exactly what the C driver accepts) and reduced to what penne uses: seeds, replica set
-// name, directConnection, appName, credentials, compressors and TLS.
+// name, directConnection, readPreference, appName, credentials, compressors and TLS.
 //
 // The passwords (userinfo, tlsCertificateKeyFilePassword) live only in uri_info::auth and
 // uri_info::tls; every text meant for humans (redacted, diagnostics) has them replaced by
@@ -49,6 +49,12 @@ struct tls_options {
     bool allow_invalid_hostnames = false;     // tlsAllowInvalidHostnames, tlsInsecure
 };
 
+// readPreference=…: which replica set member a change stream reads from. Tag sets and
+// maxStalenessSeconds are not supported (parse_uri refuses them).
+enum class read_mode { primary, primary_preferred, secondary, secondary_preferred, nearest };
+// The server's spelling ("primary", "primaryPreferred", …), as sent in $readPreference.
+std::string_view to_string(read_mode m) noexcept;
+
 struct uri_info {
     std::vector<host_port> hosts;
     // compressors=…: names in the URI's order of preference, restricted to those penne
@@ -57,6 +63,7 @@ struct uri_info {
     int zlib_level = -1;  // zlibCompressionLevel (-1: zlib's default, 0-9)
     std::string replica_set;
     bool direct_connection = false;
+    read_mode read_preference = read_mode::primary;
     std::string app_name;
     std::optional<credentials> auth;
     std::optional<tls_options> tls;  // set when the URI asks for TLS

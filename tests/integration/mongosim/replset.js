@@ -1,0 +1,90 @@
+'use strict';
+// The npm mongodb 7.x driver (NODE_PATH=<this dir>/node/node_modules) against a 3-member
+// mongosim replica set whose primary steps down every few hundred milliseconds
+// (mongosim --replset 3 --step-down-every MS): discovers the set from one seed, inserts with
+// retryable writes while the primary moves, forces one more step-down with replSetStepDown,
+// and reads a change stream that must resume across every step-down and deliver each insert
+// exactly once, in order.
+//   node replset.js 'mongodb://127.0.0.1:PORT/?replicaSet=rs0'
+// Exit status 0 and a last line "replset ok ..." on success; 1 with the first mismatch.
+
+const assert = require('assert');
+const { MongoClient } = require('mongodb');
+
+const COUNT = 300;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+let step = 'connecting';  // what main() was doing, for the failure message
+
+async function main(uri) {
+  const client = new MongoClient(uri, {
+    serverSelectionTimeoutMS: 10000,
+    retryWrites: true,
+    heartbeatFrequencyMS: 500,
+  });
+  const primaries = new Set();
+  client.on('serverDescriptionChanged', (ev) => {
+    if (ev.newDescription.type === 'RSPrimary') primaries.add(ev.address);
+  });
+  await client.connect();
+  try {
+    const coll = client.db(`replset_node_${process.pid}`).collection('orders');
+    step = 'first insert';
+    await coll.insertOne({ _id: -1 });
+    const stream = coll.watch([], { maxAwaitTimeMS: 200 });
+    // The reader runs beside the writer, so a getMore is in flight at every step-down.
+    const seen = [];
+    const tokens = [];
+    const reader = (async () => {
+      while (seen.length < COUNT) {
+        const e = await stream.next();
+        assert.strictEqual(e.operationType, 'insert');
+        seen.push(e.documentKey._id);
+        tokens.push(e._id._data);
+      }
+    })();
+    let readerError = null;
+    reader.catch((e) => { readerError = e; });  // reported after the writes
+    // The driver opens the cursor lazily: let it exist before the writes.
+    await sleep(300);
+    for (let i = 0; i < COUNT && !readerError; i++) {
+      // Retryable writes: NotWritablePrimary (labelled RetryableWriteError) or a connection
+      // the old primary closed is retried once on the new primary.
+      step = `insert ${i}`;
+      await coll.insertOne({ _id: i, n: i });
+      if (i === COUNT / 2) {
+        try {
+          step = 'replSetStepDown';
+          await client.db('admin').command({ replSetStepDown: 10 });
+        } catch (e) {
+          // The chaos timer may have moved the primary between selection and the command.
+          console.log(`replSetStepDown raced a step-down: ${e.message}`);
+        }
+      }
+      await sleep(10);
+    }
+    step = 'reading the change stream';
+    try {
+      await reader;
+    } catch (e) {
+      throw new Error(`change stream failed after ${seen.length} events: ${e.stack}`);
+    }
+    step = 'checking';
+    assert.ok(primaries.size >= 2, `the primary never moved: ${[...primaries]}`);
+    assert.strictEqual(await coll.countDocuments({}), COUNT + 1, 'a write was lost or doubled');
+    assert.deepStrictEqual(seen, [...Array(COUNT).keys()], 'events lost, repeated or out of order');
+    assert.strictEqual(new Set(tokens).size, COUNT, 'duplicate resume tokens');
+    assert.deepStrictEqual([...tokens].sort(), tokens, 'resume tokens not ordered');
+    await stream.close();
+    console.log(`replset ok: ${COUNT} events across ${primaries.size} primaries`);
+  } finally {
+    await client.close();
+  }
+}
+
+main(process.argv[2]).then(
+  () => process.exit(0),
+  (e) => {
+    console.error(`FAIL while ${step}:`);
+    console.error(e);
+    process.exit(1);
+  });
