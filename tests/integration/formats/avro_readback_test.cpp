@@ -9,6 +9,7 @@
 #include <temp_dir.hpp>
 
 #include "../../unit/adapters/formats/bson_corpus.hpp"
+#include "../../unit/adapters/formats/event_builder.hpp"
 
 #include <gtest/gtest.h>
 
@@ -30,6 +31,11 @@ using namespace std::chrono_literals;
 using testing::bson_ptr;
 using testing::bytes_of;
 using testing::corpus_generator;
+using testing::encode_events;
+using testing::event_of;
+using testing::event_parts;
+using testing::find_on_path;
+using testing::make_event;
 
 // ---------------------------------------------------------------------------------------
 // Expected values, from libbson.
@@ -150,64 +156,6 @@ record expected_record(const std::vector<std::uint8_t>& raw) {
 // ---------------------------------------------------------------------------------------
 // Events
 
-bson_ptr from_json(const char* text) {
-    bson_error_t err;
-    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(text), -1, &err));
-    EXPECT_TRUE(b) << err.message << ": " << text;
-    return b;
-}
-
-struct event_parts {
-    const char* op = "insert";
-    const char* db = "shop";
-    const char* coll = "orders";
-    std::uint32_t secs = 1700000000;
-    std::uint32_t inc = 7;
-    std::optional<std::int64_t> wall = 1700000000123;
-    const char* document_key = R"({"_id": 42})";
-    const char* full_document = nullptr;
-    bool full_document_null = false;
-    const char* update_description = nullptr;
-    const char* before_change = nullptr;
-    const char* lsid = nullptr;
-    std::optional<std::int64_t> txn;
-};
-
-std::vector<std::uint8_t> make_event(const event_parts& p) {
-    bson_ptr b(bson_new());
-    bson_t sub;
-    bson_append_document_begin(b.get(), "_id", 3, &sub);
-    bson_append_utf8(&sub, "_data", 5, "8265", -1);
-    bson_append_document_end(b.get(), &sub);
-    bson_append_utf8(b.get(), "operationType", -1, p.op, -1);
-    bson_append_timestamp(b.get(), "clusterTime", -1, p.secs, p.inc);
-    if (p.wall)
-        bson_append_date_time(b.get(), "wallTime", -1, *p.wall);
-    if (p.db) {
-        bson_append_document_begin(b.get(), "ns", 2, &sub);
-        bson_append_utf8(&sub, "db", 2, p.db, -1);
-        if (p.coll)
-            bson_append_utf8(&sub, "coll", 4, p.coll, -1);
-        bson_append_document_end(b.get(), &sub);
-    }
-    auto doc = [&](const char* key, const char* text) {
-        if (text) {
-            bson_ptr d = from_json(text);
-            bson_append_document(b.get(), key, -1, d.get());
-        }
-    };
-    doc("documentKey", p.document_key);
-    doc("fullDocument", p.full_document);
-    if (p.full_document_null)
-        bson_append_null(b.get(), "fullDocument", -1);
-    doc("updateDescription", p.update_description);
-    doc("fullDocumentBeforeChange", p.before_change);
-    doc("lsid", p.lsid);
-    if (p.txn)
-        bson_append_int64(b.get(), "txnNumber", -1, *p.txn);
-    return bytes_of(b.get());
-}
-
 std::vector<std::vector<std::uint8_t>> test_events() {
     std::vector<std::vector<std::uint8_t>> events;
     event_parts insert;
@@ -259,32 +207,14 @@ std::string write_avro(const avro_options& o, const std::vector<std::vector<std:
     std::unique_ptr<avro_encoder_factory> f;
     diagnostics diag;
     EXPECT_FALSE(avro_encoder_factory::create(o, f, diag)) << diag.message;
-    auto enc = f->open(path);
-    for (const auto& e : events) {
-        change_event ev;
-        ev.raw = byte_view(e.data(), e.size());
-        EXPECT_FALSE(enc->append(ev, diag)) << diag.message;
-    }
-    std::string out;
-    enc->finish(out);
+    const std::string out = encode_events(*f, events, path);
     std::ofstream(path, std::ios::binary) << out;
     return out;
 }
 
 // The first executable called `name` on PATH (and /usr/bin), or empty.
 std::string find_program(const std::string& name) {
-    std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
-    path += ":/usr/bin:/usr/local/bin";
-    std::stringstream dirs(path);
-    std::string dir;
-    while (std::getline(dirs, dir, ':')) {
-        if (dir.empty())
-            continue;
-        const std::string candidate = dir + "/" + name;
-        if (::access(candidate.c_str(), X_OK) == 0)
-            return candidate;
-    }
-    return {};
+    return find_on_path(name, "/usr/bin:/usr/local/bin").value_or("");
 }
 
 struct run_result {

@@ -16,18 +16,15 @@
 #include <temp_dir.hpp>
 
 #include "../../unit/adapters/formats/bson_corpus.hpp"
+#include "../../unit/adapters/formats/event_builder.hpp"
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -35,106 +32,7 @@
 namespace penne::formats {
 namespace {
 
-using testing::bson_ptr;
-using testing::bytes_of;
-using testing::corpus_generator;
-
-std::optional<std::string> find_on_path(const std::string& name) {
-    const char* path = std::getenv("PATH");
-    if (path == nullptr)
-        return std::nullopt;
-    std::stringstream dirs(path);
-    std::string dir;
-    while (std::getline(dirs, dir, ':')) {
-        if (dir.empty())
-            continue;
-        const std::string candidate = dir + "/" + name;
-        if (::access(candidate.c_str(), X_OK) == 0)
-            return candidate;
-    }
-    return std::nullopt;
-}
-
-std::string reader_dir() {
-    const char* src = std::getenv("PENNE_SOURCE_DIR");
-    return std::string(src ? src : ".") + "/tests/integration/formats/node-parquet";
-}
-
-// A parsed JSON value (the reader's report), via libbson's JSON parser.
-struct jvalue {
-    bool null = false;
-    std::string s;  // strings; numbers and bools spelled out
-    std::vector<jvalue> items;
-    std::vector<std::pair<std::string, jvalue>> fields;
-
-    const jvalue& operator[](std::string_view key) const {
-        for (const auto& [k, v] : fields) {
-            if (k == key)
-                return v;
-        }
-        throw std::runtime_error("missing key " + std::string(key));
-    }
-};
-
-jvalue from_iter(bson_iter_t* it) {
-    jvalue v;
-    switch (bson_iter_type(it)) {
-        case BSON_TYPE_NULL:
-            v.null = true;
-            break;
-        case BSON_TYPE_UTF8: {
-            std::uint32_t len = 0;
-            const char* s = bson_iter_utf8(it, &len);
-            v.s.assign(s, len);
-            break;
-        }
-        case BSON_TYPE_BOOL:
-            v.s = bson_iter_bool(it) ? "true" : "false";
-            break;
-        case BSON_TYPE_INT32:
-        case BSON_TYPE_INT64:
-            v.s = std::to_string(bson_iter_as_int64(it));
-            break;
-        case BSON_TYPE_DOCUMENT:
-        case BSON_TYPE_ARRAY: {
-            const bool array = bson_iter_type(it) == BSON_TYPE_ARRAY;
-            bson_iter_t child;
-            bson_iter_recurse(it, &child);
-            while (bson_iter_next(&child)) {
-                if (array) {
-                    v.items.push_back(from_iter(&child));
-                } else {
-                    v.fields.emplace_back(bson_iter_key(&child), from_iter(&child));
-                }
-            }
-            break;
-        }
-        default:
-            throw std::runtime_error("unexpected JSON value in the reader's report");
-    }
-    return v;
-}
-
-jvalue parse_json(const std::string& text) {
-    bson_error_t err;
-    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(text.data()),
-                                  static_cast<ssize_t>(text.size()), &err));
-    if (!b)
-        throw std::runtime_error(std::string("report is not JSON: ") + err.message);
-    jvalue root;
-    bson_iter_t it;
-    bson_iter_init(&it, b.get());
-    while (bson_iter_next(&it))
-        root.fields.emplace_back(bson_iter_key(&it), from_iter(&it));
-    return root;
-}
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+using namespace testing;  // bson_corpus.hpp and event_builder.hpp
 
 // The timestamp formats the typed reads try, after DuckDB's own detection: the instant with
 // its 'Z' as an offset, and with 'Z' as a literal (a naive timestamp holding UTC).
@@ -147,9 +45,9 @@ protected:
         auto node = find_on_path("node");
         ASSERT_TRUE(node) << "node is not on PATH; install Node.js (scripts/install-deps.sh)";
         node_ = *node;
-        ASSERT_TRUE(std::filesystem::exists(reader_dir() + "/node_modules/@duckdb/node-api"))
+        ASSERT_TRUE(std::filesystem::exists(node_parquet_dir() + "/node_modules/@duckdb/node-api"))
             << "DuckDB is not installed: run scripts/install-deps.sh, or `npm ci` in "
-            << reader_dir();
+            << node_parquet_dir();
     }
 
     // Writes `csv` and has DuckDB report on it.
@@ -157,7 +55,7 @@ protected:
         const std::string path = dir_ / (stem + ".csv");
         const std::string report = dir_ / (stem + ".json");
         std::ofstream(path, std::ios::binary) << csv;
-        test::process p({node_, reader_dir() + "/read_csv.mjs", path, report,
+        test::process p({node_, node_parquet_dir() + "/read_csv.mjs", path, report,
                          std::to_string(static_cast<unsigned char>(delimiter)), offset_format,
                          literal_z_format},
                         dir_ / (stem + ".log"));
@@ -173,64 +71,6 @@ protected:
 
 // ---------------------------------------------------------------------------------------
 // Events.
-
-bson_ptr from_json(const char* json) {
-    bson_error_t err;
-    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(json), -1, &err));
-    EXPECT_TRUE(b) << err.message << ": " << json;
-    return b;
-}
-
-struct event_parts {
-    std::string op = "update";
-    std::optional<std::string> db = "shop";
-    std::optional<std::string> coll = "orders";
-    std::uint32_t secs = 1700000000;
-    std::uint32_t inc = 7;
-    std::optional<std::int64_t> wall = 1700000000123;
-    const char* document_key = R"({"_id": 42})";
-    std::string full_document;  // JSON, or empty for none
-    const char* update_description = nullptr;
-    const char* before = nullptr;
-    const char* lsid = nullptr;
-    std::optional<std::int64_t> txn;
-    std::string token = "8265";
-};
-
-std::vector<std::uint8_t> make_event(const event_parts& p) {
-    bson_ptr b(bson_new());
-    bson_t sub;
-    bson_append_document_begin(b.get(), "_id", 3, &sub);
-    bson_append_utf8(&sub, "_data", 5, p.token.c_str(), -1);
-    bson_append_document_end(b.get(), &sub);
-    bson_append_utf8(b.get(), "operationType", -1, p.op.c_str(), -1);
-    bson_append_timestamp(b.get(), "clusterTime", -1, p.secs, p.inc);
-    if (p.wall)
-        bson_append_date_time(b.get(), "wallTime", -1, *p.wall);
-    if (p.db) {
-        bson_append_document_begin(b.get(), "ns", 2, &sub);
-        bson_append_utf8(&sub, "db", 2, p.db->data(), static_cast<int>(p.db->size()));
-        if (p.coll)
-            bson_append_utf8(&sub, "coll", 4, p.coll->data(), static_cast<int>(p.coll->size()));
-        bson_append_document_end(b.get(), &sub);
-    }
-    auto doc = [&](const char* key, const char* json) {
-        if (json) {
-            bson_ptr d = from_json(json);
-            bson_append_document(b.get(), key, -1, d.get());
-        }
-    };
-    doc("documentKey", p.document_key);
-    doc("updateDescription", p.update_description);
-    doc("fullDocument", p.full_document.empty() ? nullptr : p.full_document.c_str());
-    doc("fullDocumentBeforeChange", p.before);
-    doc("lsid", p.lsid);
-    if (p.txn)
-        bson_append_int64(b.get(), "txnNumber", -1, *p.txn);
-    return bytes_of(b.get());
-}
-
-using event_list = std::vector<std::vector<std::uint8_t>>;
 
 // Names that need quoting or test the reader's UTF-8: the delimiters, quotes, CR, LF, CRLF,
 // spaces at the ends, multi-byte characters and an emoji.
@@ -270,11 +110,11 @@ event_list test_events(std::uint64_t seed, bool wall_in_range) {
         const char* name = awkward_names[gen.below(n_awkward)];
         if (gen.chance(10)) {
             p.op = "invalidate";
-            p.db.reset();
+            p.db = nullptr;
             p.document_key = nullptr;
         } else if (gen.chance(10)) {
             p.op = "dropDatabase";
-            p.coll.reset();
+            p.coll = nullptr;
             p.document_key = nullptr;
             p.db = name;
         } else {
@@ -297,16 +137,18 @@ event_list test_events(std::uint64_t seed, bool wall_in_range) {
         } else {
             p.wall = static_cast<std::int64_t>(gen.u64() % 500000000000000ULL) - 100000000000000LL;
         }
-        if (p.op == "insert" || p.op == "replace") {
-            p.full_document = std::string(R"({"_id": 42, "name": ")") +
-                              (gen.chance(50) ? "a" : "") +
-                              R"(\" quoted \", comma; semi\ttab\nnewline \u00e9\u674e", "n": )" +
-                              std::to_string(gen.below(1000)) + "}";
+        const std::string_view op = p.op;
+        std::string full_document;  // outlives make_event(p) below
+        if (op == "insert" || op == "replace") {
+            full_document = std::string(R"({"_id": 42, "name": ")") + (gen.chance(50) ? "a" : "") +
+                            R"(\" quoted \", comma; semi\ttab\nnewline \u00e9\u674e", "n": )" +
+                            std::to_string(gen.below(1000)) + "}";
+            p.full_document = full_document.c_str();
         }
-        if (p.op == "update")
+        if (op == "update")
             p.update_description = R"({"updatedFields": {"n": 1, "s": "x \" y, z"}})";
         if (gen.chance(30))
-            p.before = R"({"_id": 42, "n": 0})";
+            p.before_change = R"({"_id": 42, "n": 0})";
         if (gen.chance(40)) {
             p.lsid = R"({"id": {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==", )"
                      R"("subType": "04"}}})";
@@ -318,25 +160,12 @@ event_list test_events(std::uint64_t seed, bool wall_in_range) {
     return events;
 }
 
-change_event event_of(const std::vector<std::uint8_t>& raw) {
-    change_event ev;
-    ev.raw = byte_view(raw.data(), raw.size());
-    return ev;
-}
-
 std::string encode(const csv_options& o, const event_list& events) {
     std::unique_ptr<csv_encoder_factory> f;
     diagnostics diag;
     if (csv_encoder_factory::create(o, f, diag))
         throw std::runtime_error(diag.message);
-    auto enc = f->open("shop/orders/0.csv");
-    for (const auto& e : events) {
-        if (enc->append(event_of(e), diag))
-            throw std::runtime_error(diag.message);
-    }
-    std::string out;
-    enc->finish(out);
-    return out;
+    return encode_events(*f, events, "shop/orders/0.csv", true);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -347,27 +176,6 @@ std::string iso_ms(std::int64_t ms) {
     std::string s;
     append_iso8601_ms(ms, s);
     return s;
-}
-
-std::string compact_json(std::string_view json) {
-    std::string out;
-    bool in_string = false, escaped = false;
-    for (const char c : json) {
-        if (in_string) {
-            if (escaped) {
-                escaped = false;
-            } else if (c == '\\') {
-                escaped = true;
-            } else if (c == '"') {
-                in_string = false;
-            }
-            out += c;
-        } else if (c != ' ') {
-            in_string = c == '"';
-            out += c;
-        }
-    }
-    return out;
 }
 
 std::string rigatoni_operation(std::string_view op) {

@@ -11,18 +11,15 @@
 #include <penne/formats/tabular.hpp>
 
 #include "../../unit/adapters/formats/bson_corpus.hpp"
+#include "../../unit/adapters/formats/event_builder.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
-
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,106 +27,7 @@
 namespace penne::formats {
 namespace {
 
-using testing::bson_ptr;
-using testing::bytes_of;
-using testing::corpus_generator;
-
-std::optional<std::string> find_on_path(const std::string& name) {
-    const char* path = std::getenv("PATH");
-    if (path == nullptr)
-        return std::nullopt;
-    std::stringstream dirs(path);
-    std::string dir;
-    while (std::getline(dirs, dir, ':')) {
-        if (dir.empty())
-            continue;
-        const std::string candidate = dir + "/" + name;
-        if (::access(candidate.c_str(), X_OK) == 0)
-            return candidate;
-    }
-    return std::nullopt;
-}
-
-std::string reader_dir() {
-    const char* src = std::getenv("PENNE_SOURCE_DIR");
-    return std::string(src ? src : ".") + "/tests/integration/formats/node-parquet";
-}
-
-// A parsed JSON value (the readers' report), via libbson's JSON parser.
-struct jvalue {
-    bool null = false;
-    std::string s;  // strings; numbers and bools spelled out
-    std::vector<jvalue> items;
-    std::vector<std::pair<std::string, jvalue>> fields;
-
-    const jvalue& operator[](std::string_view key) const {
-        for (const auto& [k, v] : fields) {
-            if (k == key)
-                return v;
-        }
-        throw std::runtime_error("missing key " + std::string(key));
-    }
-};
-
-jvalue from_iter(bson_iter_t* it) {
-    jvalue v;
-    switch (bson_iter_type(it)) {
-        case BSON_TYPE_NULL:
-            v.null = true;
-            break;
-        case BSON_TYPE_UTF8: {
-            std::uint32_t len = 0;
-            const char* s = bson_iter_utf8(it, &len);
-            v.s.assign(s, len);
-            break;
-        }
-        case BSON_TYPE_BOOL:
-            v.s = bson_iter_bool(it) ? "true" : "false";
-            break;
-        case BSON_TYPE_INT32:
-        case BSON_TYPE_INT64:
-            v.s = std::to_string(bson_iter_as_int64(it));
-            break;
-        case BSON_TYPE_DOCUMENT:
-        case BSON_TYPE_ARRAY: {
-            const bool array = bson_iter_type(it) == BSON_TYPE_ARRAY;
-            bson_iter_t child;
-            bson_iter_recurse(it, &child);
-            while (bson_iter_next(&child)) {
-                if (array) {
-                    v.items.push_back(from_iter(&child));
-                } else {
-                    v.fields.emplace_back(bson_iter_key(&child), from_iter(&child));
-                }
-            }
-            break;
-        }
-        default:
-            throw std::runtime_error("unexpected JSON value in the readers' report");
-    }
-    return v;
-}
-
-jvalue parse_json(const std::string& text) {
-    bson_error_t err;
-    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(text.data()),
-                                  static_cast<ssize_t>(text.size()), &err));
-    if (!b)
-        throw std::runtime_error(std::string("report is not JSON: ") + err.message);
-    jvalue root;
-    bson_iter_t it;
-    bson_iter_init(&it, b.get());
-    while (bson_iter_next(&it))
-        root.fields.emplace_back(bson_iter_key(&it), from_iter(&it));
-    return root;
-}
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+using namespace testing;  // bson_corpus.hpp and event_builder.hpp
 
 class ParquetReadback : public ::testing::Test {
 protected:
@@ -137,12 +35,13 @@ protected:
         auto node = find_on_path("node");
         ASSERT_TRUE(node) << "node is not on PATH; install Node.js (scripts/install-deps.sh)";
         node_ = *node;
-        ASSERT_TRUE(std::filesystem::exists(reader_dir() + "/node_modules/@duckdb/node-api") &&
-                    std::filesystem::exists(reader_dir() + "/node_modules/hyparquet") &&
-                    std::filesystem::exists(reader_dir() + "/node_modules/hyparquet-compressors"))
+        ASSERT_TRUE(
+            std::filesystem::exists(node_parquet_dir() + "/node_modules/@duckdb/node-api") &&
+            std::filesystem::exists(node_parquet_dir() + "/node_modules/hyparquet") &&
+            std::filesystem::exists(node_parquet_dir() + "/node_modules/hyparquet-compressors"))
             << "the Parquet readers are not installed: run scripts/install-deps.sh, or `npm ci` "
                "in "
-            << reader_dir();
+            << node_parquet_dir();
     }
 
     // Writes `file` and has both readers report on it.
@@ -150,7 +49,8 @@ protected:
         const std::string path = dir_ / (stem + ".parquet");
         const std::string report = dir_ / (stem + ".json");
         std::ofstream(path, std::ios::binary) << file_bytes;
-        test::process p({node_, reader_dir() + "/read.mjs", path, report}, dir_ / (stem + ".log"));
+        test::process p({node_, node_parquet_dir() + "/read.mjs", path, report},
+                        dir_ / (stem + ".log"));
         const auto code = p.wait(std::chrono::seconds(120));
         if (!code || *code != 0)
             throw std::runtime_error("read.mjs failed on " + stem + ":\n" + p.log());
@@ -163,62 +63,6 @@ protected:
 
 // ---------------------------------------------------------------------------------------
 // Events.
-
-bson_ptr from_json(const char* json) {
-    bson_error_t err;
-    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(json), -1, &err));
-    EXPECT_TRUE(b) << err.message << ": " << json;
-    return b;
-}
-
-struct event_parts {
-    const char* op = "update";
-    const char* db = "shop";
-    const char* coll = "orders";
-    std::uint32_t secs = 1700000000;
-    std::uint32_t inc = 7;
-    std::optional<std::int64_t> wall = 1700000000123;
-    const char* document_key = R"({"_id": 42})";
-    const char* update_description = nullptr;
-    const char* before = nullptr;
-    const char* lsid = nullptr;
-    std::optional<std::int64_t> txn;
-    std::string token = "8265";
-};
-
-std::vector<std::uint8_t> make_event(const event_parts& p) {
-    bson_ptr b(bson_new());
-    bson_t sub;
-    bson_append_document_begin(b.get(), "_id", 3, &sub);
-    bson_append_utf8(&sub, "_data", 5, p.token.c_str(), -1);
-    bson_append_document_end(b.get(), &sub);
-    bson_append_utf8(b.get(), "operationType", -1, p.op, -1);
-    bson_append_timestamp(b.get(), "clusterTime", -1, p.secs, p.inc);
-    if (p.wall)
-        bson_append_date_time(b.get(), "wallTime", -1, *p.wall);
-    if (p.db) {
-        bson_append_document_begin(b.get(), "ns", 2, &sub);
-        bson_append_utf8(&sub, "db", 2, p.db, -1);
-        if (p.coll)
-            bson_append_utf8(&sub, "coll", 4, p.coll, -1);
-        bson_append_document_end(b.get(), &sub);
-    }
-    auto doc = [&](const char* key, const char* json) {
-        if (json) {
-            bson_ptr d = from_json(json);
-            bson_append_document(b.get(), key, -1, d.get());
-        }
-    };
-    doc("documentKey", p.document_key);
-    doc("updateDescription", p.update_description);
-    doc("fullDocumentBeforeChange", p.before);
-    doc("lsid", p.lsid);
-    if (p.txn)
-        bson_append_int64(b.get(), "txnNumber", -1, *p.txn);
-    return bytes_of(b.get());
-}
-
-using event_list = std::vector<std::vector<std::uint8_t>>;
 
 // Realistic events, hand-made ones with every nullable column null somewhere (negative and
 // absent wall times, increments past 1000, transactions, awkward names) and inserts whose
@@ -251,7 +95,7 @@ event_list test_events() {
                 if (gen.chance(50))
                     p.update_description = R"({"updatedFields": {"n": 1, "s": "x \" y"}})";
                 if (gen.chance(30))
-                    p.before = R"({"_id": 42, "n": 0})";
+                    p.before_change = R"({"_id": 42, "n": 0})";
                 if (gen.chance(40)) {
                     p.lsid = R"({"id": {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==", )"
                              R"("subType": "04"}}})";
@@ -262,24 +106,8 @@ event_list test_events() {
                 break;
             }
             default: {
-                bson_ptr doc = gen.random_document();
-                std::string probe;
-                if (!write_ejson(bson_get_data(doc.get()), doc->len, ejson_mode::relaxed, probe))
-                    continue;  // the walker rejects some generated documents on purpose
-                bson_ptr ev(bson_new());
-                bson_t sub;
-                bson_append_document_begin(ev.get(), "_id", 3, &sub);
-                bson_append_utf8(&sub, "_data", 5, "82AB", -1);
-                bson_append_document_end(ev.get(), &sub);
-                bson_append_utf8(ev.get(), "operationType", -1, "insert", -1);
-                bson_append_timestamp(ev.get(), "clusterTime", -1, gen.below(4000000000u),
-                                      gen.below(100));
-                bson_append_document_begin(ev.get(), "ns", 2, &sub);
-                bson_append_utf8(&sub, "db", 2, "shop", -1);
-                bson_append_utf8(&sub, "coll", 4, "random", -1);
-                bson_append_document_end(ev.get(), &sub);
-                bson_append_document(ev.get(), "fullDocument", -1, doc.get());
-                events.push_back(bytes_of(ev.get()));
+                if (auto ev = random_insert(gen, "shop", "random"))
+                    events.push_back(std::move(*ev));
                 break;
             }
         }
@@ -287,25 +115,12 @@ event_list test_events() {
     return events;
 }
 
-change_event event_of(const std::vector<std::uint8_t>& raw) {
-    change_event ev;
-    ev.raw = byte_view(raw.data(), raw.size());
-    return ev;
-}
-
 std::string encode(const parquet_options& o, const event_list& events) {
     std::unique_ptr<parquet_encoder_factory> f;
     diagnostics diag;
     if (parquet_encoder_factory::create(o, f, diag))
         throw std::runtime_error(diag.message);
-    auto enc = f->open("shop/orders/0.parquet");
-    for (const auto& e : events) {
-        if (enc->append(event_of(e), diag))
-            throw std::runtime_error(diag.message);
-    }
-    std::string out;
-    enc->finish(out);
-    return out;
+    return encode_events(*f, events, "shop/orders/0.parquet", true);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -321,27 +136,6 @@ struct expected_column {
     std::vector<std::optional<std::string>> text;  // strings
     std::vector<std::optional<std::int64_t>> num;  // integers; timestamps in the file's unit
 };
-
-std::string compact_json(std::string_view json) {
-    std::string out;
-    bool in_string = false, escaped = false;
-    for (const char c : json) {
-        if (in_string) {
-            if (escaped) {
-                escaped = false;
-            } else if (c == '\\') {
-                escaped = true;
-            } else if (c == '"') {
-                in_string = false;
-            }
-            out += c;
-        } else if (c != ' ') {
-            in_string = c == '"';
-            out += c;
-        }
-    }
-    return out;
-}
 
 std::vector<expected_column> expected(const event_list& events, const parquet_options& o) {
     const bool micros = o.timestamp_unit == parquet_timestamp_unit::micros;

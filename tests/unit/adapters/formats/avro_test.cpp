@@ -7,6 +7,7 @@
 #include <penne/formats/error.hpp>
 
 #include "bson_corpus.hpp"
+#include "event_builder.hpp"
 
 #include <gtest/gtest.h>
 #include <snappy.h>
@@ -28,6 +29,10 @@ namespace json = boost::json;
 using testing::bson_ptr;
 using testing::bytes_of;
 using testing::corpus_generator;
+using testing::encode_events;
+using testing::event_of;
+using testing::event_parts;
+using testing::make_event;
 
 std::string hex(std::string_view bytes) {
     std::string out;
@@ -89,70 +94,6 @@ TEST(Avro, SyncMarkerIsTheStartOfSha256OfTheKey) {
 
 // ---------------------------------------------------------------------------------------
 // Events
-
-bson_ptr from_json(const char* text) {
-    bson_error_t err;
-    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(text), -1, &err));
-    EXPECT_TRUE(b) << err.message << ": " << text;
-    return b;
-}
-
-struct event_parts {
-    const char* op = "insert";
-    const char* db = "shop";
-    const char* coll = "orders";
-    std::uint32_t secs = 1700000000;
-    std::uint32_t inc = 7;
-    std::optional<std::int64_t> wall = 1700000000123;
-    const char* document_key = R"({"_id": 42})";
-    const char* full_document = nullptr;
-    bool full_document_null = false;  // fullDocument: null (a lookup that found nothing)
-    const char* update_description = nullptr;
-    const char* before_change = nullptr;
-    const char* lsid = nullptr;
-    std::optional<std::int64_t> txn;
-};
-
-std::vector<std::uint8_t> make_event(const event_parts& p) {
-    bson_ptr b(bson_new());
-    bson_t sub;
-    bson_append_document_begin(b.get(), "_id", 3, &sub);
-    bson_append_utf8(&sub, "_data", 5, "8265", -1);
-    bson_append_document_end(b.get(), &sub);
-    bson_append_utf8(b.get(), "operationType", -1, p.op, -1);
-    bson_append_timestamp(b.get(), "clusterTime", -1, p.secs, p.inc);
-    if (p.wall)
-        bson_append_date_time(b.get(), "wallTime", -1, *p.wall);
-    if (p.db) {
-        bson_append_document_begin(b.get(), "ns", 2, &sub);
-        bson_append_utf8(&sub, "db", 2, p.db, -1);
-        if (p.coll)
-            bson_append_utf8(&sub, "coll", 4, p.coll, -1);
-        bson_append_document_end(b.get(), &sub);
-    }
-    auto doc = [&](const char* key, const char* text) {
-        if (text) {
-            bson_ptr d = from_json(text);
-            bson_append_document(b.get(), key, -1, d.get());
-        }
-    };
-    doc("documentKey", p.document_key);
-    doc("fullDocument", p.full_document);
-    if (p.full_document_null)
-        bson_append_null(b.get(), "fullDocument", -1);
-    doc("updateDescription", p.update_description);
-    doc("fullDocumentBeforeChange", p.before_change);
-    doc("lsid", p.lsid);
-    if (p.txn)
-        bson_append_int64(b.get(), "txnNumber", -1, *p.txn);
-    return bytes_of(b.get());
-}
-
-change_event event_of(const std::vector<std::uint8_t>& raw) {
-    change_event ev;
-    ev.raw = byte_view(raw.data(), raw.size());
-    return ev;
-}
 
 // The penne-layout record libbson says an event should become.
 json::object expected_record(const std::vector<std::uint8_t>& raw, ejson_mode mode,
@@ -456,14 +397,7 @@ std::unique_ptr<avro_encoder_factory> factory(const avro_options& o) {
 
 std::string encode(const encoder_factory& f, const std::vector<std::vector<std::uint8_t>>& events,
                    std::string_view key = "shop/orders/0.avro") {
-    auto enc = f.open(key);
-    diagnostics diag;
-    for (const auto& e : events) {
-        EXPECT_FALSE(enc->append(event_of(e), diag)) << diag.message;
-    }
-    std::string out;
-    enc->finish(out);
-    return out;
+    return encode_events(f, events, key);
 }
 
 std::vector<std::vector<std::uint8_t>> hand_events() {

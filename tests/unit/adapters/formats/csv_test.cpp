@@ -4,6 +4,7 @@
 #include <penne/formats/tabular.hpp>
 
 #include "bson_corpus.hpp"
+#include "event_builder.hpp"
 
 #include <gtest/gtest.h>
 
@@ -23,6 +24,11 @@ namespace {
 using testing::bson_ptr;
 using testing::bytes_of;
 using testing::corpus_generator;
+using testing::encode_events;
+using testing::event_of;
+using testing::event_parts;
+using testing::make_event;
+using testing::random_insert;
 
 std::string field(std::string_view s, char delimiter = ',') {
     std::string out;
@@ -93,73 +99,9 @@ TEST(Csv, Info) {
     EXPECT_EQ(r->line_ending(), csv_line_ending::crlf);
 }
 
-bson_ptr from_json(const char* json) {
-    bson_error_t err;
-    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(json), -1, &err));
-    EXPECT_TRUE(b) << err.message << ": " << json;
-    return b;
-}
-
-struct event_parts {
-    const char* op = "insert";
-    const char* db = "shop";
-    const char* coll = "orders";
-    std::uint32_t secs = 1700000000;
-    std::uint32_t inc = 7;
-    std::optional<std::int64_t> wall = 1700000000123;
-    const char* document_key = R"({"_id": 42})";
-    const char* full_document = nullptr;
-    const char* update_description = nullptr;
-    std::optional<std::int64_t> txn;
-};
-
-std::vector<std::uint8_t> make_event(const event_parts& p) {
-    bson_ptr b(bson_new());
-    bson_t sub;
-    bson_append_document_begin(b.get(), "_id", 3, &sub);
-    bson_append_utf8(&sub, "_data", 5, "8265", -1);
-    bson_append_document_end(b.get(), &sub);
-    bson_append_utf8(b.get(), "operationType", -1, p.op, -1);
-    bson_append_timestamp(b.get(), "clusterTime", -1, p.secs, p.inc);
-    if (p.wall)
-        bson_append_date_time(b.get(), "wallTime", -1, *p.wall);
-    if (p.db) {
-        bson_append_document_begin(b.get(), "ns", 2, &sub);
-        bson_append_utf8(&sub, "db", 2, p.db, -1);
-        if (p.coll)
-            bson_append_utf8(&sub, "coll", 4, p.coll, -1);
-        bson_append_document_end(b.get(), &sub);
-    }
-    auto doc = [&](const char* key, const char* json) {
-        if (json) {
-            bson_ptr d = from_json(json);
-            bson_append_document(b.get(), key, -1, d.get());
-        }
-    };
-    doc("documentKey", p.document_key);
-    doc("fullDocument", p.full_document);
-    doc("updateDescription", p.update_description);
-    if (p.txn)
-        bson_append_int64(b.get(), "txnNumber", -1, *p.txn);
-    return bytes_of(b.get());
-}
-
-change_event event_of(const std::vector<std::uint8_t>& raw) {
-    change_event ev;
-    ev.raw = byte_view(raw.data(), raw.size());
-    return ev;
-}
-
 std::string encode(const encoder_factory& f, const std::vector<std::vector<std::uint8_t>>& events,
                    std::string_view key = "shop/orders/0.csv") {
-    auto enc = f.open(key);
-    diagnostics diag;
-    for (const auto& e : events) {
-        EXPECT_FALSE(enc->append(event_of(e), diag)) << diag.message;
-    }
-    std::string out;
-    enc->finish(out);
-    return out;
+    return encode_events(f, events, key);
 }
 
 std::unique_ptr<csv_encoder_factory> factory(csv_options o) {
@@ -323,20 +265,8 @@ std::vector<std::vector<std::uint8_t>> mixed_events(std::uint64_t seed, int n) {
             }
             default: {
                 // A random fullDocument of every BSON type inside an insert event.
-                bson_ptr doc = gen.random_document();
-                std::string probe;
-                if (!write_ejson(bson_get_data(doc.get()), doc->len, ejson_mode::relaxed, probe))
-                    continue;  // the walker rejects some generated documents on purpose
-                bson_ptr ev(bson_new());
-                bson_t sub;
-                bson_append_document_begin(ev.get(), "_id", 3, &sub);
-                bson_append_utf8(&sub, "_data", 5, "82AB", -1);
-                bson_append_document_end(ev.get(), &sub);
-                bson_append_utf8(ev.get(), "operationType", -1, "insert", -1);
-                bson_append_timestamp(ev.get(), "clusterTime", -1, gen.below(4000000000u),
-                                      gen.below(100));
-                bson_append_document(ev.get(), "fullDocument", -1, doc.get());
-                events.push_back(bytes_of(ev.get()));
+                if (auto ev = random_insert(gen, nullptr, nullptr))
+                    events.push_back(std::move(*ev));
                 break;
             }
         }

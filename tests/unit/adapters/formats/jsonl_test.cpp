@@ -4,6 +4,7 @@
 #include <penne/formats/tabular.hpp>
 
 #include "bson_corpus.hpp"
+#include "event_builder.hpp"
 
 #include <gtest/gtest.h>
 
@@ -18,10 +19,14 @@ namespace {
 using testing::bson_ptr;
 using testing::bytes_of;
 using testing::corpus_generator;
+using testing::encode_events;
+using testing::event_of;
+using testing::event_parts;
+using testing::make_event;
 
-change_event event_of(const std::vector<std::uint8_t>& doc) {
-    change_event ev;
-    ev.raw = byte_view(doc.data(), doc.size());
+// An event with the routing fields the change stream fills in (the encoder's messages name them).
+change_event routed_event(const std::vector<std::uint8_t>& doc) {
+    change_event ev = event_of(doc);
     ev.operation = "insert";
     ev.db = "shop";
     ev.coll = "orders";
@@ -70,7 +75,7 @@ TEST(Jsonl, CanonicalLinesDecodeToTheSameBsonBytes) {
     diagnostics diag;
     std::size_t last = 0;
     for (const auto& d : docs) {
-        ASSERT_FALSE(enc->append(event_of(d), diag)) << diag.message;
+        ASSERT_FALSE(enc->append(routed_event(d), diag)) << diag.message;
         EXPECT_GT(enc->buffered_bytes(), last);
         last = enc->buffered_bytes();
     }
@@ -105,7 +110,7 @@ TEST(Jsonl, RelaxedLinesDecodeToEquivalentDocuments) {
         docs.push_back(bytes_of(gen.change_event().get()));
     diagnostics diag;
     for (const auto& d : docs)
-        ASSERT_FALSE(enc->append(event_of(d), diag));
+        ASSERT_FALSE(enc->append(routed_event(d), diag));
     std::string out;
     enc->finish(out);
     auto lines = split_lines(out);
@@ -138,13 +143,13 @@ TEST(Jsonl, InvalidEventIsRefusedAndLeavesTheBatchUnchanged) {
     corpus_generator gen(8);
     auto good = bytes_of(gen.change_event().get());
     diagnostics diag;
-    ASSERT_FALSE(enc->append(event_of(good), diag));
+    ASSERT_FALSE(enc->append(routed_event(good), diag));
     const std::size_t before = enc->buffered_bytes();
 
     auto bad = good;
     bad[bad.size() / 2] = 0xEE;  // breaks structure or UTF-8 somewhere in the middle
     bad[4] = 0x55;               // an unknown type byte for the first element
-    change_event ev = event_of(bad);
+    change_event ev = routed_event(bad);
     ev.operation = "update";
     ev.coll = "invoices";
     error_code ec = enc->append(ev, diag);
@@ -154,7 +159,7 @@ TEST(Jsonl, InvalidEventIsRefusedAndLeavesTheBatchUnchanged) {
     EXPECT_NE(diag.message.find("update"), std::string::npos) << diag.message;
     EXPECT_EQ(enc->buffered_bytes(), before);
 
-    ASSERT_FALSE(enc->append(event_of(good), diag));
+    ASSERT_FALSE(enc->append(routed_event(good), diag));
     std::string out;
     enc->finish(out);
     EXPECT_EQ(split_lines(out).size(), 2u);
@@ -164,7 +169,7 @@ TEST(Jsonl, DatabaseWideEventNamesTheDatabase) {
     jsonl_encoder_factory f;
     auto enc = f.open("k");
     std::vector<std::uint8_t> junk = {1, 2, 3};
-    change_event ev = event_of(junk);
+    change_event ev = routed_event(junk);
     ev.coll = {};
     diagnostics diag;
     EXPECT_EQ(enc->append(ev, diag), penne::errc::unencodable_event);
@@ -182,7 +187,7 @@ TEST(Jsonl, OutputIsDeterministic) {
         auto enc = f.open("same-key");
         diagnostics diag;
         for (const auto& d : docs)
-            ASSERT_FALSE(enc->append(event_of(d), diag));
+            ASSERT_FALSE(enc->append(routed_event(d), diag));
         enc->finish(out);
     }
     EXPECT_EQ(outs[0], outs[1]);
@@ -200,78 +205,10 @@ TEST(Jsonl, OutputIsDeterministic) {
 // ---------------------------------------------------------------------------------------
 // The rigatoni layout.
 
-bson_ptr from_json(const char* json) {
-    bson_error_t err;
-    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(json), -1, &err));
-    EXPECT_TRUE(b) << err.message << ": " << json;
-    return b;
-}
-
-// An event put together from parts; a null part is left out.
-struct event_parts {
-    const char* op = "insert";
-    const char* db = "shop";
-    const char* coll = "orders";
-    std::uint32_t secs = 1700000000;  // 2023-11-14T22:13:20Z
-    std::uint32_t inc = 7;
-    const char* document_key = R"({"_id": 42})";
-    const char* full_document = nullptr;
-    const char* update_description = nullptr;
-    bool null_full_document = false;
-    bool extras = false;  // wallTime, txnNumber, lsid, fullDocumentBeforeChange
-};
-
-std::vector<std::uint8_t> make_event(const event_parts& p) {
-    bson_ptr b(bson_new());
-    bson_t sub;
-    bson_append_document_begin(b.get(), "_id", 3, &sub);
-    bson_append_utf8(&sub, "_data", 5, "8265", -1);
-    bson_append_document_end(b.get(), &sub);
-    bson_append_utf8(b.get(), "operationType", -1, p.op, -1);
-    bson_append_timestamp(b.get(), "clusterTime", -1, p.secs, p.inc);
-    if (p.extras) {
-        bson_append_date_time(b.get(), "wallTime", -1, 1700000000123);
-        bson_append_int64(b.get(), "txnNumber", -1, 5);
-        bson_ptr lsid = from_json(R"({"id": {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==", )"
-                                  R"("subType": "04"}}})");
-        bson_append_document(b.get(), "lsid", -1, lsid.get());
-    }
-    if (p.db) {
-        bson_append_document_begin(b.get(), "ns", 2, &sub);
-        bson_append_utf8(&sub, "db", 2, p.db, -1);
-        if (p.coll)
-            bson_append_utf8(&sub, "coll", 4, p.coll, -1);
-        bson_append_document_end(b.get(), &sub);
-    }
-    auto doc = [&](const char* key, const char* json) {
-        if (json) {
-            bson_ptr d = from_json(json);
-            bson_append_document(b.get(), key, -1, d.get());
-        }
-    };
-    doc("documentKey", p.document_key);
-    doc("updateDescription", p.update_description);
-    doc("fullDocument", p.full_document);
-    if (p.null_full_document)
-        bson_append_null(b.get(), "fullDocument", -1);
-    if (p.extras)
-        doc("fullDocumentBeforeChange", R"({"_id": 42, "n": 0})");
-    return bytes_of(b.get());
-}
-
 std::string encode(const jsonl_options& o, const std::vector<std::vector<std::uint8_t>>& events) {
     diagnostics diag;
     EXPECT_FALSE(validate(o, diag)) << diag.message;
-    jsonl_encoder_factory f(o);
-    auto enc = f.open("shop/orders/k.jsonl");
-    for (const auto& e : events) {
-        change_event ev;
-        ev.raw = byte_view(e.data(), e.size());
-        EXPECT_FALSE(enc->append(ev, diag)) << diag.message;
-    }
-    std::string out;
-    enc->finish(out);
-    return out;
+    return encode_events(jsonl_encoder_factory(o), events, "shop/orders/k.jsonl");
 }
 
 jsonl_options rigatoni(ejson_mode mode = ejson_mode::relaxed) {
@@ -284,7 +221,11 @@ jsonl_options rigatoni(ejson_mode mode = ejson_mode::relaxed) {
 TEST(JsonlRigatoni, ExactLines) {
     event_parts insert;
     insert.full_document = R"({"_id": 42, "name": "a b, \"c\"", "n": {"$numberLong": "7"}})";
-    insert.extras = true;  // dropped: Rigatoni's ChangeEvent has no such fields
+    // Dropped: Rigatoni's ChangeEvent has no wallTime, txnNumber, lsid or
+    // fullDocumentBeforeChange.
+    insert.txn = 5;
+    insert.lsid = R"({"id": {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==", "subType": "04"}}})";
+    insert.before_change = R"({"_id": 42, "n": 0})";
     event_parts update;
     update.op = "update";
     update.inc = 0;
@@ -292,7 +233,7 @@ TEST(JsonlRigatoni, ExactLines) {
     update.update_description =
         R"({"truncatedArrays": [{"field": "items", "newSize": 2}], "disambiguatedPaths": {},)"
         R"( "removedFields": ["old"], "updatedFields": {"x": 1, "s": "a, b"}})";
-    update.null_full_document = true;  // a lookup that found nothing: left out
+    update.full_document_null = true;  // a lookup that found nothing: left out
     event_parts drop_db;
     drop_db.op = "dropDatabase";
     drop_db.coll = nullptr;
@@ -538,7 +479,7 @@ TEST(JsonlRigatoni, DeterministicAndBufferedBytesTrackTheObject) {
     std::size_t last = enc->buffered_bytes();
     EXPECT_EQ(last, 0u);
     for (const auto& d : docs) {
-        ASSERT_FALSE(enc->append(event_of(d), diag)) << diag.message;
+        ASSERT_FALSE(enc->append(routed_event(d), diag)) << diag.message;
         EXPECT_GT(enc->buffered_bytes(), last);
         last = enc->buffered_bytes();
     }

@@ -13,6 +13,7 @@
 #include "../../../../adapters/formats/src/detail/parquet_thrift.hpp"
 
 #include "bson_corpus.hpp"
+#include "event_builder.hpp"
 
 #include <gtest/gtest.h>
 #include <snappy.h>
@@ -33,7 +34,13 @@ using parquet_detail::compact_type;
 using parquet_detail::compact_writer;
 using testing::bson_ptr;
 using testing::bytes_of;
+using testing::compact_json;
 using testing::corpus_generator;
+using testing::encode_events;
+using testing::event_list;
+using testing::event_of;
+using testing::event_parts;
+using testing::make_event;
 
 std::string hex(std::string_view s) {
     static const char* digits = "0123456789abcdef";
@@ -656,70 +663,6 @@ parquet_file read_parquet(std::string_view f) {
 // ---------------------------------------------------------------------------------------
 // Events and expectations.
 
-bson_ptr from_json(const char* json) {
-    bson_error_t err;
-    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(json), -1, &err));
-    EXPECT_TRUE(b) << err.message << ": " << json;
-    return b;
-}
-
-struct event_parts {
-    const char* op = "insert";
-    const char* db = "shop";
-    const char* coll = "orders";
-    std::uint32_t secs = 1700000000;
-    std::uint32_t inc = 7;
-    std::optional<std::int64_t> wall = 1700000000123;
-    const char* document_key = R"({"_id": 42})";
-    const char* full_document = nullptr;
-    const char* update_description = nullptr;
-    const char* before = nullptr;
-    const char* lsid = nullptr;
-    std::optional<std::int64_t> txn;
-    std::string token = "8265";
-};
-
-std::vector<std::uint8_t> make_event(const event_parts& p) {
-    bson_ptr b(bson_new());
-    bson_t sub;
-    bson_append_document_begin(b.get(), "_id", 3, &sub);
-    bson_append_utf8(&sub, "_data", 5, p.token.c_str(), -1);
-    bson_append_document_end(b.get(), &sub);
-    bson_append_utf8(b.get(), "operationType", -1, p.op, -1);
-    bson_append_timestamp(b.get(), "clusterTime", -1, p.secs, p.inc);
-    if (p.wall)
-        bson_append_date_time(b.get(), "wallTime", -1, *p.wall);
-    if (p.db) {
-        bson_append_document_begin(b.get(), "ns", 2, &sub);
-        bson_append_utf8(&sub, "db", 2, p.db, -1);
-        if (p.coll)
-            bson_append_utf8(&sub, "coll", 4, p.coll, -1);
-        bson_append_document_end(b.get(), &sub);
-    }
-    auto doc = [&](const char* key, const char* json) {
-        if (json) {
-            bson_ptr d = from_json(json);
-            bson_append_document(b.get(), key, -1, d.get());
-        }
-    };
-    doc("documentKey", p.document_key);
-    doc("fullDocument", p.full_document);
-    doc("updateDescription", p.update_description);
-    doc("fullDocumentBeforeChange", p.before);
-    doc("lsid", p.lsid);
-    if (p.txn)
-        bson_append_int64(b.get(), "txnNumber", -1, *p.txn);
-    return bytes_of(b.get());
-}
-
-change_event event_of(const std::vector<std::uint8_t>& raw) {
-    change_event ev;
-    ev.raw = byte_view(raw.data(), raw.size());
-    return ev;
-}
-
-using event_list = std::vector<std::vector<std::uint8_t>>;
-
 // A mix of realistic events (the corpus generator) and hand-made ones with every nullable
 // column null somewhere, awkward strings, transactions and negative or absent wall times.
 event_list mixed_events(std::uint64_t seed, int n) {
@@ -747,7 +690,7 @@ event_list mixed_events(std::uint64_t seed, int n) {
         if (gen.chance(50))
             p.update_description = R"({"updatedFields": {"n": 1, "s": "x \" y"}})";
         if (gen.chance(30))
-            p.before = R"({"_id": 42, "n": 0})";
+            p.before_change = R"({"_id": 42, "n": 0})";
         if (gen.chance(40)) {
             p.lsid =
                 R"({"id": {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==", "subType": "04"}}})";
@@ -764,28 +707,6 @@ struct expected_cell {
     std::optional<std::int64_t> num;
     bool is_int = false;
 };
-
-std::string compact_json(std::string_view json) {
-    // What the rigatoni layout writes: the JSON without spaces outside strings.
-    std::string out;
-    bool in_string = false, escaped = false;
-    for (const char c : json) {
-        if (in_string) {
-            if (escaped) {
-                escaped = false;
-            } else if (c == '\\') {
-                escaped = true;
-            } else if (c == '"') {
-                in_string = false;
-            }
-            out += c;
-        } else if (c != ' ') {
-            in_string = c == '"';
-            out += c;
-        }
-    }
-    return out;
-}
 
 // The rows an independent reader must see, column by column, built from the tabular
 // extractor (the schema's definition of each column).
@@ -856,14 +777,7 @@ std::unique_ptr<parquet_encoder_factory> factory(const parquet_options& o) {
 
 std::string encode(const parquet_options& o, const event_list& events,
                    std::string_view key = "shop/orders/0.parquet") {
-    auto f = factory(o);
-    auto enc = f->open(key);
-    diagnostics diag;
-    for (const auto& e : events)
-        EXPECT_FALSE(enc->append(event_of(e), diag)) << diag.message;
-    std::string out;
-    enc->finish(out);
-    return out;
+    return encode_events(*factory(o), events, key);
 }
 
 void expect_same_values(const parquet_file& pf, const event_list& events,
@@ -1077,7 +991,7 @@ TEST(Parquet, NullsUseDefinitionLevels) {
     event_parts full;
     full.full_document = R"({"_id": 42, "a": "b"})";
     full.update_description = R"({"updatedFields": {}})";
-    full.before = R"({"_id": 42})";
+    full.before_change = R"({"_id": 42})";
     full.lsid = R"({"id": 1})";
     full.txn = -5;
     const event_list events = {make_event(all_null), make_event(full), make_event(all_null)};

@@ -3,6 +3,7 @@
 #include <penne/formats/tabular.hpp>
 
 #include "bson_corpus.hpp"
+#include "event_builder.hpp"
 
 #include <gtest/gtest.h>
 
@@ -20,13 +21,8 @@ namespace {
 using testing::bson_ptr;
 using testing::bytes_of;
 using testing::corpus_generator;
-
-bson_ptr from_json(const char* json) {
-    bson_error_t err;
-    bson_ptr b(bson_new_from_json(reinterpret_cast<const std::uint8_t*>(json), -1, &err));
-    EXPECT_TRUE(b) << err.message << ": " << json;
-    return b;
-}
+using testing::event_of;
+using testing::from_json;
 
 // libbson's rendering of a document: the reference the JSON columns must equal.
 std::string libbson_json(const bson_t* b, ejson_mode mode) {
@@ -122,12 +118,6 @@ std::optional<std::string> expected_json(const std::vector<std::uint8_t>& raw, c
     bson_t sub;
     EXPECT_TRUE(bson_init_static(&sub, data, len));
     return libbson_json(&sub, mode);
-}
-
-change_event event_of(const std::vector<std::uint8_t>& raw) {
-    change_event ev;
-    ev.raw = byte_view(raw.data(), raw.size());
-    return ev;
 }
 
 struct extracted {
