@@ -494,7 +494,9 @@ awaitable<error_code> scope_runner::retrying(std::string what, retry_kind kind, 
         attempt_done(kind, clock::now() - t0, ec);
         if (!ec)
             break;
-        if (hard_stop_) {
+        if (hard_stop_ || (cell_.stopping && is_cancellation(ec))) {
+            // Stopping (shutdown, or a lease handed over or lost): the operation was cancelled
+            // on purpose, which is not a failure of the scope.
             result = make_error_code(errc::cancelled);
             break;
         }
@@ -944,7 +946,7 @@ awaitable<error_code> scope_runner::open_source(std::optional<resume_token> from
     auto ec = co_await retrying(
         "opening change stream", retry_kind::open,
         [&](diagnostics& d) { return source_->open(start, d); }, p_.stats.source_reopens, diag);
-    if (ec && ec != errc::cancelled)
+    if (ec && !is_cancellation(ec))
         fail(ec, "opening the change stream failed: " + describe(ec, diag));
     co_return ec;
 }

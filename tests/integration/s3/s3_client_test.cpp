@@ -245,19 +245,38 @@ TEST_F(s3_client_test, multipart_upload_in_parallel_parts_has_the_multipart_etag
 TEST_F(s3_client_test, cancelled_multipart_upload_is_aborted_and_leaves_nothing) {
     auto slow = make_client(peer->secret_key(),
                             [](penne::s3::client_config& c) { c.part_concurrency = 1; });
-    const auto body = random_bytes(40 * 1024 * 1024, 3);
+    const auto body = random_bytes(80 * 1024 * 1024, 3);
     penne::s3::put_result result;
     asio::cancellation_signal cancel;
     error_code ec;
     diagnostics d;
+    bool done = false;
     asio::co_spawn(
         ctx,
         [&]() -> asio::awaitable<void> {
             ec = co_await slow->upload(bucket, "cancelled.bin", body, no_options, result, d);
+            done = true;
         },
         asio::bind_cancellation_slot(cancel.slot(), asio::detached));
-    asio::steady_timer timer(ctx, 300ms);
-    timer.async_wait([&](error_code) { cancel.emit(asio::cancellation_type::terminal); });
+    // Cancel as soon as the multipart upload exists on the server (whatever the machine's
+    // speed): then parts are in flight and the client must abort the upload.
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            asio::steady_timer poll(ctx);
+            for (;;) {
+                std::vector<penne::s3::upload_info> uploads;
+                diagnostics pd;
+                const std::string prefix;
+                auto pec = co_await s3->list_multipart_uploads(bucket, prefix, uploads, pd);
+                if (done || (!pec && !uploads.empty()))
+                    break;
+                poll.expires_after(5ms);
+                co_await poll.async_wait(asio::use_awaitable);
+            }
+            cancel.emit(asio::cancellation_type::terminal);
+        },
+        asio::detached);
     ctx.restart();
     ctx.run();
     EXPECT_EQ(ec, asio::error::operation_aborted) << ec.message() << " " << d.message;
