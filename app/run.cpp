@@ -403,6 +403,7 @@ int run_pipeline(const config& cfg) {
             if (ec || finished)
                 return;
             log.log(log_level::info, progress_line(pipe.stats()));
+            log.flush();  // also writes the summaries of repeats whose window has closed
             progress.expires_after(cfg.log.progress_interval);
             progress.async_wait(asio::bind_executor(top, on_progress));
         };

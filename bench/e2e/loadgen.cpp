@@ -2,13 +2,26 @@
 // penne's output.
 //
 //   penne-loadgen write --uri mongodb://127.0.0.1:27017 --db demo --collections 5
-//                       --ops 20000 [--mix 70/25/5] [--doc-bytes 800] [--rate 0]
+//                       [--databases 1] --ops 20000 [--mix 70/25/5] [--doc-bytes 800]
+//                       [--rate 0]
 //   penne-loadgen verify --dir ./penne-out --expect-events 20000
 //
-// write: inserts, updates ($set on existing documents) and deletes in the given mix,
-// round-robin over the collections, in ordered bulk writes; prints the number of change
-// events it caused. verify: decodes every object, checks that every event appears once
-// (no token twice) and that the count matches.
+// write: inserts, updates ($set on existing documents) and deletes in the given mix, in
+// ordered bulk writes of --batch operations, each bulk write going to one collection,
+// round-robin over every (database, collection) pair; prints the number of change events
+// it caused and the achieved rate in operations per second.
+//
+// Databases: --databases M writes into M databases named after --db: the first is the
+// --db value itself, the others get a suffix, so --db demo --databases 3 writes into
+// demo, demo_1 and demo_2 (M = 1 is exactly the single-database workload). Each database
+// holds the same collections coll0 .. coll<N-1>. The round-robin visits the databases
+// first, then the collections ((demo, coll0), (demo_1, coll0), (demo, coll1), ...), so
+// every database receives writes from the first bulk writes on; every pair is written
+// once --ops reaches --batch x M x N. Document _ids are unique across all databases.
+//
+// verify: decodes every object under the directory (whatever databases and collections
+// they came from), checks that every event appears once (no token twice) and that the
+// count matches.
 
 #include <mongoc/mongoc.h>
 
@@ -31,6 +44,7 @@ struct write_options {
     std::string uri = "mongodb://127.0.0.1:27017/?directConnection=true";
     std::string db = "demo";
     int collections = 5;
+    int databases = 1;
     std::int64_t ops = 20'000;
     std::string mix = "70/25/5";
     int doc_bytes = 800;
@@ -46,6 +60,10 @@ int do_write(const write_options& o) {
         std::fprintf(stderr, "--mix must be three percentages adding to 100, e.g. 70/25/5\n");
         return 2;
     }
+    if (static_cast<std::int64_t>(o.databases) * o.collections > 1'000'000) {
+        std::fprintf(stderr, "--databases x --collections must be at most 1000000\n");
+        return 2;
+    }
     mongoc_init();
     bson_error_t err;
     mongoc_uri_t* uri = mongoc_uri_new_with_error(o.uri.c_str(), &err);
@@ -57,7 +75,14 @@ int do_write(const write_options& o) {
     mongoc_client_set_appname(client, "penne-loadgen");
 
     std::mt19937_64 rng(o.seed);
-    std::vector<std::vector<std::int64_t>> live(static_cast<std::size_t>(o.collections));
+    // The database names: the --db value, then <db>_1, <db>_2, ...
+    std::vector<std::string> db_names;
+    for (int d = 0; d < o.databases; ++d)
+        db_names.push_back(d == 0 ? o.db : o.db + "_" + std::to_string(d));
+    const std::int64_t pairs = static_cast<std::int64_t>(o.databases) * o.collections;
+    // live ids per (database, collection) pair, indexed db_no * collections + coll_no.
+    std::vector<std::vector<std::int64_t>> live(static_cast<std::size_t>(pairs));
+    std::vector<std::int64_t> ops_per_db(static_cast<std::size_t>(o.databases), 0);
     std::int64_t next_id = 0, inserts = 0, updates = 0, deletes = 0;
     const std::string filler(static_cast<std::size_t>(std::max(0, o.doc_bytes - 200)), 'x');
     const auto start = std::chrono::steady_clock::now();
@@ -65,14 +90,19 @@ int do_write(const write_options& o) {
 
     std::int64_t chunk = 0;
     for (std::int64_t done = 0; done < o.ops; ++chunk) {
-        const int coll_no = static_cast<int>(chunk % o.collections);
+        // Databases vary fastest; with one database this is chunk % collections as before.
+        const std::int64_t pair = chunk % pairs;
+        const int db_no = static_cast<int>(pair % o.databases);
+        const int coll_no = static_cast<int>(pair / o.databases);
         const std::string coll_name = "coll" + std::to_string(coll_no);
+        const std::string& db_name = db_names[static_cast<std::size_t>(db_no)];
         mongoc_collection_t* coll =
-            mongoc_client_get_collection(client, o.db.c_str(), coll_name.c_str());
+            mongoc_client_get_collection(client, db_name.c_str(), coll_name.c_str());
         mongoc_bulk_operation_t* bulk =
             mongoc_collection_create_bulk_operation_with_opts(coll, nullptr);
-        auto& ids = live[static_cast<std::size_t>(coll_no)];
+        auto& ids = live[static_cast<std::size_t>(db_no * o.collections + coll_no)];
         std::int64_t n = std::min<std::int64_t>(o.batch, o.ops - done);
+        ops_per_db[static_cast<std::size_t>(db_no)] += n;
         for (std::int64_t i = 0; i < n; ++i) {
             int roll = static_cast<int>(rng() % 100);
             if (ids.empty() || roll < ins_pct) {
@@ -134,10 +164,25 @@ int do_write(const write_options& o) {
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // scripts/demo.sh greps "events=<n>" from this line: keep that token as it is.
     std::printf("loadgen: %lld inserts, %lld updates, %lld deletes in %.1f s; events=%lld\n",
                 static_cast<long long>(inserts), static_cast<long long>(updates),
                 static_cast<long long>(deletes), secs,
                 static_cast<long long>(inserts + updates + deletes));
+    if (o.databases > 1) {
+        for (int d = 0; d < o.databases; ++d)
+            std::printf("loadgen: database %s: %lld operations over %d collections\n",
+                        db_names[static_cast<std::size_t>(d)].c_str(),
+                        static_cast<long long>(ops_per_db[static_cast<std::size_t>(d)]),
+                        o.collections);
+    }
+    const std::int64_t total = inserts + updates + deletes;
+    if (o.rate > 0)
+        std::printf("loadgen: achieved %.1f ops/s (target %.1f ops/s)\n",
+                    secs > 0 ? static_cast<double>(total) / secs : 0.0, o.rate);
+    else
+        std::printf("loadgen: achieved %.1f ops/s (unthrottled)\n",
+                    secs > 0 ? static_cast<double>(total) / secs : 0.0);
     mongoc_client_destroy(client);
     mongoc_uri_destroy(uri);
     mongoc_cleanup();
@@ -183,9 +228,17 @@ int main(int argc, char** argv) {
     write_options w;
     auto* write = app.add_subcommand("write", "Write a change workload through the C driver");
     write->add_option("--uri", w.uri, "MongoDB URI");
-    write->add_option("--db", w.db, "Database");
-    write->add_option("--collections", w.collections, "Number of collections")
+    write->add_option("--db", w.db, "Database (the first one; see --databases)");
+    write
+        ->add_option("--collections", w.collections,
+                     "Number of collections per database (coll0 .. coll<N-1>)")
         ->check(CLI::Range(1, 100000));
+    write
+        ->add_option("--databases", w.databases,
+                     "Number of databases: the --db value, then <db>_1, <db>_2, ... "
+                     "(e.g. demo, demo_1, demo_2); bulk writes go round-robin over every "
+                     "(database, collection) pair, databases first")
+        ->check(CLI::Range(1, 10000));
     write->add_option("--ops", w.ops, "Number of operations")
         ->check(CLI::Range(1LL, 1'000'000'000LL));
     write->add_option("--mix", w.mix, "insert/update/delete percentages");
