@@ -41,6 +41,26 @@ void parse_line(std::string_view line, const std::string& object, output_scan& o
     if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, "_id._data", &it) &&
         BSON_ITER_HOLDS_UTF8(&it))
         ev.token = utf8(it);
+    if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, "documentKey._id", &it)) {
+        if (BSON_ITER_HOLDS_OID(&it)) {
+            char hex[25];
+            bson_oid_to_string(bson_iter_oid(&it), hex);
+            ev.key = hex;
+        } else if (BSON_ITER_HOLDS_INT32(&it)) {
+            ev.key = std::to_string(bson_iter_int32(&it));
+        } else if (BSON_ITER_HOLDS_INT64(&it)) {
+            ev.key = std::to_string(bson_iter_int64(&it));
+        } else if (BSON_ITER_HOLDS_UTF8(&it)) {
+            ev.key = utf8(it);
+        }
+    }
+    if (bson_iter_init(&it, doc) &&
+        bson_iter_find_descendant(&it, "updateDescription.updatedFields.v", &it)) {
+        if (BSON_ITER_HOLDS_INT32(&it))
+            ev.version = bson_iter_int32(&it);
+        if (BSON_ITER_HOLDS_INT64(&it))
+            ev.version = bson_iter_int64(&it);
+    }
     if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, "fullDocument.n", &it)) {
         if (BSON_ITER_HOLDS_INT32(&it))
             ev.n = bson_iter_int32(&it);

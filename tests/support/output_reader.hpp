@@ -16,6 +16,11 @@ struct written_event {
     std::string coll;
     std::string token;    // _id._data
     std::int64_t n = -1;  // fullDocument.n for inserts (the test's sequence number)
+    // JSON lines only: documentKey._id (an ObjectId in hex, an integer in decimal, or a
+    // string), to tie updates and deletes to the insert of the same document, and
+    // updateDescription.updatedFields.v (a test's per-document update counter) or -1.
+    std::string key;
+    std::int64_t version = -1;
 };
 
 struct output_scan {
