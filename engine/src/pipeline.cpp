@@ -995,15 +995,23 @@ awaitable<void> scope_runner::run() {
         set_stream_open(true);
     }
     helpers_running_ = 3;
+    // Each helper's completion clears its slot: a later emit (request_stop after a lease
+    // loss, when the helpers of this session are long gone) must not reach a cancellation
+    // handler that belonged to a finished coroutine.
     asio::co_spawn(
         strand, [self] { return self->recorder(); },
-        asio::bind_cancellation_slot(recorder_sig_.slot(), asio::detached));
+        asio::bind_cancellation_slot(recorder_sig_.slot(), [self](std::exception_ptr) {
+            self->recorder_sig_.slot().clear();
+        }));
     asio::co_spawn(
         strand, [self] { return self->committer(); },
-        asio::bind_cancellation_slot(committer_sig_.slot(), asio::detached));
+        asio::bind_cancellation_slot(committer_sig_.slot(), [self](std::exception_ptr) {
+            self->committer_sig_.slot().clear();
+        }));
     asio::co_spawn(
         strand, [self] { return self->age_sealer(); },
-        asio::bind_cancellation_slot(sealer_sig_.slot(), asio::detached));
+        asio::bind_cancellation_slot(
+            sealer_sig_.slot(), [self](std::exception_ptr) { self->sealer_sig_.slot().clear(); }));
 
     // 3. Read, route, seal.
     event_batch batch;
@@ -1140,6 +1148,7 @@ void pipeline::impl::start_runner(std::size_t index, std::uint64_t fence) {
     asio::co_spawn(
         s->strand, [s] { return s->run(); },
         asio::bind_cancellation_slot(s->reader_sig.slot(), [self, s](std::exception_ptr e) {
+            s->reader_sig.slot().clear();  // see the helpers' completions
             if (e) {
                 try {
                     std::rethrow_exception(e);
