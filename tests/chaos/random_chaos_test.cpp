@@ -34,6 +34,7 @@
 #include <set>
 #include <thread>
 
+#include "bucket_mirror.hpp"
 #include "exactly_once.hpp"
 #include "mongo_inserter.hpp"
 #include "output_reader.hpp"
@@ -608,77 +609,13 @@ protected:
         }
     }
 
-    // Lists the bucket (penne's client) and fetches the objects not mirrored yet (or changed)
-    // with curl, many per curl process; then decodes the mirror.
+    // The bucket's objects, fetched with curl into a local mirror (only new or changed ones)
+    // and decoded.
     output_scan mirror() {
-        asio::io_context ctx;
-        penne::s3::client_config cfg;
-        diagnostics d;
-        EXPECT_FALSE(penne::s3::parse_endpoint(peer_->endpoint(), peer_->region(),
-                                               penne::s3::addressing::path, cfg.ep, d));
-        std::vector<std::unique_ptr<penne::s3::credentials_provider>> providers;
-        providers.push_back(
-            penne::s3::make_static_provider({peer_->access_key(), peer_->secret_key(), ""}));
-        auto chain = std::make_shared<penne::s3::credentials_chain>(ctx.get_executor(),
-                                                                    std::move(providers));
-        penne::s3::client c(ctx.get_executor(), cfg, chain);
-        std::vector<penne::s3::object_info> objects;
-        error_code ec;
-        const std::string prefix = "cdc/";
-        asio::co_spawn(
-            ctx,
-            [&]() -> asio::awaitable<void> {
-                ec = co_await c.list_objects(bucket_, prefix, objects, d);
-            },
-            asio::detached);
-        ctx.run();
-        EXPECT_FALSE(ec) << d.message;
-        const std::string root = dir_ / "mirror";
-        std::vector<std::string> args;
-        std::vector<const penne::s3::object_info*> fetching;
-        auto fetch = [&] {
-            if (fetching.empty())
-                return;
-            std::vector<std::string> argv{
-                "/usr/bin/curl",
-                "--silent",
-                "--show-error",
-                "--fail",
-                "--max-time",
-                "120",
-                "--aws-sigv4",
-                "aws:amz:" + peer_->region() + ":s3",
-                "--user",
-                peer_->access_key() + ":" + peer_->secret_key(),
-                "-H",
-                "x-amz-content-sha256: "
-                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7"
-                "852b855"};
-            argv.insert(argv.end(), args.begin(), args.end());
-            process curl(argv, dir_ / "curl.log");
-            const auto code = curl.wait(150s);
-            EXPECT_EQ(code, 0) << curl.log();
-            if (code == 0)
-                for (const auto* o : fetching)
-                    mirrored_[o->key] = o->etag;
-            args.clear();
-            fetching.clear();
-        };
-        for (const auto& o : objects) {
-            if (auto it = mirrored_.find(o.key); it != mirrored_.end() && it->second == o.etag)
-                continue;
-            const std::filesystem::path local = root + "/" + o.key;
-            std::filesystem::create_directories(local.parent_path());
-            args.push_back(peer_->endpoint() + "/" + bucket_ + "/" +
-                           penne::http::uri_encode_path(o.key));
-            args.push_back("--output");
-            args.push_back(local.string());
-            fetching.push_back(&o);
-            if (fetching.size() == 100)
-                fetch();
-        }
-        fetch();
-        return scan_output(root);
+        if (!mirror_)
+            mirror_ = std::make_unique<bucket_mirror>(*peer_, bucket_, dir_ / "mirror");
+        mirror_->sync("cdc/");
+        return scan_output(mirror_->root());
     }
 
     struct tally {
@@ -800,7 +737,7 @@ protected:
     std::unique_ptr<process> mongosim_;
     std::map<int, std::unique_ptr<process>> penne_;
     std::vector<std::string> scopes_;
-    std::map<std::string, std::string> mirrored_;  // key -> etag
+    std::unique_ptr<bucket_mirror> mirror_;
     std::map<int, int> metrics_ports_;
     int scrapes_ = 0;
 };

@@ -18,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include "bucket_mirror.hpp"
 #include "exactly_once.hpp"
 #include "mongo_inserter.hpp"
 #include "output_reader.hpp"
@@ -101,47 +102,12 @@ protected:
         p.reset();
     }
 
-    // Lists the bucket (penne's client) and fetches every object with curl into a mirror
-    // directory; then decodes the mirror.
+    // The bucket's objects, fetched with curl into a local mirror and decoded.
     output_scan mirror() {
-        asio::io_context ctx;
-        penne::s3::client_config cfg;
-        diagnostics d;
-        EXPECT_FALSE(penne::s3::parse_endpoint(peer_->endpoint(), peer_->region(),
-                                               penne::s3::addressing::path, cfg.ep, d));
-        std::vector<std::unique_ptr<penne::s3::credentials_provider>> providers;
-        providers.push_back(
-            penne::s3::make_static_provider({peer_->access_key(), peer_->secret_key(), ""}));
-        auto chain = std::make_shared<penne::s3::credentials_chain>(ctx.get_executor(),
-                                                                    std::move(providers));
-        penne::s3::client c(ctx.get_executor(), cfg, chain);
-        std::vector<penne::s3::object_info> objects;
-        error_code ec;
-        const std::string prefix = "cdc/";
-        asio::co_spawn(
-            ctx,
-            [&]() -> asio::awaitable<void> {
-                ec = co_await c.list_objects(bucket_, prefix, objects, d);
-            },
-            asio::detached);
-        ctx.run();
-        EXPECT_FALSE(ec) << d.message;
-        const auto root = dir_ / ("mirror-" + std::to_string(++mirrors_));
-        for (const auto& o : objects) {
-            const std::filesystem::path local = root + "/" + o.key;
-            std::filesystem::create_directories(local.parent_path());
-            process curl(
-                {"/usr/bin/curl", "--silent", "--show-error", "--fail", "--max-time", "60",
-                 "--aws-sigv4", "aws:amz:" + peer_->region() + ":s3", "--user",
-                 peer_->access_key() + ":" + peer_->secret_key(), "-H",
-                 "x-amz-content-sha256: "
-                 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                 "--output", local.string(),
-                 peer_->endpoint() + "/" + bucket_ + "/" + penne::http::uri_encode_path(o.key)},
-                dir_ / "curl.log");
-            EXPECT_EQ(curl.wait(90s), 0) << o.key;
-        }
-        return scan_output(root);
+        if (!mirror_)
+            mirror_ = std::make_unique<bucket_mirror>(*peer_, bucket_, dir_ / "mirror");
+        mirror_->sync("cdc/");
+        return scan_output(mirror_->root());
     }
 
     output_scan wait_for(std::size_t expected, std::chrono::seconds timeout = 90s) {
@@ -169,7 +135,8 @@ protected:
     temp_dir dir_{"penne-s3-e2e"};
     std::string bucket_;
     int port_ = 0;
-    int starts_ = 0, cli_count_ = 0, mirrors_ = 0;
+    int starts_ = 0, cli_count_ = 0;
+    std::unique_ptr<bucket_mirror> mirror_;
     std::unique_ptr<process> mongosim_;
     const std::vector<std::string> colls_{"c0", "c1", "c2"};
 };
