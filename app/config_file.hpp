@@ -1,159 +1,39 @@
 #pragma once
-// The daemon's configuration: the TOML file (toml++), environment overrides for URIs and
-// secrets, and validation whose errors name the key, the value and what is allowed.
-// app/ is the only place that reads files and the environment (STYLE.md §8).
+// The daemon's side of the configuration: reading the TOML file and the process
+// environment (app/ is the only place that reads files and the environment, STYLE.md §8).
+// The settings and the pure parser live in the library (include/penne/config.hpp).
 
-#include <penne/pipeline.hpp>
+#include <penne/config.hpp>
 
-#include <chrono>
-#include <cstdint>
 #include <map>
-#include <optional>
 #include <string>
-#include <vector>
 
 namespace penne::app {
 
-struct mongo_settings {
-    std::string uri = "mongodb://127.0.0.1:27017";
-    std::chrono::milliseconds max_await{1000};
-    std::chrono::milliseconds connect_timeout{10'000};
-    std::uint32_t batch_size = 0;  // 0: the server's default
-    std::string full_document = "default";
-    std::vector<std::string> pipeline;  // extra stages, Extended JSON
-};
+// The library's names, for app code and its tests.
+using penne::config;
+using penne::destination_settings;
+using penne::lease_settings;
+using penne::log_settings;
+using penne::metrics_settings;
+using penne::mongo_settings;
+using penne::output_settings;
+using penne::parse_config;
+using penne::parse_size;
+using penne::redact_uri;
+using penne::redact_uris_in;
+using penne::s3_settings;
+using penne::state_settings;
+using penne::watch_settings;
 
-struct watch_settings {
-    std::string level;  // collection | database | deployment
-    std::string database;
-    std::vector<std::string> collections;          // collection level: the collections
-    std::vector<std::string> include_collections;  // database/deployment level filters
-    std::vector<std::string> exclude_collections;
-};
-
-struct output_settings {
-    std::string format = "jsonl";
-    std::string json_mode = "relaxed";
-    std::string layout = "penne";  // penne | rigatoni (the seed's CSV columns)
-    std::string csv_delimiter = ",";
-    std::string csv_line_ending;  // crlf | lf; empty: the layout's default
-    // jsonl/csv: the whole object (zstd | gzip | none); parquet: its pages (zstd | gzip |
-    // snappy | none); avro: its blocks (zstd | deflate | snappy | none). Unset: zstd, and
-    // deflate for avro (the codec every Avro reader has).
-    std::string compression;
-    int compression_level = 0;              // 0: the codec's default
-    std::string timestamp_unit = "millis";  // parquet/avro timestamps: millis | micros
-    std::string key_layout = "date_hour";
-    std::string prefix = "penne";
-};
-
-struct destination_settings {
-    std::string type = "local";  // local | s3
-    std::string path = "./penne-out";
-};
-
-// [s3]: the bucket and how to reach it. Unset values come from the standard AWS
-// environment (AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE, credentials chain) at startup.
-struct s3_settings {
-    std::string bucket;
-    std::string region;    // empty: AWS_REGION / AWS_DEFAULT_REGION / profile / us-east-1
-    std::string endpoint;  // empty: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / profile / AWS
-    std::string addressing = "auto";  // auto | path | virtual
-    std::string profile;              // empty: AWS_PROFILE / "default"
-    // Static credentials (prefer the environment or a profile; never logged).
-    std::string access_key_id;
-    std::string secret_access_key;
-    std::string session_token;
-    std::string storage_class;
-    std::string sse = "none";  // none | AES256 | aws:kms
-    std::string kms_key_id;
-    std::vector<std::pair<std::string, std::string>> tags;
-    std::vector<std::pair<std::string, std::string>> metadata;
-    bool content_md5 = true;
-    bool unsigned_payload = false;  // TLS endpoints only
-    std::uint64_t multipart_threshold = 64ull << 20;
-    std::uint64_t part_size = 16ull << 20;
-    std::uint32_t part_concurrency = 4;
-    std::string ca_file;
-    bool verify_tls = true;
-    std::chrono::milliseconds connect_timeout{10'000};
-    std::chrono::milliseconds request_timeout{60'000};
-    std::uint32_t max_retries = 8;
-};
-
-struct state_settings {
-    std::string type = "file";  // file | memory | redis
-    std::string path = "./penne-state";
-    // redis: redis://[user:password@]host:port/db or rediss:// (TLS); env PENNE_REDIS_URL
-    // overrides (keeps the password out of the file).
-    std::string url = "redis://127.0.0.1:6379/0";
-    std::string key_prefix = "penne";
-    std::string tls_ca_file;  // rediss://: CA bundle; empty: the system store
-    std::chrono::milliseconds connect_timeout{5'000};
-    std::chrono::milliseconds command_timeout{5'000};
-};
-
-// [lease]: several instances sharing the scopes through Redis (DESIGN §5). The TTL and
-// the retry interval are stored in pipeline_config (lease_ttl, lease_retry_interval).
-struct lease_settings {
-    // Resolved by parse_config: unset means true with state.type = "redis"; true with
-    // another state store is refused (leases live in Redis).
-    bool enabled = false;
-    std::string owner;  // empty: "<hostname>-<pid>-<random>"
-};
-
-struct log_settings {
-    std::string level = "info";
-    std::string format = "text";
-    // How often `penne run` logs a progress line (0: never).
-    std::chrono::milliseconds progress_interval{10'000};
-};
-
-// [metrics]: the operations server (/metrics, /health, /ready, /status) of `penne run`.
-struct metrics_settings {
-    bool enabled = true;
-    std::string address = "127.0.0.1";  // loopback; "0.0.0.0" or "::" to expose it
-    std::uint16_t port = 9464;          // 0: any free port (logged at startup)
-    std::string compat = "none";        // none | rigatoni (also the seed's rigatoni_* names)
-    bool per_collection_labels = true;  // false: collections aggregate into their scope
-    std::uint64_t max_series = 10'000;  // new series per metric beyond this are dropped
-    // (not_ready_after_ms, how long a scope may retry or stay silent before /ready turns
-    // 503, is stored in pipeline_config::not_ready_after.)
-};
-
-struct config {
-    mongo_settings mongodb;
-    std::vector<watch_settings> watches;
-    output_settings output;
-    destination_settings destination;
-    s3_settings s3;
-    state_settings state;
-    lease_settings lease;
-    log_settings log;
-    metrics_settings metrics;
-    pipeline_config pipeline;  // batch limits, buffers, uploads, timeouts, retry (scopes filled)
-    unsigned threads = 1;
-};
-
-// Parses and validates. On error returns false and sets `error` to a message that names
-// the file, the key, the bad value and what is allowed. `env` supplies the environment
-// (PENNE_MONGODB_URI overrides mongodb.uri); tests pass their own.
+// Reads the file and parses it (parse_config). On error returns false and sets `error` to a
+// message that names the file, the key, the bad value and what is allowed. `env` supplies
+// the environment (PENNE_MONGODB_URI overrides mongodb.uri); tests pass their own.
 bool load_config(const std::string& path, const std::map<std::string, std::string>& env,
                  config& out, std::string& error);
-bool parse_config(std::string_view toml_text, std::string_view source_name,
-                  const std::map<std::string, std::string>& env, config& out, std::string& error);
 
 // Reads only the [s3] table of a configuration file (for the `penne s3` tools).
 bool load_s3_settings(const std::string& path, s3_settings& out, std::string& error);
-
-// Parses "64MiB", "512 KiB", "10MB", "1048576" into bytes.
-std::optional<std::uint64_t> parse_size(std::string_view text);
-
-// Replaces the password of a URI (scheme://user:password@host) with "****".
-std::string redact_uri(std::string_view uri);
-
-// Redacts the password of every URI embedded anywhere in `text` (for third-party log lines).
-std::string redact_uris_in(std::string_view text);
 
 // The environment as a map (for load_config).
 std::map<std::string, std::string> environment();

@@ -16,7 +16,7 @@
 // Secrets: every message goes through redact_uris_in() before it is keyed, counted or
 // written, so summaries repeat only redacted text.
 
-#include <penne/pipeline.hpp>
+#include <penne/pipeline_engine.hpp>
 
 #include <chrono>
 #include <cstddef>

@@ -13,6 +13,7 @@
 #include "config_file.hpp"
 #include "run.hpp"
 #include "s3_cli.hpp"
+#include "state_cli.hpp"
 
 int main(int argc, char** argv) {
     CLI::App cli{"penne: streams MongoDB change events into S3-compatible object storage"};
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
     check->add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
     cli.add_subcommand("version", "Print the version");
     penne::app::add_s3_commands(cli);
+    penne::app::add_state_commands(cli);
 
     try {
         cli.parse(argc, argv);
@@ -39,6 +41,8 @@ int main(int argc, char** argv) {
 
     if (cli.got_subcommand("s3"))
         return penne::app::run_s3_command(cli);
+    if (cli.got_subcommand("state"))
+        return penne::app::run_state_command(cli);
 
     penne::app::config cfg;
     std::string error;

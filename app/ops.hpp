@@ -33,7 +33,7 @@
 namespace penne::app {
 
 // The /status document:
-//   { "version": "0.1.0", "uptime_seconds": 12.5, "status": "running", "status_code": 1,
+//   { "version": "1.0.0", "uptime_seconds": 12.5, "status": "running", "status_code": 1,
 //     "ready": true, "ready_reason": "", "buffered_bytes": 0,
 //     "scopes": [ { "id": "shop", "state": "streaming", "stream_open": true,
 //                   "lag_seconds": 0.4, "last_durable_time": { "t": 1700000000, "i": 3,

@@ -1,34 +1,18 @@
 #include "run.hpp"
 
-#include <penne/file/destination.hpp>
-#include <penne/file/state_store.hpp>
-#include <penne/formats/avro.hpp>
-#include <penne/formats/csv.hpp>
-#include <penne/formats/jsonl.hpp>
-#include <penne/formats/object_compressor.hpp>
-#include <penne/formats/parquet.hpp>
-#include <penne/memory_state_store.hpp>
-#include <penne/mongo/change_stream.hpp>
+#include <penne/metrics.hpp>
 #include <penne/pipeline.hpp>
-#include <penne/redis/connection.hpp>
-#include <penne/redis/lease.hpp>
-#include <penne/redis/state_store.hpp>
-#include <penne/s3/destination.hpp>
 #include <penne/version.hpp>
 
 #include <mongoc/mongoc.h>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -37,175 +21,12 @@
 
 #include "logging.hpp"
 #include "ops.hpp"
-#include "s3_setup.hpp"
 
 namespace penne::app {
 namespace asio = boost::asio;
 namespace {
 
-// Everything the pipeline needs, built from the configuration.
-struct services {
-    std::unique_ptr<source_factory> sources;
-    std::unique_ptr<encoder_factory> encoder;
-    std::unique_ptr<compressor> compression;
-    s3_setup s3;  // when the destination is S3
-    std::unique_ptr<destination> dest;
-    std::unique_ptr<redis::connection> redis;  // when the state store is Redis
-    std::unique_ptr<state_store> state;
-    // With leases: their own connection, whose timeouts fit within the lease TTL (a lease
-    // request must never wait behind a slow state write, nor outlast the lease).
-    std::unique_ptr<redis::connection> lease_redis;
-    std::unique_ptr<redis::lease_store> leases;
-    key_template keys;
-};
-
-// `ex` runs the adapters' I/O; `services` must be destroyed before its execution context.
-bool build(const config& cfg, boost::asio::any_io_executor ex, services& s, std::string& error) {
-    diagnostics diag;
-    if (auto ec = key_template::parse(cfg.output.key_layout, cfg.output.prefix, s.keys, diag)) {
-        error = "output.key_layout: " + diag.message;
-        return false;
-    }
-
-    mongo::source_options mo;
-    mo.uri = cfg.mongodb.uri;
-    mo.max_await = cfg.mongodb.max_await;
-    mo.connect_timeout = cfg.mongodb.connect_timeout;
-    mo.batch_size = static_cast<std::int32_t>(cfg.mongodb.batch_size);
-    mo.full_document = mongo::parse_full_document_mode(cfg.mongodb.full_document)
-                           .value_or(mongo::full_document_mode::server_default);
-    mo.pipeline = cfg.mongodb.pipeline;
-    std::unique_ptr<mongo::source_factory> factory;
-    if (auto ec = mongo::source_factory::create(mo, factory, diag)) {
-        error = diag.message;
-        return false;
-    }
-    s.sources = std::move(factory);
-
-    const auto mode = cfg.output.json_mode == "canonical" ? formats::ejson_mode::canonical
-                                                          : formats::ejson_mode::relaxed;
-    const bool micros = cfg.output.timestamp_unit == "micros";
-    if (cfg.output.format == "csv") {
-        formats::csv_options co;
-        co.mode = mode;
-        co.layout = cfg.output.layout == "rigatoni" ? formats::csv_layout::rigatoni
-                                                    : formats::csv_layout::penne;
-        co.delimiter = cfg.output.csv_delimiter.at(0);
-        if (!cfg.output.csv_line_ending.empty())
-            co.line_ending = cfg.output.csv_line_ending == "lf" ? formats::csv_line_ending::lf
-                                                                : formats::csv_line_ending::crlf;
-        std::unique_ptr<formats::csv_encoder_factory> csv;
-        if (auto ec = formats::csv_encoder_factory::create(co, csv, diag)) {
-            error = "output: " + diag.message;
-            return false;
-        }
-        s.encoder = std::move(csv);
-    } else if (cfg.output.format == "parquet") {
-        // Parquet compresses its pages itself; objects get no outer compression.
-        formats::parquet_options po;
-        po.mode = mode;
-        po.layout = cfg.output.layout == "rigatoni" ? formats::parquet_layout::rigatoni
-                                                    : formats::parquet_layout::penne;
-        po.level = cfg.output.compression_level;
-        po.timestamp_unit = micros ? formats::parquet_timestamp_unit::micros
-                                   : formats::parquet_timestamp_unit::millis;
-        if (auto ec = formats::parse_parquet_codec(cfg.output.compression, po.codec, diag)) {
-            error = "output.compression: " + diag.message;
-            return false;
-        }
-        std::unique_ptr<formats::parquet_encoder_factory> parquet;
-        if (auto ec = formats::parquet_encoder_factory::create(po, parquet, diag)) {
-            error = "output: " + diag.message;
-            return false;
-        }
-        s.encoder = std::move(parquet);
-    } else if (cfg.output.format == "avro") {
-        formats::avro_options ao;
-        ao.mode = mode;
-        ao.layout = cfg.output.layout == "rigatoni" ? formats::avro_layout::rigatoni
-                                                    : formats::avro_layout::penne;
-        ao.level = cfg.output.compression_level;
-        ao.timestamp_unit =
-            micros ? formats::avro_timestamp_unit::micros : formats::avro_timestamp_unit::millis;
-        const auto& comp = cfg.output.compression;
-        const std::string codec = comp == "zstd" ? "zstandard" : comp == "none" ? "null" : comp;
-        if (auto ec = formats::parse_avro_codec(codec, ao.codec, diag)) {
-            error = "output.compression: " + diag.message;
-            return false;
-        }
-        std::unique_ptr<formats::avro_encoder_factory> avro;
-        if (auto ec = formats::avro_encoder_factory::create(ao, avro, diag)) {
-            error = "output: " + diag.message;
-            return false;
-        }
-        s.encoder = std::move(avro);
-    } else {
-        formats::jsonl_options jo;
-        jo.mode = mode;
-        jo.layout = cfg.output.layout == "rigatoni" ? formats::jsonl_layout::rigatoni
-                                                    : formats::jsonl_layout::penne;
-        if (auto ec = formats::validate(jo, diag)) {
-            error = "output: " + diag.message;
-            return false;
-        }
-        s.encoder = std::make_unique<formats::jsonl_encoder_factory>(jo);
-    }
-    if (cfg.output.compression != "none" && !s.encoder->info().compresses_itself) {
-        formats::compression_options co;
-        if (auto ec = formats::parse_compression(cfg.output.compression,
-                                                 cfg.output.compression_level, co, diag)) {
-            error = "output.compression: " + diag.message;
-            return false;
-        }
-        s.compression = std::make_unique<formats::object_compressor>(co);
-    }
-
-    if (cfg.destination.type == "s3") {
-        if (!make_s3(cfg.s3, ex, s3::system_environment(), s.s3, error))
-            return false;
-        s3::destination_options dopts;
-        dopts.bucket = cfg.s3.bucket;
-        dopts.probe_prefix = cfg.output.prefix.empty() ? "" : cfg.output.prefix + "/";
-        dopts.put = s.s3.put;
-        s.dest = std::make_unique<s3::destination>(s.s3.client, dopts);
-    } else {
-        s.dest = std::make_unique<file::destination>(cfg.destination.path);
-    }
-    if (cfg.state.type == "memory") {
-        s.state = std::make_unique<memory_state_store>();
-    } else if (cfg.state.type == "redis") {
-        redis::connection_options ro;
-        if (auto ec = redis::parse_url(cfg.state.url, ro.server, diag)) {
-            error = "state.url: " + diag.message;
-            return false;
-        }
-        ro.tls_ca_file = cfg.state.tls_ca_file;
-        ro.connect_timeout = cfg.state.connect_timeout;
-        ro.command_timeout = cfg.state.command_timeout;
-        s.redis = std::make_unique<redis::connection>(ex, ro);
-        redis::state_store_options so;
-        so.key_prefix = cfg.state.key_prefix;
-        auto store = std::make_unique<redis::state_store>(*s.redis, so);
-        if (cfg.lease.enabled) {
-            auto lo = ro;
-            const auto third = std::max(cfg.pipeline.lease_ttl / 3, std::chrono::milliseconds(30));
-            lo.command_timeout = std::min(ro.command_timeout, third);
-            lo.connect_timeout = std::min(ro.connect_timeout, third);
-            lo.retry.max_attempts = 1;  // the lease loop retries, on its own schedule
-            s.lease_redis = std::make_unique<redis::connection>(ex, lo);
-            redis::lease_options lopts;
-            lopts.key_prefix = cfg.state.key_prefix;
-            lopts.owner = cfg.lease.owner;
-            s.leases = std::make_unique<redis::lease_store>(*s.lease_redis, *store, lopts);
-        }
-        s.state = std::move(store);
-    } else {
-        s.state = std::make_unique<file::state_store>(cfg.state.path);
-    }
-    return true;
-}
-
-void print_plan(const config& cfg, const services& s) {
+void print_plan(const config& cfg, const pipeline& pipe) {
     std::printf("penne %s\n", PENNE_VERSION_STRING);
     std::printf("  mongodb:     %s\n", redact_uri(cfg.mongodb.uri).c_str());
     for (const auto& scope : cfg.pipeline.scopes) {
@@ -216,13 +37,13 @@ void print_plan(const config& cfg, const services& s) {
     }
     std::printf("  format:      %s (%s), compression %s\n", cfg.output.format.c_str(),
                 cfg.output.json_mode.c_str(), cfg.output.compression.c_str());
-    std::printf("  keys:        %s (prefix '%s')\n", s.keys.spec().c_str(),
+    std::printf("  keys:        %s (prefix '%s')\n", pipe.describe_keys().c_str(),
                 cfg.output.prefix.c_str());
-    std::printf("  destination: %s\n", s.dest->describe().c_str());
-    std::printf("  state:       %s\n", s.state->describe().c_str());
-    if (s.leases)
+    std::printf("  destination: %s\n", pipe.describe_destination().c_str());
+    std::printf("  state:       %s\n", pipe.describe_state().c_str());
+    if (!pipe.lease_owner().empty())
         std::printf("  leases:      owner %s, ttl %lld ms, retry every %lld ms\n",
-                    s.leases->owner().c_str(),
+                    pipe.lease_owner().c_str(),
                     static_cast<long long>(cfg.pipeline.lease_ttl.count()),
                     static_cast<long long>(cfg.pipeline.lease_retry_interval.count()));
     std::printf("  batches:     %llu events / %llu bytes / %lld ms\n",
@@ -272,13 +93,13 @@ int check_config(const config& cfg) {
     logger log("warn", "text");
     route_mongoc_logs(log);
     asio::io_context ctx;
-    services s;
-    std::string error;
-    if (!build(cfg, ctx.get_executor(), s, error)) {
-        std::fprintf(stderr, "penne: invalid configuration: %s\n", error.c_str());
+    pipeline pipe(ctx.get_executor(), cfg);
+    diagnostics diag;
+    if (pipe.check_config(diag)) {
+        std::fprintf(stderr, "penne: invalid configuration: %s\n", diag.message.c_str());
         return 2;
     }
-    print_plan(cfg, s);
+    print_plan(cfg, pipe);
     std::printf("configuration OK\n");
     return 0;
 }
@@ -287,23 +108,6 @@ int run_pipeline(const config& cfg) {
     logger log(cfg.log.level, cfg.log.format);
     route_mongoc_logs(log);
     asio::io_context ctx(static_cast<int>(cfg.threads));
-    services s;  // after ctx: its sockets and timers must go before the context does
-    std::string error;
-    if (!build(cfg, ctx.get_executor(), s, error)) {
-        log.log(log_level::error, "invalid configuration: " + error);
-        return 2;
-    }
-    auto top = asio::make_strand(ctx);
-
-    pipeline_services svc;
-    svc.sources = s.sources.get();
-    svc.encoder = s.encoder.get();
-    svc.compression = s.compression.get();
-    svc.dest = s.dest.get();
-    svc.state = s.state.get();
-    svc.leases = s.leases.get();
-    svc.keys = &s.keys;
-    svc.log = log.function();
     // Metrics: the registry and the handles live until the pipeline and the ops server stop.
     std::unique_ptr<metrics_registry> registry;
     std::unique_ptr<pipeline_metrics> metrics;
@@ -316,28 +120,38 @@ int run_pipeline(const config& cfg) {
         po.rigatoni_compat = cfg.metrics.compat == "rigatoni";
         po.destination_type = cfg.destination.type;
         metrics = std::make_unique<pipeline_metrics>(*registry, std::move(po));
-        svc.metrics = metrics.get();
     }
-    pipeline pipe(ctx.get_executor(), cfg.pipeline, svc);
+    hooks h;
+    h.log = log.function();
+    h.metrics = metrics.get();
+    h.registry = registry.get();  // the S3 client's and the Redis connections' counters
+    // After ctx: its sockets and timers must go before the context does.
+    pipeline pipe(ctx.get_executor(), cfg, std::move(h));
+    {
+        diagnostics diag;
+        if (pipe.check_config(diag)) {
+            log.log(log_level::error, "invalid configuration: " + diag.message);
+            return 2;
+        }
+    }
+    auto top = asio::make_strand(ctx);
 
+    const auto owner = pipe.lease_owner();
     log.log(
         log_level::info,
         "penne " PENNE_VERSION_STRING " starting: " + std::to_string(cfg.pipeline.scopes.size()) +
-            " scope(s), " + redact_uri(cfg.mongodb.uri) + " -> " + s.dest->describe() + ", state " +
-            s.state->describe() + (s.leases ? ", lease owner " + s.leases->owner() : ""));
+            " scope(s), " + redact_uri(cfg.mongodb.uri) + " -> " + pipe.describe_destination() +
+            ", state " + pipe.describe_state() + (owner.empty() ? "" : ", lease owner " + owner));
 
     // The destination must be usable before anything is read.
     {
         diagnostics diag;
         error_code ec;
-        asio::co_spawn(
-            ctx, [&]() -> asio::awaitable<void> { ec = co_await s.dest->check(diag); },
-            asio::detached);
+        pipe.async_check(diag, [&](error_code e) { ec = e; });
         ctx.run();
         ctx.restart();
         if (ec) {
-            log.log(log_level::error, "destination " + s.dest->describe() +
-                                          " is not usable: " + ec.message() + ": " + diag.message);
+            log.log(log_level::error, diag.message);
             return 1;
         }
     }
@@ -412,24 +226,15 @@ int run_pipeline(const config& cfg) {
         progress.async_wait(asio::bind_executor(top, on_progress));
     }
 
-    asio::co_spawn(
-        top, pipe.run(result_diag),
-        asio::bind_cancellation_slot(stop.slot(), [&](std::exception_ptr e, error_code ec) {
-            finished = true;
-            result = ec;
-            if (e) {
-                try {
-                    std::rethrow_exception(e);
-                } catch (const std::exception& ex) {
-                    result = make_error_code(errc::protocol_error);
-                    result_diag.message = ex.what();
-                }
-            }
-            signals.cancel();
-            progress.cancel();
-            if (ops)
-                ops->stop();
-        }));
+    pipe.async_run(result_diag, asio::bind_cancellation_slot(
+                                    stop.slot(), asio::bind_executor(top, [&](error_code ec) {
+                                        finished = true;
+                                        result = ec;
+                                        signals.cancel();
+                                        progress.cancel();
+                                        if (ops)
+                                            ops->stop();
+                                    })));
 
     std::vector<std::thread> workers;
     for (unsigned i = 1; i < cfg.threads; ++i)

@@ -1,7 +1,7 @@
 #include "s3_cli.hpp"
 
 #include "config_file.hpp"
-#include "s3_setup.hpp"
+#include "detail/s3_setup.hpp"
 
 #include <penne/s3/client.hpp>
 
@@ -75,8 +75,8 @@ int run_op(const std::function<asio::awaitable<error_code>(s3::client&, diagnost
         return 2;
     }
     asio::io_context ctx;
-    s3_setup setup;
-    if (!make_s3(settings, ctx.get_executor(), s3::system_environment(), setup, error)) {
+    detail::s3_setup setup;
+    if (!detail::make_s3(settings, ctx.get_executor(), s3::system_environment(), setup, error)) {
         std::fprintf(stderr, "penne s3: %s\n", error.c_str());
         return 2;
     }

@@ -614,6 +614,8 @@ pipeline_metrics::pipeline_metrics(metrics_registry& reg, pipeline_metrics_optio
     stream_reconnects =
         reg.counters("penne_stream_reconnects_total", "Change stream reopened on a new connection",
                      {"scope", "reason"});
+    history_lost = reg.counters("penne_history_lost_total",
+                                "Times the scope's saved position was no longer in the oplog", s);
     lease_held = reg.gauges("penne_lease_held", "1 while this instance owns the scope's lease", s);
     lease_acquisitions = reg.counters("penne_lease_acquisitions_total", "Leases acquired", s);
     lease_acquire_failures =
@@ -740,6 +742,7 @@ scope_metrics pipeline_metrics::for_scope(std::string_view scope) const {
     m.lease_takeovers = lease_takeovers.with({scope});
     m.lease_refreshes = lease_refreshes.with({scope});
     m.lease_releases = lease_releases.with({scope});
+    m.history_lost = history_lost.with({scope});
     return m;
 }
 

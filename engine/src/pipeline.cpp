@@ -1,5 +1,5 @@
 #include <penne/checkpoint.hpp>
-#include <penne/pipeline.hpp>
+#include <penne/pipeline_engine.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <ctime>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -160,7 +161,7 @@ struct scope_cell {
 
 class scope_runner;
 
-struct pipeline::impl : std::enable_shared_from_this<pipeline::impl> {
+struct pipeline_engine::impl : std::enable_shared_from_this<pipeline_engine::impl> {
     impl(asio::any_io_executor e, pipeline_config c, pipeline_services s)
         : ex(e),
           strand(asio::make_strand(e)),
@@ -205,6 +206,7 @@ struct pipeline::impl : std::enable_shared_from_this<pipeline::impl> {
 
     awaitable<error_code> run_all(diagnostics& diag);
     void stop_all(bool hard);
+    void fail_from_leases(const error_code& ec, const diagnostics& d);
     void on_scope_done(const std::shared_ptr<scope_runner>& s);
     void start_runner(std::size_t index, std::uint64_t fence);
 
@@ -255,14 +257,32 @@ struct pipeline::impl : std::enable_shared_from_this<pipeline::impl> {
     std::atomic<int> retrying_loops{0};
     std::atomic<std::size_t> collections{0};
     std::mutex status_mu;
+    // The lease store as the lease loop last saw it, for ready(): steady ns since its
+    // requests have been failing (0: answering) and the last failure (behind the mutex).
+    // With every lease lost no scope reports the outage itself, so this one must.
+    std::atomic<std::int64_t> lease_store_down_since{0};
+    std::atomic<bool> leases_settled{false};  // a first acquisition round reached the store
+    mutable std::mutex lease_store_mu;
+    std::string lease_store_error;
+    void lease_store_result(const error_code& ec, const diagnostics& d) {
+        if (ec && ec != errc::lease_lost && !is_cancellation(ec)) {
+            std::int64_t none = 0;
+            lease_store_down_since.compare_exchange_strong(none, ticks(clock::now()),
+                                                           std::memory_order_relaxed);
+            std::lock_guard lock(lease_store_mu);
+            lease_store_error = describe(ec, d);
+        } else if (!ec || ec == errc::lease_lost) {
+            lease_store_down_since.store(0, std::memory_order_relaxed);
+        }
+    }
 };
 
 // One watch scope: its stream reader, age sealer, committer and uploads, all on one strand.
 class scope_runner : public std::enable_shared_from_this<scope_runner> {
-    pipeline::impl& p_;
+    pipeline_engine::impl& p_;
 
 public:
-    scope_runner(pipeline::impl& p, watch_scope scope, scope_cell& cell, std::size_t index,
+    scope_runner(pipeline_engine::impl& p, watch_scope scope, scope_cell& cell, std::size_t index,
                  std::uint64_t fence)
         : p_(p),
           strand(asio::make_strand(p.ex)),
@@ -350,6 +370,8 @@ private:
     awaitable<void> committer();
     awaitable<void> age_sealer();
     awaitable<error_code> open_source(std::optional<resume_token> from);
+    // The stream's position is gone from the source's history: apply on_history_lost.
+    awaitable<error_code> history_lost(const diagnostics& diag);
     awaitable<void> shutdown();
     awaitable<void> wait_cv();
     void notify() { cv_.cancel(); }
@@ -380,8 +402,10 @@ private:
     asio::cancellation_signal committer_sig_;
     asio::cancellation_signal sealer_sig_;
     std::uint64_t event_seq_ = 0;
-    std::uint64_t unflushed_bytes_ = 0;   // encoded since the last flush_stats()
-    std::uint64_t unflushed_events_ = 0;  // routed since the last flush_stats()
+    std::uint64_t unflushed_bytes_ = 0;     // encoded since the last flush_stats()
+    std::uint64_t unflushed_events_ = 0;    // routed since the last flush_stats()
+    std::uint64_t unflushed_filtered_ = 0;  // dropped by the filter since then
+    filtered_event filtered_;               // the filter's replacement for the current event
     std::uint64_t next_upload_id_ = 0;
     std::uint64_t next_manifest_seq_ = 1;
     std::size_t inflight_ = 0;
@@ -395,6 +419,7 @@ private:
     std::size_t index_;    // in pipeline_config::scopes
     std::uint64_t fence_;  // with leases: the session's fencing token
     bool lease_lost_ = false;
+    bool emitting_ = false;  // request_stop() is emitting the cancellation signals
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -433,12 +458,14 @@ void scope_runner::request_stop(bool hard) {
     if (hard && !hard_stop_) {
         hard_stop_ = true;
         stopping_ = true;
+        emitting_ = true;
         reader_sig.emit(asio::cancellation_type::terminal);
         for (auto& [id, sig] : upload_sigs_)
             sig.emit(asio::cancellation_type::terminal);
         committer_sig_.emit(asio::cancellation_type::terminal);
         recorder_sig_.emit(asio::cancellation_type::terminal);
         sealer_sig_.emit(asio::cancellation_type::terminal);
+        emitting_ = false;
         notify();
         return;
     }
@@ -511,7 +538,13 @@ awaitable<error_code> scope_runner::retrying(std::string what, retry_kind kind, 
             sm_.upload_retry(ec);
         if (!in_retry) {
             in_retry = true;
-            begin_retry(what);
+            // /ready's reason names the system to look at (S3, Redis, …), not only the step.
+            std::string target;
+            if (kind == retry_kind::upload)
+                target = " to " + p_.svc.dest->describe();
+            else if (kind != retry_kind::open)
+                target = " (state store " + p_.svc.state->describe() + ")";
+            begin_retry(what + target);
         }
         auto delay = bo.next_delay();
         p_.log(log_level::warn, "scope " + id_ + ": " + what + " failed (" + describe(ec, diag) +
@@ -633,6 +666,10 @@ void scope_runner::flush_stats() {
         p_.stats.bytes_encoded.fetch_add(unflushed_bytes_, std::memory_order_relaxed);
         unflushed_bytes_ = 0;
     }
+    if (unflushed_filtered_) {
+        p_.stats.events_filtered.fetch_add(unflushed_filtered_, std::memory_order_relaxed);
+        unflushed_filtered_ = 0;
+    }
     if (unflushed_events_) {
         p_.stats.events_received.fetch_add(unflushed_events_, std::memory_order_relaxed);
         cell_.events_received.fetch_add(unflushed_events_, std::memory_order_relaxed);
@@ -650,9 +687,39 @@ void scope_runner::flush_stats() {
 
 void scope_runner::route(const event_batch& batch) {
     byte_view before = tracker_.position().bytes();
-    for (const change_event& ev : batch.events) {
+    for (const change_event& in : batch.events) {
         const std::uint64_t seq = ++event_seq_;
         ++unflushed_events_;
+        const change_event* evp = &in;
+        if (p_.svc.filter) {
+            diagnostics fd;
+            const auto verdict = p_.svc.filter->apply(in, filtered_, fd);
+            if (verdict == filter_verdict::drop) {
+                // Filtered: the watermark passes it like an event in a durable object.
+                ++unflushed_filtered_;
+                before = in.token;
+                continue;
+            }
+            if (verdict == filter_verdict::fail) {
+                fail(make_error_code(errc::unencodable_event),
+                     "the event filter rejected an event of " + std::string(in.db) + "." +
+                         std::string(in.coll) + ": " + fd.message);
+                return flush_stats();
+            }
+            if (verdict == filter_verdict::replace) {
+                if (!std::equal(in.token.begin(), in.token.end(), filtered_.event.token.begin(),
+                                filtered_.event.token.end())) {
+                    fail(make_error_code(errc::unencodable_event),
+                         "the event filter changed the _id (resume token) of an event of " +
+                             std::string(in.db) + "." + std::string(in.coll));
+                    return flush_stats();
+                }
+                evp = &filtered_.event;
+            }
+        }
+        // A replacement's views are only valid until the next event: `before` keeps
+        // pointing into the reply (the token is the same bytes).
+        const change_event& ev = *evp;
         coll_state& cs = lookup(ev.db, ev.coll);
         std::size_t op = 0;
         if (metrics_) {
@@ -677,7 +744,7 @@ void scope_runner::route(const event_batch& batch) {
                 sm_.events_replay_skipped.inc();
                 if (d.last)
                     tracker_.replayed_durable(d.entry.key, seq);
-                before = ev.token;
+                before = in.token;
                 continue;
             }
             if (d.what == replay_cursor::step::force) {
@@ -692,7 +759,7 @@ void scope_runner::route(const event_batch& batch) {
                     return flush_stats();
                 if (d.last)
                     seal(cs, seal_reason::replay);
-                before = ev.token;
+                before = in.token;
                 continue;
             }
         }
@@ -702,7 +769,7 @@ void scope_runner::route(const event_batch& batch) {
             return flush_stats();
         if (auto why = cs.b.should_seal(p_.cfg.batch))
             seal(cs, *why);
-        before = ev.token;
+        before = in.token;
     }
     flush_stats();
     if (!batch.post_batch_token.empty())
@@ -757,7 +824,13 @@ void scope_runner::start_upload(std::shared_ptr<upload_job> job) {
         strand, [self = shared_from_this(), job] { return self->upload(job); },
         asio::bind_cancellation_slot(
             upload_sigs_[uid].slot(), [self = shared_from_this(), uid](auto&&...) {
-                // Not inline: the signal's slot is in use while this handler runs.
+                // The coroutine is gone: its cancellation handler must leave the slot now,
+                // or a hard stop before the erase below runs would emit into freed memory
+                // (seen as a SIGSEGV after a lease theft in the chaos run). Not while the
+                // signal is being emitted (its handler is running); the erase is posted for
+                // the same reason.
+                if (!self->emitting_)
+                    self->upload_sigs_[uid].slot().clear();
                 asio::post(self->strand, [self, uid] { self->upload_sigs_.erase(uid); });
             }));
 }
@@ -946,8 +1019,50 @@ awaitable<error_code> scope_runner::open_source(std::optional<resume_token> from
     auto ec = co_await retrying(
         "opening change stream", retry_kind::open,
         [&](diagnostics& d) { return source_->open(start, d); }, p_.stats.source_reopens, diag);
+    if (ec == errc::history_lost) {
+        ec = co_await history_lost(diag);
+        co_return ec;
+    }
     if (ec && !is_cancellation(ec))
         fail(ec, "opening the change stream failed: " + describe(ec, diag));
+    co_return ec;
+}
+
+awaitable<error_code> scope_runner::history_lost(const diagnostics& diag) {
+    const std::string what =
+        diag.message.empty() ? std::string("the source reported history lost") : diag.message;
+    if (p_.cfg.on_history_lost == history_lost_policy::fail) {
+        fail(make_error_code(errc::history_lost),
+             "the saved position is no longer in the change stream history, so the events "
+             "since then cannot be read (" +
+                 what +
+                 "). To continue from the current time and accept the gap, set "
+                 "[mongodb] on_history_lost = \"restart_from_now\"; to avoid it, give the oplog "
+                 "more room than the longest time penne may be down");
+        co_return make_error_code(errc::history_lost);
+    }
+    const std::time_t now = sys_clock::to_time_t(sys_clock::now());
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    const std::string msg =
+        "history lost, restarting from now: the events between the saved position and now (" +
+        std::string(stamp) + ") were not captured (" + what + ")";
+    p_.log(log_level::error, "scope " + id_ + ": " + msg);
+    cell_.set_error(msg);
+    if (metrics_)
+        sm_.history_lost.inc();
+    co_await source_->close();
+    diagnostics d;
+    const start_position now_position{};
+    auto ec = co_await retrying(
+        "opening change stream", retry_kind::open,
+        [&](diagnostics& dd) { return source_->open(now_position, dd); }, p_.stats.source_reopens,
+        d);
+    if (ec && !is_cancellation(ec))
+        fail(ec,
+             "opening the change stream (from now, after history lost) failed: " + describe(ec, d));
     co_return ec;
 }
 
@@ -1046,6 +1161,13 @@ awaitable<void> scope_runner::run() {
                 route(batch);  // already read: keep it
             break;
         }
+        if (rec == errc::history_lost) {
+            set_stream_open(false);
+            ec = co_await history_lost(diag);
+            if (!ec && !needs_first_checkpoint_)
+                set_stream_open(true);
+            continue;
+        }
         if (rec) {
             if (!reopen.should_retry(rec)) {
                 fail(rec, "change stream failed: " + describe(rec, diag));
@@ -1131,14 +1253,14 @@ awaitable<void> scope_runner::shutdown() {
 
 // ---------------------------------------------------------------------------------------------
 
-void pipeline::impl::stop_all(bool hard) {
+void pipeline_engine::impl::stop_all(bool hard) {
     for (auto& s : scopes) {
         asio::post(s->strand, [s, hard] { s->request_stop(hard); });
     }
     lease_timer.cancel();
 }
 
-void pipeline::impl::start_runner(std::size_t index, std::uint64_t fence) {
+void pipeline_engine::impl::start_runner(std::size_t index, std::uint64_t fence) {
     auto self = shared_from_this();
     auto s = std::make_shared<scope_runner>(*this, cfg.scopes[index], *cells[index], index, fence);
     scopes.push_back(s);
@@ -1165,7 +1287,26 @@ void pipeline::impl::start_runner(std::size_t index, std::uint64_t fence) {
 // Leases: acquisition, refresh, fair spreading, hand-off and release, on the pipeline's
 // strand. A scope's session (a scope_runner) exists only while its lease is held.
 
-void pipeline::impl::lose_lease(std::size_t i, const std::string& why) {
+// A fatal lease-store error (not a refusal): retrying cannot help (a Redis that lost the
+// state, refused credentials), so the pipeline stops with it, as when a scope fails.
+void pipeline_engine::impl::fail_from_leases(const error_code& ec, const diagnostics& d) {
+    if (first_error == ec)
+        return;  // reported already (every refresh of a lost store fails alike)
+    log(log_level::error, "lease store: " + describe(ec, d));
+    any_failed = true;
+    if (!first_error) {
+        first_error = ec;
+        first_diag = d;
+        if (!stop_requested) {
+            stop_requested = true;
+            deadline = clock::now() + cfg.shutdown_timeout;
+            stop_all(false);
+        }
+    }
+    publish_status();
+}
+
+void pipeline_engine::impl::lose_lease(std::size_t i, const std::string& why) {
     auto& sl = slots[i];
     if (!sl.state.held())
         return;
@@ -1178,7 +1319,7 @@ void pipeline::impl::lose_lease(std::size_t i, const std::string& why) {
     lease_timer.cancel();
 }
 
-awaitable<void> pipeline::impl::release_lease(std::size_t i) {
+awaitable<void> pipeline_engine::impl::release_lease(std::size_t i) {
     co_await asio::this_coro::throw_if_cancelled(false);
     auto self = shared_from_this();
     auto& sl = slots[i];
@@ -1206,7 +1347,7 @@ awaitable<void> pipeline::impl::release_lease(std::size_t i) {
 
 // Holding more than the fair share while others are alive: stop the surplus sessions
 // gracefully (seal, upload, checkpoint), then release their leases for the others.
-void pipeline::impl::rebalance(std::size_t share) {
+void pipeline_engine::impl::rebalance(std::size_t share) {
     std::size_t active = 0;
     for (auto& sl : slots)
         if (sl.state.held() && sl.runner && !sl.handing_off)
@@ -1226,7 +1367,7 @@ void pipeline::impl::rebalance(std::size_t share) {
     }
 }
 
-awaitable<void> pipeline::impl::lease_loop() {
+awaitable<void> pipeline_engine::impl::lease_loop() {
     co_await asio::this_coro::throw_if_cancelled(false);
     auto self = shared_from_this();
     auto& store = *svc.leases;
@@ -1251,6 +1392,7 @@ awaitable<void> pipeline::impl::lease_loop() {
             std::size_t live = 0;
             diag.clear();
             error_code ec = co_await store.heartbeat(ttl, live, diag);
+            lease_store_result(ec, diag);
             if (!ec)
                 live_instances = live;
             else
@@ -1264,6 +1406,7 @@ awaitable<void> pipeline::impl::lease_loop() {
             const auto session = sl.session;
             diag.clear();
             error_code ec = co_await store.refresh(cfg.scopes[i].id(), sl.state.fence(), ttl, diag);
+            lease_store_result(ec, diag);
             if (svc.metrics)
                 svc.metrics->state_store_op("lease", clock::now() - now, ec);
             if (sl.session != session || !sl.state.held())
@@ -1274,6 +1417,8 @@ awaitable<void> pipeline::impl::lease_loop() {
                 sl.sm.lease_refreshed();
             } else if (ec == errc::lease_lost) {
                 lose_lease(i, "its refresh was refused: " + diag.message);
+            } else if (is_fatal(ec) && !is_cancellation(ec)) {
+                fail_from_leases(ec, diag);
             } else {
                 sl.next_refresh = clock::now() + retry_refresh;
                 log(log_level::warn, "scope " + cfg.scopes[i].id() + ": lease refresh failed (" +
@@ -1298,6 +1443,7 @@ awaitable<void> pipeline::impl::lease_loop() {
                 diag.clear();
                 const auto sent = clock::now();
                 error_code ec = co_await store.acquire(id, ttl, grant, diag);
+                lease_store_result(ec, diag);
                 if (svc.metrics)
                     svc.metrics->state_store_op("lease", clock::now() - sent, ec);
                 if (ec == errc::lease_lost) {
@@ -1306,6 +1452,10 @@ awaitable<void> pipeline::impl::lease_loop() {
                 }
                 if (ec) {
                     sl.sm.lease_acquire_failed("error");
+                    if (is_fatal(ec) && !is_cancellation(ec)) {
+                        fail_from_leases(ec, diag);
+                        break;
+                    }
                     log(log_level::warn,
                         "scope " + id + ": acquiring its lease failed: " + describe(ec, diag));
                     break;  // the store is unwell: try again next round
@@ -1329,6 +1479,9 @@ awaitable<void> pipeline::impl::lease_loop() {
                 cells[i]->new_session();
                 start_runner(i, grant.fence);
             }
+            // Until one round reached the store, holding nothing is not yet standby.
+            if (lease_store_down_since.load(std::memory_order_relaxed) == 0)
+                leases_settled.store(true, std::memory_order_relaxed);
             if (!stop_requested)
                 rebalance(share);
         }
@@ -1352,7 +1505,7 @@ awaitable<void> pipeline::impl::lease_loop() {
 
 // Declares a lease lost as soon as its TTL has passed without a confirmed refresh, even
 // while a request to the store hangs: after that instant another instance may own it.
-awaitable<void> pipeline::impl::lease_watchdog() {
+awaitable<void> pipeline_engine::impl::lease_watchdog() {
     co_await asio::this_coro::throw_if_cancelled(false);
     auto self = shared_from_this();
     asio::steady_timer t(strand);
@@ -1369,7 +1522,7 @@ awaitable<void> pipeline::impl::lease_watchdog() {
     }
 }
 
-void pipeline::impl::on_scope_done(const std::shared_ptr<scope_runner>& s) {
+void pipeline_engine::impl::on_scope_done(const std::shared_ptr<scope_runner>& s) {
     --running;
     if (svc.leases) {
         scopes.erase(std::remove(scopes.begin(), scopes.end(), s), scopes.end());
@@ -1408,7 +1561,7 @@ void pipeline::impl::on_scope_done(const std::shared_ptr<scope_runner>& s) {
     all_done.cancel();
 }
 
-awaitable<error_code> pipeline::impl::run_all(diagnostics& diag) {
+awaitable<error_code> pipeline_engine::impl::run_all(diagnostics& diag) {
     co_await asio::this_coro::throw_if_cancelled(false);
     auto self = shared_from_this();
     format_ext = std::string(svc.encoder->info().extension);
@@ -1468,16 +1621,17 @@ awaitable<error_code> pipeline::impl::run_all(diagnostics& diag) {
     co_return first_error;
 }
 
-pipeline::pipeline(asio::any_io_executor ex, pipeline_config cfg, pipeline_services svc)
+pipeline_engine::pipeline_engine(asio::any_io_executor ex, pipeline_config cfg,
+                                 pipeline_services svc)
     : impl_(std::make_shared<impl>(std::move(ex), std::move(cfg), std::move(svc))) {}
 
-pipeline::~pipeline() = default;
+pipeline_engine::~pipeline_engine() = default;
 
-const pipeline_stats& pipeline::stats() const noexcept {
+const pipeline_stats& pipeline_engine::stats() const noexcept {
     return impl_->stats;
 }
 
-pipeline_snapshot pipeline::status() const {
+pipeline_snapshot pipeline_engine::status() const {
     const auto& p = *impl_;
     pipeline_snapshot snap;
     snap.status = p.overall();
@@ -1532,7 +1686,7 @@ pipeline_snapshot pipeline::status() const {
     return snap;
 }
 
-bool pipeline::ready(std::string& reason) const {
+bool pipeline_engine::ready(std::string& reason) const {
     const auto& p = *impl_;
     constexpr auto r = std::memory_order_relaxed;
     if (!p.started.load(r)) {
@@ -1556,6 +1710,17 @@ bool pipeline::ready(std::string& reason) const {
     }
     if (p.stopping.load(r)) {
         reason = "stopping";
+        return false;
+    }
+    if (p.svc.leases && !p.leases_settled.load(r)) {
+        reason = "acquiring leases";
+        return false;
+    }
+    if (const auto down = p.lease_store_down_since.load(r); down != 0 && now - down > limit) {
+        std::lock_guard lock(p.lease_store_mu);
+        reason = "state store " + (p.svc.state ? p.svc.state->describe() : std::string()) +
+                 ": lease requests failing for " + secs(now - down) + "; last error: " +
+                 p.lease_store_error;
         return false;
     }
     for (const auto& c : p.cells) {
@@ -1590,7 +1755,7 @@ bool pipeline::ready(std::string& reason) const {
     return true;
 }
 
-awaitable<error_code> pipeline::run(diagnostics& diag) {
+awaitable<error_code> pipeline_engine::run(diagnostics& diag) {
     auto p = impl_;
     co_return co_await asio::co_spawn(p->strand, p->run_all(diag), asio::use_awaitable);
 }

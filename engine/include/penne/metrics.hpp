@@ -357,6 +357,7 @@ struct scope_metrics {
     counter lease_takeovers;
     counter lease_refreshes;
     counter lease_releases;
+    counter history_lost;  // the saved position fell off the source's history
 
     void uploaded(std::chrono::duration<double> took, std::uint64_t object_bytes) const noexcept;
     void checkpoint_saved(std::chrono::system_clock::time_point now) const noexcept;
@@ -417,6 +418,7 @@ public:
     counter_family replay_skipped;          // scope
     counter_family stream_resumes;          // scope, reason
     counter_family stream_reconnects;       // scope, reason
+    counter_family history_lost;            // scope
     gauge_family lease_held;                // scope
     counter_family lease_acquisitions;      // scope
     counter_family lease_acquire_failures;  // scope, reason

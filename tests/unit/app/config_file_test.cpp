@@ -85,6 +85,25 @@ format = "json"
     EXPECT_EQ(c.log.format, "json");
 }
 
+TEST(config, document_images_expanded_events_and_split_events) {
+    auto c = parse_ok("[[watch]]\ndatabase = \"a\"\n");
+    EXPECT_EQ(c.mongodb.full_document_before_change, "default");
+    EXPECT_FALSE(c.mongodb.show_expanded_events);
+    EXPECT_TRUE(c.mongodb.split_large_events);
+    c = parse_ok(
+        "[mongodb]\nfull_document_before_change = \"whenAvailable\"\n"
+        "show_expanded_events = true\nsplit_large_events = false\n[[watch]]\ndatabase = \"a\"\n");
+    EXPECT_EQ(c.mongodb.full_document_before_change, "whenAvailable");
+    EXPECT_TRUE(c.mongodb.show_expanded_events);
+    EXPECT_FALSE(c.mongodb.split_large_events);
+    auto e = parse_error(
+        "[mongodb]\nfull_document_before_change = \"updateLookup\"\n[[watch]]\ndatabase = "
+        "\"a\"\n");
+    EXPECT_NE(e.find("mongodb.full_document_before_change"), std::string::npos) << e;
+    e = parse_error("[mongodb]\nsplit_large_events = \"yes\"\n[[watch]]\ndatabase = \"a\"\n");
+    EXPECT_NE(e.find("mongodb.split_large_events"), std::string::npos) << e;
+}
+
 TEST(config, csv_output_options) {
     auto c = parse_ok(
         "[[watch]]\ndatabase = \"a\"\n[output]\nformat = \"csv\"\n"

@@ -9,7 +9,7 @@
 #include <penne/lease.hpp>
 #include <penne/memory_state_store.hpp>
 #include <penne/metrics.hpp>
-#include <penne/pipeline.hpp>
+#include <penne/pipeline_engine.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -315,7 +315,7 @@ struct instance {
         svc.leases = &leases;
         svc.state = &table.state;
         svc.metrics = &pm;
-        pipe = std::make_unique<pipeline>(ioc.get_executor(), cfg, svc);
+        pipe = std::make_unique<pipeline_engine>(ioc.get_executor(), cfg, svc);
     }
     void start(asio::io_context& ioc) {
         asio::co_spawn(
@@ -343,7 +343,7 @@ struct instance {
     memory_lease_store leases;
     metrics_registry registry;
     pipeline_metrics pm;
-    std::unique_ptr<pipeline> pipe;
+    std::unique_ptr<pipeline_engine> pipe;
     asio::cancellation_signal stop;
     diagnostics diag;
     error_code result;
@@ -547,6 +547,7 @@ TEST_F(PipelineLeaseTest, AFencedWriteRefusedBeforeAnyRefreshLosesTheLeaseAtOnce
 
 TEST_F(PipelineLeaseTest, AStoreOutageLongerThanTheTtlExpiresTheLeaseThenItIsRetaken) {
     scopes(2);
+    cfg_.not_ready_after = 100ms;
     auto a = make("a");
     ASSERT_TRUE(run_until([&] { return a->held() == 2; }));
     append_all(10);
@@ -559,11 +560,18 @@ TEST_F(PipelineLeaseTest, AStoreOutageLongerThanTheTtlExpiresTheLeaseThenItIsRet
     // No refresh confirmed for a TTL: the watchdog stops both scopes.
     ASSERT_TRUE(run_until([&] { return a->held() == 0; }, 2s));
     EXPECT_EQ(a->sample("penne_lease_losses_total{scope=\"d.c1\"}"), 1);
+    // Holding no scope is not "standby" while the store cannot be reached: not ready.
+    std::string reason;
+    EXPECT_TRUE(run_until([&] {
+        return !a->pipe->ready(reason) &&
+               reason.find("lease requests failing") != std::string::npos;
+    })) << reason;
     {
         std::lock_guard lock(table_.mu);
         table_.down = false;
     }
     ASSERT_TRUE(run_until([&] { return a->held() == 2; }));
+    EXPECT_TRUE(run_until([&] { return a->pipe->ready(reason); })) << reason;
     ASSERT_TRUE(run_until([&] { return all_written(); }));
     stop(*a);
     EXPECT_FALSE(a->result);

@@ -6,7 +6,7 @@
 
 #include <penne/memory_state_store.hpp>
 #include <penne/metrics.hpp>
-#include <penne/pipeline.hpp>
+#include <penne/pipeline_engine.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <functional>
@@ -266,7 +267,8 @@ protected:
         svc.state = &state_;
         svc.keys = &keys_;
         svc.metrics = with_metrics ? pm_.get() : nullptr;
-        pipe_ = std::make_unique<pipeline>(ioc_.get_executor(), cfg_, svc);
+        svc.filter = filter_;
+        pipe_ = std::make_unique<pipeline_engine>(ioc_.get_executor(), cfg_, svc);
     }
 
     void start() {
@@ -334,7 +336,8 @@ protected:
     pipeline_config cfg_;
     std::unique_ptr<metrics_registry> registry_;
     std::unique_ptr<pipeline_metrics> pm_;
-    std::unique_ptr<pipeline> pipe_;
+    std::unique_ptr<pipeline_engine> pipe_;
+    const event_filter* filter_ = nullptr;  // set before make()
     asio::cancellation_signal stop_;
     diagnostics diag_;
     error_code result_;
@@ -481,6 +484,7 @@ TEST_F(PipelineTest, UploadRetriesDegradeStatusAndReadinessThenRecover) {
     run_for(300ms);
     const auto reason = not_ready_reason();
     EXPECT_NE(reason.find("scope d: uploading"), std::string::npos) << reason;
+    EXPECT_NE(reason.find(" to memory: retrying for"), std::string::npos) << reason;  // names it
     EXPECT_NE(reason.find("injected failure"), std::string::npos) << reason;
     // Nothing becomes durable: the lag grows.
     EXPECT_GT(pipe_->status().scopes[0].lag_seconds.value_or(0), lag_before + 0.2);
@@ -698,6 +702,90 @@ TEST_F(PipelineTest, StatusAndScrapesFromOtherThreadsWhileRunning) {
             written += pm_->events_written.with({scope, "c" + std::to_string(c), "insert"}).value();
     EXPECT_EQ(written, 2 * replies);
     EXPECT_EQ(sample("penne_buffered_bytes"), 0);
+}
+
+// By collection: "drop" is left out, "rewrite" gets its document with a marker appended
+// (same token), "bad" fails, "retoken" gets a different token; the rest is kept.
+class by_collection_filter final : public event_filter {
+public:
+    static constexpr std::string_view marker = "<rewritten>";
+    filter_verdict apply(const change_event& in, filtered_event& out,
+                         diagnostics& diag) const override {
+        if (in.coll == "drop")
+            return filter_verdict::drop;
+        if (in.coll == "bad") {
+            diag.message = "refused";
+            return filter_verdict::fail;
+        }
+        if (in.coll != "rewrite" && in.coll != "retoken")
+            return filter_verdict::keep;
+        out.storage.assign(in.raw.begin(), in.raw.end());
+        out.storage.insert(out.storage.end(), marker.begin(), marker.end());
+        out.event = in;
+        out.event.raw = {out.storage.data(), out.storage.size()};
+        out.event.token = {out.storage.data(), in.token.size()};
+        if (in.coll == "retoken")
+            out.event.token = out.event.raw;
+        return filter_verdict::replace;
+    }
+};
+
+TEST_F(PipelineTest, FilterDropsAndReplacesAndTheWatermarkPassesDroppedEvents) {
+    by_collection_filter f;
+    filter_ = &f;
+    cfg_.batch.max_events = 2;
+    make({database("d")});
+    start();
+    ASSERT_TRUE(run_until([&] { return is_ready(); }));
+    const auto t = now_seconds();
+    auto kept = script_.event("d", "keep", "insert", {t, 1});
+    auto rewritten = script_.event("d", "rewrite", "insert", {t, 2});
+    auto last = script_.event("d", "drop", "insert", {t, 5});
+    script_.push("d", {kept, script_.event("d", "keep", "insert", {t, 2}), rewritten,
+                       script_.event("d", "rewrite", "insert", {t, 4}),
+                       script_.event("d", "drop", "insert", {t, 3}), last});
+    ASSERT_TRUE(run_until([&] { return pipe_->stats().events_written == 4; }));
+    EXPECT_EQ(pipe_->stats().events_received, 6u);
+    EXPECT_EQ(pipe_->stats().events_filtered, 2u);
+    // The newest position is a dropped event: once the kept ones are durable the checkpoint
+    // moves past it (the reply's post-batch token, which is the last dropped event's).
+    ASSERT_TRUE(run_until([&] {
+        auto st = state_.inner.snapshot("d");
+        return st.watermark && st.entries.empty() &&
+               *st.watermark == resume_token({last.token.data(), last.token.size()});
+    })) << "the watermark must reach the last event, which was dropped";
+    stop();
+    EXPECT_FALSE(result_) << diag_.message;
+    std::lock_guard lock(dest_.mu);
+    ASSERT_EQ(dest_.objects.size(), 2u);  // keep and rewrite; none for drop
+    for (const auto& [key, body] : dest_.objects) {
+        EXPECT_EQ(key.find("drop"), std::string::npos) << key;
+        const bool rewrite = key.find("rewrite") != std::string::npos;
+        std::size_t marks = 0;
+        for (auto at = body.find(by_collection_filter::marker); at != std::string::npos;
+             at = body.find(by_collection_filter::marker, at + 1))
+            ++marks;
+        EXPECT_EQ(marks, rewrite ? 2u : 0u) << key;
+    }
+}
+
+TEST_F(PipelineTest, FilterFailureOrChangedTokenStopsTheScope) {
+    by_collection_filter f;
+    filter_ = &f;
+    for (std::string coll : {"bad", "retoken"}) {
+        SCOPED_TRACE(coll);
+        done_ = false;
+        ioc_.restart();  // the previous run let it run out of work
+        make({database("d")});
+        start();
+        ASSERT_TRUE(run_until([&] { return is_ready(); }));
+        script_.push("d", {script_.event("d", coll, "insert", {now_seconds(), 1})});
+        ASSERT_TRUE(run_until([&] { return done_; }));
+        EXPECT_EQ(result_, errc::unencodable_event);
+        EXPECT_NE(diag_.message.find("event filter"), std::string::npos) << diag_.message;
+        EXPECT_EQ(pipe_->stats().events_written, 0u);
+        pipe_.reset();
+    }
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 #pragma once
-// Builds the S3 client, its credentials chain and the destination's upload options from
-// [s3] and the standard AWS environment, for `penne run` and the `penne s3` tools alike,
-// so both reach the bucket the same way.
+// Library-internal (not installed): builds the S3 client, its credentials chain and the
+// destination's upload options from [s3] and the standard AWS environment, for
+// penne::pipeline and the `penne s3` tools alike, so both reach the bucket the same way.
 
-#include "config_file.hpp"
+#include <penne/config.hpp>
 
 #include <penne/http/client.hpp>
 #include <penne/s3/client.hpp>
@@ -15,7 +15,7 @@
 #include <memory>
 #include <string>
 
-namespace penne::app {
+namespace penne::detail {
 
 struct s3_setup {
     // Declared in dependency order: the chain's fetcher uses credentials_http.
@@ -31,4 +31,4 @@ struct s3_setup {
 bool make_s3(const s3_settings& cfg, boost::asio::any_io_executor ex, s3::env_lookup env,
              s3_setup& out, std::string& error);
 
-}  // namespace penne::app
+}  // namespace penne::detail

@@ -1,6 +1,6 @@
-#include "s3_setup.hpp"
+#include "detail/s3_setup.hpp"
 
-namespace penne::app {
+namespace penne::detail {
 
 bool make_s3(const s3_settings& cfg, boost::asio::any_io_executor ex, s3::env_lookup env,
              s3_setup& out, std::string& error) {
@@ -79,4 +79,4 @@ bool make_s3(const s3_settings& cfg, boost::asio::any_io_executor ex, s3::env_lo
     return true;
 }
 
-}  // namespace penne::app
+}  // namespace penne::detail

@@ -26,6 +26,7 @@
 #include <penne/destination.hpp>
 #include <penne/encoder.hpp>
 #include <penne/error.hpp>
+#include <penne/event_filter.hpp>
 #include <penne/keys.hpp>
 #include <penne/lease.hpp>
 #include <penne/metrics.hpp>
@@ -52,6 +53,8 @@ namespace penne {
 enum class log_level { debug, info, warn, error };
 using log_function = std::function<void(log_level, std::string_view)>;
 
+enum class history_lost_policy { fail, restart_from_now };
+
 struct pipeline_config {
     std::vector<watch_scope> scopes;
     batch_limits batch;
@@ -72,6 +75,11 @@ struct pipeline_config {
     // often unowned scopes are tried.
     std::chrono::milliseconds lease_ttl{10'000};
     std::chrono::milliseconds lease_retry_interval{2'000};
+    // When a scope's saved position is no longer in the source's history (errc::history_lost,
+    // DESIGN §6): fail stops the scope with an error that says so; restart_from_now opens
+    // the stream again at the current time, accepting the gap, and logs it as an error,
+    // counts it (penne_history_lost_total) and shows it as the scope's last_error.
+    history_lost_policy on_history_lost = history_lost_policy::fail;
 };
 
 struct pipeline_services {
@@ -90,6 +98,9 @@ struct pipeline_services {
     // dropped: the new owner replays them) and the scope goes back to the takeover loop.
     // `state` still serves load().
     lease_store* leases = nullptr;
+    // Null: every event is batched. Set: called for each event before it is routed; may
+    // drop it or replace its document (event_filter.hpp). Must outlive run().
+    const event_filter* filter = nullptr;
 };
 
 // Counters, readable from any thread while the pipeline runs.
@@ -97,6 +108,7 @@ struct pipeline_stats {
     std::atomic<std::uint64_t> events_received{0};
     std::atomic<std::uint64_t> events_written{0};  // in durable objects
     std::atomic<std::uint64_t> events_replayed_skipped{0};
+    std::atomic<std::uint64_t> events_filtered{0};  // dropped by pipeline_services::filter
     std::atomic<std::uint64_t> objects_written{0};
     std::atomic<std::uint64_t> bytes_encoded{0};
     std::atomic<std::uint64_t> bytes_written{0};
@@ -109,7 +121,7 @@ struct pipeline_stats {
     std::atomic<std::uint64_t> backpressure_waits{0};
 };
 
-// What a scope is doing (pipeline::status()).
+// What a scope is doing (pipeline_engine::status()).
 enum class scope_activity : std::uint8_t {
     starting,   // loading its state, opening its stream, saving its first position
     streaming,  // stream open; events arriving or batches not yet durable
@@ -121,7 +133,7 @@ enum class scope_activity : std::uint8_t {
 };
 const char* to_string(scope_activity a) noexcept;
 
-// One scope in pipeline::status(). Holds no secrets: errors are the diagnostics' text,
+// One scope in pipeline_engine::status(). Holds no secrets: errors are the diagnostics' text,
 // which never carries credentials or URIs with passwords.
 struct scope_status {
     std::string id;  // watch_scope::id()
@@ -158,12 +170,12 @@ struct pipeline_snapshot {
     std::string lease_owner;           // this instance's lease owner id; empty: no leases
 };
 
-class pipeline {
+class pipeline_engine {
 public:
-    pipeline(boost::asio::any_io_executor ex, pipeline_config cfg, pipeline_services svc);
-    ~pipeline();
-    pipeline(const pipeline&) = delete;
-    pipeline& operator=(const pipeline&) = delete;
+    pipeline_engine(boost::asio::any_io_executor ex, pipeline_config cfg, pipeline_services svc);
+    ~pipeline_engine();
+    pipeline_engine(const pipeline_engine&) = delete;
+    pipeline_engine& operator=(const pipeline_engine&) = delete;
 
     // Runs every scope until cancelled (then drains gracefully and completes without error)
     // or until a scope fails with a fatal error (then the others drain too, and the error
@@ -184,7 +196,8 @@ public:
     // open stream has been silent (no reply, even an empty one) for that long. Otherwise
     // false, with the first reason found in `reason` (no secrets). With leases, only the
     // scopes this instance holds (and is not handing over) count: an instance in standby
-    // is ready.
+    // is ready, unless its lease requests have been failing for not_ready_after (the
+    // state store is unreachable).
     bool ready(std::string& reason) const;
 
 private:
