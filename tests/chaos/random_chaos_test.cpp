@@ -1,16 +1,21 @@
-// Randomized chaos from a seed: two penne processes share twenty collection scopes (two
-// databases of ten) through leases in one redis-server, read one mongosim and write one
-// Ceph RGW bucket, while a writer inserts, updates ($inc, always a real change) and deletes
-// documents continuously. Faults at times drawn from the seed: kill -9 and restart of an
-// instance, SIGTERM (graceful) and restart, redis-server paused (SIGSTOP/SIGCONT, data
-// kept), the RGW gateway stopped and started, a failCommand fail point on getMore (closed
-// connection or a resumable error), and an instance frozen past its lease TTL and thawed
-// (its leases are taken over: theft). After a graceful stop of all, the bucket is mirrored
-// with curl and decoded independently: every insert, every update and every delete the
-// writer made appears exactly once, and no change event (resume token) twice.
+// Randomized chaos from a seed: penne processes (two by default) share twenty collection
+// scopes (two databases of ten) through leases in one redis-server, read a three-member
+// mongosim replica set (rs0, through its seed list) and write one Ceph RGW bucket, while a
+// writer inserts, updates ($inc, always a real change) and deletes documents continuously.
+// Faults at times drawn from the seed: kill -9 and restart of an instance, SIGTERM
+// (graceful) and restart, redis-server paused (SIGSTOP/SIGCONT), redis-server killed (-9)
+// and restarted with its append-only file (appendfsync always: an outage, not a loss), the
+// RGW gateway stopped and started, a failCommand fail point on getMore (closed connection
+// or a resumable error), a primary step-down (replSetStepDown: the primary moves to the
+// next member and closes its connections), and an instance frozen past its lease TTL and
+// thawed (its leases are taken over: theft; not with a single instance). After a graceful
+// stop of all, the bucket is mirrored with curl and decoded independently: every insert,
+// every update and every delete the writer made appears exactly once, and no change event
+// (resume token) twice.
 //
-// PENNE_CHAOS_SEED (default 20261206) and PENNE_CHAOS_SECONDS (default 40) choose the run;
-// the seed, the schedule and the counts are printed so a failing run can be repeated.
+// PENNE_CHAOS_SEED (default 20261206), PENNE_CHAOS_SECONDS (default 40) and
+// PENNE_CHAOS_INSTANCES (1-3, default 2) choose the run; the seed, the schedule and the
+// counts are printed so a failing run can be repeated.
 
 #include <penne/s3/client.hpp>
 
@@ -25,6 +30,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -36,7 +42,7 @@
 
 #include "bucket_mirror.hpp"
 #include "exactly_once.hpp"
-#include "mongo_inserter.hpp"
+#include "mongo_inserter.hpp"  // mongoc_env
 #include "output_reader.hpp"
 #include "process.hpp"
 #include "redis_peer.hpp"
@@ -56,7 +62,6 @@ const auto* const rgw = ::testing::AddGlobalTestEnvironment(new rgw_peer_environ
 
 constexpr int ttl_ms = 1000;
 constexpr int retry_ms = 200;
-constexpr int instances = 2;
 constexpr std::int64_t colls_per_db = 10;
 const std::vector<std::string> databases{"shop", "stock"};
 
@@ -70,7 +75,7 @@ std::int64_t env_int(const char* name, std::int64_t fallback) {
 }
 
 // Where document n lives: rounds of 20 documents, the first ten in "shop", the next ten in
-// "stock", collection c<n % 10> (the inserter's round-robin).
+// "stock", collection c<n % 10>.
 const std::string& db_of(std::int64_t n) {
     return databases[static_cast<std::size_t>(n / 10 % 2)];
 }
@@ -78,14 +83,13 @@ std::string coll_of(std::int64_t n) {
     return "c" + std::to_string(n % colls_per_db);
 }
 
-// The load: rounds of 20 inserts (mongo_inserter) followed by a few $inc updates and deletes
-// of random live documents (libmongoc), until stopped. It records exactly what it did; a
-// write the server did not acknowledge as one change stops it with an error.
+// The load: rounds of 20 inserts followed by a few $inc updates and deletes of random live
+// documents (libmongoc, through the replica set's primary, retryable writes across
+// step-downs), until stopped. It records exactly what it did; a write the server did not
+// acknowledge as one change stops it with an error.
 class workload {
 public:
-    workload(int port, std::uint64_t seed) : ins_(port), rng_(seed) {
-        const std::string uri =
-            "mongodb://127.0.0.1:" + std::to_string(port) + "/?directConnection=true";
+    workload(const std::string& uri, std::uint64_t seed) : rng_(seed) {
         client_ = mongoc_client_new(uri.c_str());
         mongoc_client_set_appname(client_, "chaos-load");
         for (int i = 0; i < colls_per_db; ++i)
@@ -113,8 +117,8 @@ private:
         try {
             while (!stop_) {
                 const auto n = next_;
-                ins_.insert(databases[0], colls_, n, n + 10, 10);
-                ins_.insert(databases[1], colls_, n + 10, n + 20, 10);
+                for (auto k = n; k < n + 20; ++k)
+                    insert(k);
                 for (auto k = n; k < n + 20; ++k)
                     live_.push_back(k);
                 next_ = n + 20;
@@ -142,16 +146,54 @@ private:
         return -1;
     }
 
+    // A write refused because the server it reached is not (or no longer) the primary was
+    // not applied: the driver retries once, and during back-to-back step-downs that retry
+    // can be refused too; then try again after a pause. Any other error is the test's.
+    static bool again(const bson_error_t& err, int attempt) {
+        const bool not_primary = err.code == 10107 || err.code == 13435 ||
+                                 std::strstr(err.message, "not primary") != nullptr;
+        if (!not_primary || attempt >= 50)
+            return false;
+        std::this_thread::sleep_for(100ms);
+        return true;
+    }
+
+    void insert(std::int64_t n) {
+        mongoc_collection_t* c =
+            mongoc_client_get_collection(client_, db_of(n).c_str(), coll_of(n).c_str());
+        const std::string coll = coll_of(n);
+        bson_t* doc = BCON_NEW("n", BCON_INT64(n), "coll", BCON_UTF8(coll.c_str()), "payload",
+                               BCON_UTF8("the quick brown fox jumps over the lazy dog"));
+        bson_error_t err;
+        bool ok = false;
+        for (int attempt = 0; !ok; ++attempt) {
+            ok = mongoc_collection_insert_one(c, doc, nullptr, nullptr, &err);
+            if (!ok && !again(err, attempt))
+                break;
+        }
+        bson_destroy(doc);
+        mongoc_collection_destroy(c);
+        if (!ok)
+            throw std::runtime_error("insert of " + std::to_string(n) + " failed: " + err.message);
+    }
+
     void update(std::int64_t n) {
         mongoc_collection_t* c =
             mongoc_client_get_collection(client_, db_of(n).c_str(), coll_of(n).c_str());
         bson_t* sel = BCON_NEW("n", BCON_INT64(n));
         bson_t* upd = BCON_NEW("$inc", "{", "v", BCON_INT32(1), "}");
-        bson_t reply;
         bson_error_t err;
-        const bool ok = mongoc_collection_update_one(c, sel, upd, nullptr, &reply, &err);
-        const auto modified = ok ? reply_count(reply, "modifiedCount") : -1;
-        bson_destroy(&reply);
+        bool ok = false;
+        std::int64_t modified = -1;
+        for (int attempt = 0; !ok; ++attempt) {
+            bson_t reply;
+            ok = mongoc_collection_update_one(c, sel, upd, nullptr, &reply, &err);
+            if (ok)
+                modified = reply_count(reply, "modifiedCount");
+            bson_destroy(&reply);
+            if (!ok && !again(err, attempt))
+                break;
+        }
         bson_destroy(sel);
         bson_destroy(upd);
         mongoc_collection_destroy(c);
@@ -168,11 +210,18 @@ private:
         mongoc_collection_t* c =
             mongoc_client_get_collection(client_, db_of(n).c_str(), coll_of(n).c_str());
         bson_t* sel = BCON_NEW("n", BCON_INT64(n));
-        bson_t reply;
         bson_error_t err;
-        const bool ok = mongoc_collection_delete_one(c, sel, nullptr, &reply, &err);
-        const auto deleted = ok ? reply_count(reply, "deletedCount") : -1;
-        bson_destroy(&reply);
+        bool ok = false;
+        std::int64_t deleted = -1;
+        for (int attempt = 0; !ok; ++attempt) {
+            bson_t reply;
+            ok = mongoc_collection_delete_one(c, sel, nullptr, &reply, &err);
+            if (ok)
+                deleted = reply_count(reply, "deletedCount");
+            bson_destroy(&reply);
+            if (!ok && !again(err, attempt))
+                break;
+        }
         bson_destroy(sel);
         mongoc_collection_destroy(c);
         if (!ok)
@@ -183,7 +232,6 @@ private:
         deleted_.insert(n);
     }
 
-    inserter ins_;
     mongoc_client_t* client_ = nullptr;
     std::mt19937_64 rng_;
     std::vector<std::string> colls_;
@@ -197,7 +245,16 @@ private:
     std::thread thread_;
 };
 
-enum class fault { kill9, sigterm, redis_pause, rgw_outage, mongo_fail_point, lease_theft };
+enum class fault {
+    kill9,
+    sigterm,
+    redis_pause,
+    redis_restart,
+    rgw_outage,
+    mongo_fail_point,
+    step_down,
+    lease_theft
+};
 
 const char* name(fault f) {
     switch (f) {
@@ -207,10 +264,14 @@ const char* name(fault f) {
             return "sigterm";
         case fault::redis_pause:
             return "redis-pause";
+        case fault::redis_restart:
+            return "redis-restart";
         case fault::rgw_outage:
             return "rgw-outage";
         case fault::mongo_fail_point:
             return "mongo-fail-point";
+        case fault::step_down:
+            return "step-down";
         case fault::lease_theft:
             return "lease-theft";
     }
@@ -231,10 +292,13 @@ struct planned_fault {
 // closeConnection, or a resumable change stream error code (the server labels it).
 const std::vector<int> fail_point_variants{0, 10107, 91, 189, 11600, 9001, 89};
 
-std::vector<planned_fault> plan(std::uint64_t seed, std::int64_t seconds) {
+std::vector<planned_fault> plan(std::uint64_t seed, std::int64_t seconds, int instances) {
     std::mt19937_64 rng(seed);
-    const std::vector<fault> kinds{fault::kill9,      fault::sigterm,          fault::redis_pause,
-                                   fault::rgw_outage, fault::mongo_fail_point, fault::lease_theft};
+    std::vector<fault> kinds{fault::kill9,         fault::sigterm,    fault::redis_pause,
+                             fault::redis_restart, fault::rgw_outage, fault::mongo_fail_point,
+                             fault::step_down};
+    if (instances > 1)
+        kinds.push_back(fault::lease_theft);  // another instance must be there to take over
     // Each kind once per 20 s of load (at least once), in a seeded order at seeded times.
     const std::int64_t rounds = std::max<std::int64_t>(1, seconds / 20);
     std::vector<planned_fault> out;
@@ -251,7 +315,7 @@ std::vector<planned_fault> plan(std::uint64_t seed, std::int64_t seconds) {
     for (std::size_t i = 0; i < out.size(); ++i) {
         auto& f = out[i];
         f.at = millis(times[i]);
-        f.instance = 1 + static_cast<int>(rng() % instances);
+        f.instance = 1 + static_cast<int>(rng() % static_cast<unsigned>(instances));
         switch (f.kind) {
             case fault::kill9:
                 f.length = millis(200 + rng() % 1500);  // down before the restart
@@ -261,6 +325,13 @@ std::vector<planned_fault> plan(std::uint64_t seed, std::int64_t seconds) {
                 break;
             case fault::redis_pause:
                 f.length = millis(300 + rng() % 2500);  // sometimes past the TTL
+                break;
+            case fault::redis_restart:
+                f.length = millis(100 + rng() % 2000);  // down before the restart
+                break;
+            case fault::step_down:
+                f.length = millis(200 + rng() % 1000);  // between step-downs
+                f.times = 1 + static_cast<int>(rng() % 2);
                 break;
             case fault::rgw_outage:
                 f.length = millis(1000 + rng() % 3000);
@@ -297,6 +368,8 @@ std::string describe(const planned_fault& f) {
         s += v == 0 ? " closeConnection" : " errorCode " + std::to_string(v);
         s += " x" + std::to_string(f.times);
     }
+    if (f.kind == fault::step_down)
+        s += " x" + std::to_string(f.times);
     s += " (" + std::to_string(f.length.count()) + " ms)";
     return s;
 }
@@ -306,28 +379,35 @@ protected:
     void SetUp() override {
         seed_ = static_cast<std::uint64_t>(env_int("PENNE_CHAOS_SEED", 20261206));
         seconds_ = std::max<std::int64_t>(5, env_int("PENNE_CHAOS_SECONDS", 40));
-        std::printf("[chaos] seed %llu, %lld s (PENNE_CHAOS_SEED, PENNE_CHAOS_SECONDS)\n",
-                    static_cast<unsigned long long>(seed_), static_cast<long long>(seconds_));
+        instances_ =
+            static_cast<int>(std::clamp<std::int64_t>(env_int("PENNE_CHAOS_INSTANCES", 2), 1, 3));
+        std::printf(
+            "[chaos] seed %llu, %lld s, %d instance(s) (PENNE_CHAOS_SEED, "
+            "PENNE_CHAOS_SECONDS, PENNE_CHAOS_INSTANCES)\n",
+            static_cast<unsigned long long>(seed_), static_cast<long long>(seconds_), instances_);
         peer_ = rgw_peer_environment::peer();
         ASSERT_NE(peer_, nullptr) << rgw_peer_environment::failure();
         ASSERT_TRUE(redis_.ready()) << redis_.failure();
         bucket_ = "chaos-" + std::to_string(::getpid());
         ASSERT_EQ(run_s3({"mb", "s3://" + bucket_}), 0);
-        port_ = free_port();
+        // Three members on free ports; the line it prints lists them, primary first.
         mongosim_ = std::make_unique<process>(
-            std::vector<std::string>{build_path("tests/mongosim/mongosim"), "--port",
-                                     std::to_string(port_)},
+            std::vector<std::string>{build_path("tests/mongosim/mongosim"), "--port", "0",
+                                     "--replset", "3"},
             dir_ / "mongosim.log");
-        ASSERT_TRUE(mongosim_->wait_for_output("mongosim listening on", 10s)) << mongosim_->log();
-        admin_ = mongoc_client_new(
-            ("mongodb://127.0.0.1:" + std::to_string(port_) + "/?directConnection=true").c_str());
+        const std::string ready = "mongosim listening on ";
+        ASSERT_TRUE(mongosim_->wait_for_output(ready, 10s)) << mongosim_->log();
+        const auto log = mongosim_->log();
+        const auto from = log.find(ready) + ready.size();
+        seeds_ = log.substr(from, log.find_first_of(" \n", from) - from);
+        ASSERT_EQ(std::count(seeds_.begin(), seeds_.end(), ','), 2) << log;
+        mongo_uri_ = "mongodb://" + seeds_ + "/?replicaSet=rs0";
         for (const auto& db : databases)
             for (int c = 0; c < colls_per_db; ++c)
                 scopes_.push_back(db + ".c" + std::to_string(c));
-        for (int i = 1; i <= instances; ++i) {
+        for (int i = 1; i <= instances_; ++i) {
             std::ofstream f(dir_ / ("p" + std::to_string(i) + ".toml"));
-            f << "[mongodb]\nuri = \"mongodb://127.0.0.1:" << port_
-              << "/?directConnection=true\"\nmax_await_ms = 100\n\n";
+            f << "[mongodb]\nuri = \"" << mongo_uri_ << "\"\nmax_await_ms = 100\n\n";
             for (const auto& db : databases) {
                 f << "[[watch]]\nlevel = \"collection\"\ndatabase = \"" << db
                   << "\"\ncollections = [";
@@ -352,11 +432,7 @@ protected:
         }
     }
 
-    void TearDown() override {
-        penne_.clear();
-        if (admin_)
-            mongoc_client_destroy(admin_);
-    }
+    void TearDown() override { penne_.clear(); }
 
     std::map<std::string, std::string> aws_env() const {
         return {{"AWS_ACCESS_KEY_ID", peer_->access_key()},
@@ -421,7 +497,7 @@ protected:
     }
 
     void start_all() {
-        for (int i = 1; i <= instances; ++i)
+        for (int i = 1; i <= instances_; ++i)
             start(i);
         // Every scope streaming with its starting position saved (writes made before a
         // scope's first checkpoint would be before its "now").
@@ -497,13 +573,23 @@ protected:
         return s;
     }
 
+    // One admin command on the primary, through a fresh client: one that saw a step-down
+    // would first need to notice it.
+    bool admin_command(const bson_t* cmd, bson_error_t& err) {
+        mongoc_client_t* admin = mongoc_client_new(mongo_uri_.c_str());
+        mongoc_client_set_appname(admin, "chaos-admin");
+        const bool ok = mongoc_client_command_simple(admin, "admin", cmd, nullptr, nullptr, &err);
+        mongoc_client_destroy(admin);
+        return ok;
+    }
+
     bool fail_point(const std::string& json) {
         bson_error_t err;
         bson_t* cmd = bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
                                          static_cast<ssize_t>(json.size()), &err);
         if (!cmd)
             return false;
-        const bool ok = mongoc_client_command_simple(admin_, "admin", cmd, nullptr, nullptr, &err);
+        const bool ok = admin_command(cmd, err);
         bson_destroy(cmd);
         EXPECT_TRUE(ok) << err.message;
         return ok;
@@ -534,6 +620,40 @@ protected:
                 std::this_thread::sleep_for(f.length);
                 ASSERT_EQ(::kill(redis_.pid(), SIGCONT), 0);
                 break;
+            case fault::redis_restart: {
+                // With its append-only file (fsync on every write) nothing acknowledged is
+                // lost: an outage, never the store loss penne refuses to run through.
+                const auto identity = redis_cli("GET rchaos:store");
+                redis_.kill();
+                std::this_thread::sleep_for(f.length);
+                ASSERT_TRUE(redis_.restart()) << redis_.failure();
+                EXPECT_EQ(redis_cli("GET rchaos:store"), identity);
+                break;
+            }
+            case fault::step_down: {
+                const auto before = metric_sum("penne_stream_resumes_total");
+                for (int k = 0; k < f.times; ++k) {
+                    if (k > 0)
+                        std::this_thread::sleep_for(f.length);
+                    bson_t* cmd = BCON_NEW("replSetStepDown", BCON_INT32(10));
+                    bson_error_t err;
+                    const bool ok = admin_command(cmd, err);
+                    bson_destroy(cmd);
+                    EXPECT_TRUE(ok) << "replSetStepDown: " << err.message;
+                }
+                // The streams on the old primary broke and resumed on the new one.
+                std::int64_t after = before;
+                wait_until(
+                    [&] {
+                        after = metric_sum("penne_stream_resumes_total");
+                        return after > before;
+                    },
+                    10s);
+                EXPECT_GT(after, before) << "no change stream resumed after the step-down";
+                std::printf("[chaos]   change stream resumes: %lld -> %lld\n",
+                            static_cast<long long>(before), static_cast<long long>(after));
+                break;
+            }
             case fault::rgw_outage:
                 ASSERT_TRUE(peer_->stop_gateway()) << peer_->log_tail();
                 std::this_thread::sleep_for(f.length);
@@ -728,12 +848,13 @@ protected:
     std::uint64_t seed_ = 0;
     std::int64_t seconds_ = 0;
     const rgw_peer* peer_ = nullptr;
-    redis_peer redis_;
+    redis_peer redis_{redis_peer_options{.persistence = true}};  // kill -9 keeps the data
     temp_dir dir_{"penne-random-chaos"};
     std::string bucket_;
-    int port_ = 0;
+    int instances_ = 2;
+    std::string seeds_;      // host:port of the three members
+    std::string mongo_uri_;  // the seed list with replicaSet=rs0
     int starts_ = 0;
-    mongoc_client_t* admin_ = nullptr;
     std::unique_ptr<process> mongosim_;
     std::map<int, std::unique_ptr<process>> penne_;
     std::vector<std::string> scopes_;
@@ -743,7 +864,7 @@ protected:
 };
 
 TEST_F(RandomChaos, EveryInsertUpdateAndDeleteExactlyOnceUnderSeededFaults) {
-    const auto schedule = plan(seed_, seconds_);
+    const auto schedule = plan(seed_, seconds_, instances_);
     std::printf("[chaos] fault schedule (%zu faults):\n", schedule.size());
     for (const auto& f : schedule)
         std::printf("[chaos]   %s\n", describe(f).c_str());
@@ -751,7 +872,7 @@ TEST_F(RandomChaos, EveryInsertUpdateAndDeleteExactlyOnceUnderSeededFaults) {
     start_all();
     if (HasFatalFailure())
         return;
-    workload load(port_, seed_ + 1);
+    workload load(mongo_uri_, seed_ + 1);
     const auto begin = steady::now();
     auto elapsed = [&] { return std::chrono::duration_cast<millis>(steady::now() - begin); };
     std::map<std::string, int> ran;

@@ -1,8 +1,10 @@
 #pragma once
 // A real redis-server for integration tests, on a free loopback port, with no persistence
-// (`--save '' --appendonly no`), in a fresh temporary directory that is removed with the
-// object. It can be killed (SIGKILL) and started again on the same port, for reconnect
-// tests, and can serve TLS only (rediss://) with files from make_tls_files().
+// (`--save '' --appendonly no`) unless asked for, in a fresh temporary directory that is
+// removed with the object. It can be killed (SIGKILL) and started again on the same port,
+// for reconnect tests: without persistence it comes back empty (a data loss), with
+// persistence (append-only file, fsync on every write) with every acknowledged write. It
+// can serve TLS only (rediss://) with files from make_tls_files().
 //
 // Construction never throws for a server that cannot start: ready() is false and failure()
 // says why (redis-server missing, the tail of its log). Tests treat that as a failure,
@@ -29,6 +31,8 @@ struct redis_peer_options {
     std::string tls_cert_file;
     std::string tls_key_file;
     std::string tls_ca_file;
+    // `--appendonly yes --appendfsync always`: a restart (even after kill()) keeps the data.
+    bool persistence = false;
 };
 
 class redis_peer {
@@ -46,10 +50,10 @@ public:
 
     // The server's process id (to pause it with SIGSTOP: an outage that keeps the data).
     pid_t pid() const noexcept;
-    // SIGKILL, and wait for the process to exit (its data is gone: no persistence).
+    // SIGKILL, and wait for the process to exit (without persistence its data is gone).
     void kill();
-    // Starts the server again on the same port; false (and failure()) when it does not
-    // come up.
+    // Starts the server again on the same port (killing it first if it runs); false (and
+    // failure()) when it does not come up.
     bool restart();
     std::string log_tail(int lines = 20) const;
 

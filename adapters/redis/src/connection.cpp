@@ -95,6 +95,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
     reply_parser parser;
     std::array<char, 16 * 1024> buffer{};
     std::atomic<std::uint64_t> connects{0};
+    counter connect_counter;  // detached unless set_connect_counter()
 
     void shut() noexcept {
         error_code ignored;
@@ -295,6 +296,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
         }
         open = true;
         connects.fetch_add(1, std::memory_order_relaxed);
+        connect_counter.inc();
         co_return error_code{};
     }
 
@@ -460,6 +462,10 @@ const connection_options& connection::options() const noexcept {
 
 std::uint64_t connection::connects() const noexcept {
     return impl_->connects.load(std::memory_order_relaxed);
+}
+
+void connection::set_connect_counter(counter c) {
+    impl_->connect_counter = c;
 }
 
 }  // namespace penne::redis

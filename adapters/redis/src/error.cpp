@@ -48,6 +48,8 @@ public:
                 return "TLS setup for Redis failed";
             case redis_errc::not_connected:
                 return "not connected to Redis";
+            case redis_errc::store_lost:
+                return "Redis lost penne's state";
         }
         return "unknown penne.redis error";
     }

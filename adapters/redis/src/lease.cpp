@@ -12,10 +12,19 @@ namespace {
 
 namespace asio = boost::asio;
 
-// KEYS: lease, fence, released. ARGV: owner, ttl ms.
+// Scripts that must not succeed on a Redis that lost the state start with the store's
+// identity check (state_store.hpp): the store key last in KEYS, the store id last in ARGV.
+std::string checked(std::string_view body) {
+    return std::string(identity_check_lua()) + R"lua(
+local lost = penne_store_lost(KEYS[#KEYS], ARGV[#ARGV])
+if lost then return lost end
+)lua" + std::string(body);
+}
+
+// KEYS: lease, fence, released, store. ARGV: owner, ttl ms, store id.
 // The current holder is everything before the value's last ':' (owner ids have no ':').
 const script& acquire_script() {
-    static const script s(R"lua(
+    static const script s(checked(R"lua(
 local cur = redis.call('GET', KEYS[1])
 if cur and string.match(cur, '^(.*):%d+$') ~= ARGV[1] then
   return {'held', cur}
@@ -28,19 +37,19 @@ if prev ~= '0' and redis.call('GET', KEYS[3]) ~= prev then
   takeover = 1
 end
 return {'ok', fence, takeover}
-)lua");
+)lua"));
     return s;
 }
 
-// KEYS: lease. ARGV: "<owner>:<fence>", ttl ms.
+// KEYS: lease, store. ARGV: "<owner>:<fence>", ttl ms, store id.
 const script& refresh_script() {
-    static const script s(R"lua(
+    static const script s(checked(R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
-)lua");
+)lua"));
     return s;
 }
 
@@ -134,15 +143,22 @@ lease_store::lease_store(connection& conn, state_store& store, lease_options opt
 asio::awaitable<error_code> lease_store::acquire(const std::string& scope_id,
                                                  std::chrono::milliseconds ttl, lease_grant& out,
                                                  diagnostics& diag) {
+    std::string id;
+    error_code ec = co_await store_.store_id(id, diag);
+    if (ec)
+        co_return ec;
     const auto k = keys_for(prefix_, scope_id);
-    const std::vector<std::string> keys = {k.lease, k.fence, released_key(prefix_, scope_id)};
-    const std::vector<std::string> args = {owner_, std::to_string(ttl.count())};
+    const std::vector<std::string> keys = {k.lease, k.fence, released_key(prefix_, scope_id),
+                                           store_key(prefix_)};
+    const std::vector<std::string> args = {owner_, std::to_string(ttl.count()), id};
     value reply;
-    error_code ec = co_await conn_.eval(acquire_script(), keys, args, reply, diag);
+    ec = co_await conn_.eval(acquire_script(), keys, args, reply, diag);
     if (ec) {
         diag.message = "lease acquire for scope '" + scope_id + "': " + diag.message;
         co_return ec;
     }
+    if (store_lost_reply(prefix_, id, reply, ec, diag))
+        co_return ec;
     if (reply.kind != value_kind::array || reply.elements.empty() ||
         reply.elements[0].kind != value_kind::bulk)
         co_return unexpected("lease acquire", scope_id, reply, diag);
@@ -162,15 +178,22 @@ asio::awaitable<error_code> lease_store::acquire(const std::string& scope_id,
 
 asio::awaitable<error_code> lease_store::refresh(const std::string& scope_id, std::uint64_t fence,
                                                  std::chrono::milliseconds ttl, diagnostics& diag) {
+    std::string id;
+    error_code ec = co_await store_.store_id(id, diag);
+    if (ec)
+        co_return ec;
     const auto k = keys_for(prefix_, scope_id);
-    const std::vector<std::string> keys = {k.lease};
-    const std::vector<std::string> args = {lease_value(owner_, fence), std::to_string(ttl.count())};
+    const std::vector<std::string> keys = {k.lease, store_key(prefix_)};
+    const std::vector<std::string> args = {lease_value(owner_, fence), std::to_string(ttl.count()),
+                                           id};
     value reply;
-    error_code ec = co_await conn_.eval(refresh_script(), keys, args, reply, diag);
+    ec = co_await conn_.eval(refresh_script(), keys, args, reply, diag);
     if (ec) {
         diag.message = "lease refresh for scope '" + scope_id + "': " + diag.message;
         co_return ec;
     }
+    if (store_lost_reply(prefix_, id, reply, ec, diag))
+        co_return ec;
     if (reply.kind != value_kind::integer)
         co_return unexpected("lease refresh", scope_id, reply, diag);
     if (reply.integer == 0) {

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <ctime>
+#include <random>
 #include <set>
 
 namespace penne::redis {
@@ -20,6 +22,37 @@ bool cancelled(const asio::cancellation_state& cs) noexcept {
 }
 
 constexpr std::string_view payload_version = "1;";
+
+// Defines penne_store_lost(key, want): nil while `key` names store `want`; otherwise the
+// reply {'lost', <value now>, <value found>}, after writing the tombstone unless one is
+// there already or the identity there acknowledges this loss. TIME before a write needs
+// effects replication: the default from Redis 5, asked for on older servers.
+constexpr std::string_view identity_lua = R"lua(
+if redis.replicate_commands then redis.replicate_commands() end
+local function penne_store_lost(key, want)
+  local cur = redis.call('GET', key)
+  if cur and string.sub(cur, 1, #want + 1) == want .. ':' then
+    return nil
+  end
+  if cur and (string.sub(cur, 1, 5) == 'lost:' or string.find(cur, ':ack:' .. want, 1, true)) then
+    return {'lost', cur, cur}
+  end
+  local t = redis.call('TIME')
+  local tomb = 'lost:' .. want .. ':' .. t[1]
+  redis.call('SET', key, tomb)
+  return {'lost', tomb, cur or ''}
+end
+)lua";
+
+// Every store script checks the identity first: the last key, the last argument.
+constexpr std::string_view identity_first = R"lua(
+local lost = penne_store_lost(KEYS[#KEYS], ARGV[#ARGV])
+if lost then return lost end
+)lua";
+
+std::string checked(std::string_view body) {
+    return std::string(identity_lua) + std::string(identity_first) + std::string(body);
+}
 
 // The fence check shared by every write script. Fences are compared as decimal strings
 // (length first), exact for 64-bit values where Lua numbers are not.
@@ -40,7 +73,7 @@ end
 // KEYS: manifest, recorded, fence, lease.
 // ARGV: owner, fence, entry key, durable flag, payload.
 const script& record_script() {
-    static const script s(std::string(fence_check) + R"lua(
+    static const script s(checked(fence_check) + R"lua(
 local n = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[4] .. ':' .. n .. ':' .. ARGV[5])
 return {'ok', n}
@@ -50,9 +83,9 @@ return {'ok', n}
 
 // KEYS: manifest, watermark, fence, lease.
 // ARGV: owner, fence, number of durable keys (n), '1' when a watermark follows else '0',
-//       watermark hex, n durable keys, then the keys to retire.
+//       watermark hex, n durable keys, then the keys to retire (up to the store id).
 const script& commit_script() {
-    static const script s(std::string(fence_check) + R"lua(
+    static const script s(checked(fence_check) + R"lua(
 local n = tonumber(ARGV[3])
 for i = 6, 5 + n do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
@@ -63,7 +96,7 @@ end
 if ARGV[4] == '1' then
   redis.call('SET', KEYS[2], ARGV[5])
 end
-for i = 6 + n, #ARGV do
+for i = 6 + n, #ARGV - 1 do
   redis.call('HDEL', KEYS[1], ARGV[i])
 end
 return {'ok', 0}
@@ -73,10 +106,73 @@ return {'ok', 0}
 
 // KEYS: watermark, manifest. A consistent snapshot of both.
 const script& load_script() {
-    static const script s(R"lua(
+    static const script s(checked(R"lua(
 return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+)lua"));
+    return s;
+}
+
+// KEYS: store. ARGV: a new id, the id opened before ("" at the first open).
+const script& open_script() {
+    static const script s(std::string(identity_lua) + R"lua(
+if ARGV[2] ~= '' then
+  local lost = penne_store_lost(KEYS[1], ARGV[2])
+  if lost then return lost end
+end
+local cur = redis.call('GET', KEYS[1])
+if cur then return {'found', cur} end
+local t = redis.call('TIME')
+local v = ARGV[1] .. ':' .. t[1]
+redis.call('SET', KEYS[1], v)
+return {'created', v}
 )lua");
     return s;
+}
+
+// KEYS: store. ARGV: a new id. Replaces a tombstone by an identity acknowledging it.
+const script& ack_script() {
+    static const script s(std::string(identity_lua) + R"lua(
+local cur = redis.call('GET', KEYS[1])
+if not cur or string.sub(cur, 1, 5) ~= 'lost:' then return {'none', cur or ''} end
+local old = string.match(cur, '^lost:([^:]*):')
+if not old then return {'none', cur} end
+local t = redis.call('TIME')
+local v = ARGV[1] .. ':' .. t[1] .. ':ack:' .. old
+redis.call('SET', KEYS[1], v)
+return {'acked', cur, v}
+)lua");
+    return s;
+}
+
+bool is_store_id(std::string_view s) {
+    return s.size() == 32 && std::all_of(s.begin(), s.end(), [](char c) {
+               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+           });
+}
+
+bool parse_i64(std::string_view s, std::int64_t& out) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && end == s.data() + s.size() && !s.empty();
+}
+
+std::string utc(std::int64_t unix_seconds) {
+    const std::time_t t = static_cast<std::time_t>(unix_seconds);
+    std::tm tm{};
+    char buf[32];
+    if (!::gmtime_r(&t, &tm) || std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        return std::to_string(unix_seconds);
+    return buf;
+}
+
+// A glob pattern matching `text` literally.
+std::string glob_escape(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\')
+            out += '\\';
+        out += c;
+    }
+    return out;
 }
 
 void put_netstring(std::string& out, std::string_view s) {
@@ -195,8 +291,280 @@ script_call commit_call(const scope_keys& k, const fence_token& f, const commit_
     return c;
 }
 
+std::string store_key(std::string_view prefix) {
+    return std::string(prefix) + ":store";
+}
+
+std::string store_marker::value() const {
+    switch (state) {
+        case kind::absent:
+            return {};
+        case kind::live:
+            return id + ":" + std::to_string(time) +
+                   (acknowledges.empty() ? "" : ":ack:" + acknowledges);
+        case kind::lost:
+            return "lost:" + id + ":" + std::to_string(time);
+    }
+    return {};
+}
+
+bool parse_store_marker(std::string_view value, store_marker& out) {
+    store_marker m;
+    if (value.empty()) {
+        out = m;
+        return true;
+    }
+    std::vector<std::string_view> parts;
+    for (std::size_t start = 0;;) {
+        const auto colon = value.find(':', start);
+        parts.push_back(value.substr(start, colon - start));
+        if (colon == std::string_view::npos)
+            break;
+        start = colon + 1;
+    }
+    if (parts.size() == 3 && parts[0] == "lost" && is_store_id(parts[1]) &&
+        parse_i64(parts[2], m.time)) {
+        m.state = store_marker::kind::lost;
+        m.id = parts[1];
+    } else if ((parts.size() == 2 ||
+                (parts.size() == 4 && parts[2] == "ack" && is_store_id(parts[3]))) &&
+               is_store_id(parts[0]) && parse_i64(parts[1], m.time)) {
+        m.state = store_marker::kind::live;
+        m.id = parts[0];
+        if (parts.size() == 4)
+            m.acknowledges = parts[3];
+    } else {
+        return false;
+    }
+    out = std::move(m);
+    return true;
+}
+
+std::string new_store_id() {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::random_device rd;
+    std::string id;
+    for (int i = 0; i < 4; ++i) {
+        auto r = static_cast<std::uint32_t>(rd());
+        for (int j = 0; j < 8; ++j, r >>= 4)
+            id += digits[r & 0xf];
+    }
+    return id;
+}
+
+std::string store_lost_message(std::string_view prefix, std::string_view lost_id,
+                               const store_marker& found) {
+    const std::string key = store_key(prefix);
+    std::string m = "Redis lost penne's state: store id " + std::string(lost_id) + " is gone (";
+    if (found.state == store_marker::kind::live && found.acknowledges == lost_id) {
+        return m + "an operator acknowledged its loss with `penne state ack-loss`; " + key +
+               " names store " + found.id + " since " + utc(found.time) +
+               "). This process still held the lost state and stops; start it again to run on "
+               "the new store, from now";
+    }
+    if (found.state == store_marker::kind::absent)
+        m += key + " is missing";
+    else if (found.state == store_marker::kind::live)
+        m += key + " named store " + found.id + ", created at " + utc(found.time) +
+             " after the loss";
+    else
+        m += "found lost at " + utc(found.time);
+    return m +
+           ": was redis-server restarted without persistence, or flushed?). Restarting from "
+           "now would skip every event since then. Restore Redis from its AOF/RDB with every "
+           "penne stopped, or acknowledge the gap with `penne state ack-loss --config <file> "
+           "--yes`; until then every instance refuses to start (" +
+           key + " holds a tombstone)";
+}
+
+bool store_lost_reply(std::string_view prefix, std::string_view want, const value& reply,
+                      error_code& ec, diagnostics& diag) {
+    if (reply.kind != value_kind::array || reply.elements.size() != 3 ||
+        reply.elements[0].kind != value_kind::bulk || reply.elements[0].text != "lost")
+        return false;
+    store_marker found;
+    if (!parse_store_marker(reply.elements[2].text, found)) {
+        found = {};
+        found.state = store_marker::kind::lost;  // unreadable: report it as a tombstone
+    }
+    diag.message = store_lost_message(prefix, want, found);
+    ec = make_error_code(redis_errc::store_lost);
+    return true;
+}
+
+std::string_view identity_check_lua() {
+    return identity_lua;
+}
+
+asio::awaitable<error_code> read_store_marker(connection& conn, std::string_view prefix,
+                                              store_marker& out, diagnostics& diag) {
+    const std::string key = store_key(prefix);
+    request req({"GET", key});
+    req.idempotent = true;
+    value reply;
+    error_code ec = co_await conn.call(req, reply, diag);
+    if (ec) {
+        diag.message = "reading " + key + ": " + diag.message;
+        co_return ec;
+    }
+    if (reply.kind != value_kind::nil && reply.kind != value_kind::bulk) {
+        diag.message = "reading " + key + ": unexpected reply " + to_string(reply);
+        co_return make_error_code(redis_errc::unexpected_reply);
+    }
+    if (!parse_store_marker(reply.text, out)) {
+        diag.message = key + " holds '" + reply.text +
+                       "', which is not a penne store identity (was it written by a newer "
+                       "penne, or by another program?)";
+        co_return make_error_code(errc::state_corrupt);
+    }
+    co_return error_code{};
+}
+
+asio::awaitable<error_code> acknowledge_loss(connection& conn, std::string_view prefix,
+                                             ack_result& out, diagnostics& diag) {
+    const std::string key = store_key(prefix);
+    const std::vector<std::string> keys = {key};
+    const std::vector<std::string> args = {new_store_id()};
+    value reply;
+    error_code ec = co_await conn.eval(ack_script(), keys, args, reply, diag);
+    if (ec) {
+        diag.message = "acknowledging the loss in " + key + ": " + diag.message;
+        co_return ec;
+    }
+    const auto& e = reply.elements;
+    const bool shaped =
+        reply.kind == value_kind::array && !e.empty() && e[0].kind == value_kind::bulk &&
+        ((e[0].text == "none" && e.size() == 2) || (e[0].text == "acked" && e.size() == 3));
+    if (!shaped) {
+        diag.message =
+            "acknowledging the loss in " + key + ": unexpected script reply " + to_string(reply);
+        co_return make_error_code(redis_errc::unexpected_reply);
+    }
+    ack_result r;
+    if (!parse_store_marker(e[1].text, r.before) ||
+        !parse_store_marker(e[0].text == "acked" ? e[2].text : e[1].text, r.after)) {
+        diag.message = key + " holds '" + e[1].text +
+                       "', which is not a penne store identity (was it written by a newer "
+                       "penne, or by another program?)";
+        co_return make_error_code(errc::state_corrupt);
+    }
+    out = std::move(r);
+    co_return error_code{};
+}
+
 state_store::state_store(connection& conn, state_store_options opts)
     : conn_(conn), opts_(std::move(opts)) {}
+
+asio::awaitable<error_code> state_store::open(open_result& out, diagnostics& diag) {
+    auto cs = co_await asio::this_coro::cancellation_state;
+    if (cancelled(cs)) {
+        diag.message = "opening the state store cancelled before it started";
+        co_return errc::cancelled;
+    }
+    std::string want;
+    {
+        std::lock_guard lock(mu_);
+        want = id_;
+    }
+    const std::string key = store_key(opts_.key_prefix);
+    const std::vector<std::string> keys = {key};
+    const std::vector<std::string> args = {new_store_id(), want};
+    value reply;
+    error_code ec = co_await conn_.eval(open_script(), keys, args, reply, diag);
+    if (ec) {
+        diag.message = "opening the state store (" + key + "): " + diag.message;
+        co_return ec;
+    }
+    if (store_lost_reply(opts_.key_prefix, want, reply, ec, diag))
+        co_return ec;
+    const auto& e = reply.elements;
+    if (reply.kind != value_kind::array || e.size() != 2 || e[0].kind != value_kind::bulk ||
+        e[1].kind != value_kind::bulk || (e[0].text != "found" && e[0].text != "created")) {
+        diag.message =
+            "opening the state store (" + key + "): unexpected script reply " + to_string(reply);
+        co_return make_error_code(redis_errc::unexpected_reply);
+    }
+    open_result r;
+    r.created = e[0].text == "created";
+    if (!parse_store_marker(e[1].text, r.identity) ||
+        r.identity.state == store_marker::kind::absent) {
+        diag.message = key + " holds '" + e[1].text +
+                       "', which is not a penne store identity (was it written by a newer "
+                       "penne, or by another program?)";
+        co_return make_error_code(errc::state_corrupt);
+    }
+    if (r.identity.state == store_marker::kind::lost) {
+        diag.message = store_lost_message(opts_.key_prefix, r.identity.id, r.identity);
+        co_return make_error_code(redis_errc::store_lost);
+    }
+    if (r.created) {
+        // State without an identity: written before penne had store identities.
+        const std::string pattern = glob_escape(opts_.key_prefix) + ":scope:*";
+        std::string cursor = "0";
+        do {
+            request req({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+            req.idempotent = true;
+            value page;
+            ec = co_await conn_.call(req, page, diag);
+            if (ec) {
+                diag.message = "opening the state store (SCAN): " + diag.message;
+                co_return ec;
+            }
+            if (page.kind != value_kind::array || page.elements.size() != 2 ||
+                page.elements[0].kind != value_kind::bulk ||
+                page.elements[1].kind != value_kind::array) {
+                diag.message = "opening the state store: unexpected SCAN reply " + to_string(page);
+                co_return make_error_code(redis_errc::unexpected_reply);
+            }
+            cursor = page.elements[0].text;
+            r.had_state = !page.elements[1].elements.empty();
+        } while (cursor != "0" && !r.had_state);
+    }
+    bool first = false;
+    {
+        std::lock_guard lock(mu_);
+        first = id_.empty();
+        id_ = r.identity.id;
+    }
+    if (opts_.log && (first || r.created)) {
+        if (r.created && !r.had_state)
+            opts_.log(log_level::warn,
+                      "state store is empty: every scope starts from now (first start); created "
+                      "store id " +
+                          r.identity.id + " in " + key +
+                          " (a Redis that lost its data while no penne ran looks the same: run "
+                          "redis-server with appendonly yes)");
+        else if (r.created)
+            opts_.log(log_level::warn, "state store had no identity in " + key +
+                                           " but holds scope state (written by an older penne): "
+                                           "adopted it as store id " +
+                                           r.identity.id);
+        else
+            opts_.log(log_level::info,
+                      "state store id " + r.identity.id + " (created " + utc(r.identity.time) +
+                          (r.identity.acknowledges.empty()
+                               ? ")"
+                               : ", when the loss of store " + r.identity.acknowledges +
+                                     " was acknowledged)"));
+    }
+    out = std::move(r);
+    co_return error_code{};
+}
+
+asio::awaitable<error_code> state_store::store_id(std::string& out, diagnostics& diag) {
+    {
+        std::lock_guard lock(mu_);
+        if (!id_.empty()) {
+            out = id_;
+            co_return error_code{};
+        }
+    }
+    open_result r;
+    error_code ec = co_await open(r, diag);
+    if (!ec)
+        out = r.identity.id;
+    co_return ec;
+}
 
 std::string state_store::describe() const {
     return "redis:" + conn_.describe() + " prefix=" + opts_.key_prefix;
@@ -209,15 +577,21 @@ asio::awaitable<error_code> state_store::load(const std::string& scope_id, scope
         diag.message = "state load for scope '" + scope_id + "' cancelled before it started";
         co_return errc::cancelled;
     }
+    std::string id;
+    error_code ec = co_await store_id(id, diag);
+    if (ec)
+        co_return ec;
     const auto k = keys_for(opts_.key_prefix, scope_id);
-    const std::vector<std::string> keys = {k.watermark, k.manifest};
-    const std::vector<std::string> no_args;
+    const std::vector<std::string> keys = {k.watermark, k.manifest, store_key(opts_.key_prefix)};
+    const std::vector<std::string> args = {id};
     value reply;
-    error_code ec = co_await conn_.eval(load_script(), keys, no_args, reply, diag);
+    ec = co_await conn_.eval(load_script(), keys, args, reply, diag);
     if (ec) {
         diag.message = "state load for scope '" + scope_id + "': " + diag.message;
         co_return ec;
     }
+    if (store_lost_reply(opts_.key_prefix, id, reply, ec, diag))
+        co_return ec;
     auto corrupt = [&](const std::string& why) {
         diag.message = "Redis state of scope '" + scope_id + "' (" + k.manifest + ", " +
                        k.watermark + ") is unreadable: " + why +
@@ -263,7 +637,7 @@ asio::awaitable<error_code> state_store::load(const std::string& scope_id, scope
 }
 
 asio::awaitable<error_code> state_store::write(const std::string& scope_id, const script& s,
-                                               const script_call& call, const char* what,
+                                               script_call call, const char* what,
                                                diagnostics& diag) {
     auto cs = co_await asio::this_coro::cancellation_state;
     if (cancelled(cs)) {
@@ -271,12 +645,20 @@ asio::awaitable<error_code> state_store::write(const std::string& scope_id, cons
             std::string(what) + " for scope '" + scope_id + "' cancelled before it started";
         co_return errc::cancelled;
     }
+    std::string id;
+    error_code ec = co_await store_id(id, diag);
+    if (ec)
+        co_return ec;
+    call.keys.push_back(store_key(opts_.key_prefix));
+    call.args.push_back(id);
     value reply;
-    error_code ec = co_await conn_.eval(s, call.keys, call.args, reply, diag);
+    ec = co_await conn_.eval(s, call.keys, call.args, reply, diag);
     if (ec) {
         diag.message = std::string(what) + " for scope '" + scope_id + "': " + diag.message;
         co_return ec;
     }
+    if (store_lost_reply(opts_.key_prefix, id, reply, ec, diag))
+        co_return ec;
     if (reply.kind != value_kind::array || reply.elements.empty() ||
         reply.elements[0].kind != value_kind::bulk) {
         diag.message = std::string(what) + " for scope '" + scope_id +

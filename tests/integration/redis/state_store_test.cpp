@@ -195,9 +195,10 @@ TEST_F(RedisStateStore, UsesTheDocumentedKeysUnderItsPrefix) {
     std::set<std::string> names;
     for (auto& k : keys.elements)
         names.insert(k.text);
-    EXPECT_EQ(names, (std::set<std::string>{"tenant7:scope:{shop.orders}:manifest",
-                                            "tenant7:scope:{shop.orders}:recorded",
-                                            "tenant7:scope:{shop.orders}:watermark"}));
+    EXPECT_EQ(names,
+              (std::set<std::string>{"tenant7:scope:{shop.orders}:manifest",
+                                     "tenant7:scope:{shop.orders}:recorded",
+                                     "tenant7:scope:{shop.orders}:watermark", "tenant7:store"}));
     EXPECT_EQ(raw(request{"GET", "tenant7:scope:{shop.orders}:watermark"}).text, token(5).to_hex());
     auto stored = raw(request{"HGET", "tenant7:scope:{shop.orders}:manifest", "obj"});
     EXPECT_EQ(stored.text, "0:1:" + encode_entry(entry(1, "obj")));
@@ -338,8 +339,16 @@ TEST_F(RedisStateStore, CancelledBeforeStartHasNoEffect) {
 }
 
 TEST_F(RedisStateStore, UnreachableRedisIsRetryableAndWritesLandOnceItIsBack) {
+    // With persistence, as in production: a restart is an outage, not a loss (a restart
+    // without its data is refused: store_identity_test.cpp).
+    store.reset();
+    conn.reset();
+    peer = std::make_unique<redis_peer>(redis_peer_options{.persistence = true});
+    ASSERT_TRUE(peer->ready()) << peer->failure();
+    conn = std::make_unique<connection>(io.ctx.get_executor(), options_for(peer->url()));
+    store = std::make_unique<state_store>(*conn);
     record("s", entry(1, "a"));
-    peer->kill();  // no persistence: the server comes back empty
+    peer->kill();
     diagnostics diag;
     scope_state out;
     auto ec = io.run(store->load("s", out, diag));
@@ -375,8 +384,9 @@ TEST_F(RedisStateStore, UnreachableRedisIsRetryableAndWritesLandOnceItIsBack) {
     EXPECT_GT(attempts, 1);
     commit("s", {.durable_keys = {"b"}, .watermark = token(1), .retire_keys = {}});
     auto s = load("s");
-    ASSERT_EQ(keys_of(s), (std::vector<std::string>{"b"}));
-    EXPECT_TRUE(s.entries[0].durable);
+    ASSERT_EQ(keys_of(s), (std::vector<std::string>{"a", "b"}));  // "a" survived the restart
+    EXPECT_FALSE(s.entries[0].durable);
+    EXPECT_TRUE(s.entries[1].durable);
     EXPECT_EQ(s.watermark, token(1));
 }
 

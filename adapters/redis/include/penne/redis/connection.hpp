@@ -27,6 +27,7 @@
 // Lifetime: the connection must outlive every operation on it.
 
 #include <penne/error.hpp>
+#include <penne/metrics.hpp>
 #include <penne/redis/resp.hpp>
 #include <penne/retry.hpp>
 
@@ -125,6 +126,9 @@ public:
     const connection_options& options() const noexcept;
     // How many times a connection was established (for tests and metrics).
     std::uint64_t connects() const noexcept;
+    // Also counts every connection established in `c` (a metrics handle such as
+    // penne_redis_connects_total{connection="state"}). Call before the first request.
+    void set_connect_counter(counter c);
 
 private:
     struct impl;

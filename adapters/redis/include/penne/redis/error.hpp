@@ -10,7 +10,8 @@
 //
 // Retryable: the server is starting or busy or failing over (LOADING, BUSY, TRYAGAIN,
 // READONLY, MASTERDOWN, CLUSTERDOWN, OOM, too many clients) and lost connections. Fatal:
-// authentication and permission failures, syntax and type errors, bad configuration.
+// authentication and permission failures, syntax and type errors, bad configuration, and a
+// Redis that lost penne's state (store_lost, see state_store.hpp).
 //
 // Thread safety: the category is an immutable singleton. Messages never contain secrets.
 
@@ -45,6 +46,10 @@ enum class redis_errc {
     tls_handshake,      // the TLS handshake failed: untrusted certificate, wrong host (fatal)
     tls_setup,          // the TLS context cannot be built (unreadable CA file) (fatal)
     not_connected,      // no connection could be opened (retryable)
+    // State store conditions.
+    store_lost,  // the Redis no longer holds penne's state: its store identity is gone or
+                 // tombstoned (restarted without persistence, flushed). Fatal: resuming
+                 // from "now" would skip events; an operator must restore or acknowledge it
 };
 
 const penne::classified_category& error_category() noexcept;

@@ -17,7 +17,9 @@
 //   refresh  PEXPIRE the lease if it still holds "<owner>:<fence>" (compare-and-pexpire)
 //   release  DEL the lease if it still holds "<owner>:<fence>" (compare-and-delete)
 // An owner re-acquiring a lease it still holds (a previous session of the same process)
-// gets a new fence, which fences off that session's writes.
+// gets a new fence, which fences off that session's writes. Acquire and refresh first check
+// the store identity (state_store.hpp): on a Redis that lost the state they write its
+// tombstone and fail with redis_errc::store_lost (fatal), never a fresh lease at fence 1.
 //
 // Thread safety and cancellation: as the connection and state_store (any coroutine, any
 // thread; a script either ran entirely or not). Lifetimes: the connection and the state
