@@ -17,7 +17,7 @@ RUN apt-get update \
       build-essential cmake ninja-build pkg-config \
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev \
       libmongoc-dev libbson-dev libhiredis-dev \
-      libzstd-dev zlib1g-dev libssl-dev libsnappy-dev \
+      libzstd-dev zlib1g-dev libssl-dev libsnappy-dev libicu-dev \
       libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libpugixml-dev \
       libgtest-dev libgmock-dev libbenchmark-dev \
  && rm -rf /var/lib/apt/lists/*

@@ -9,10 +9,10 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache git clang-format
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libmongoc-dev libbson-dev libhiredis-dev
-  libzstd-dev zlib1g-dev libssl-dev libsnappy-dev
+  libzstd-dev zstd zlib1g-dev libssl-dev libsnappy-dev libicu-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libpugixml-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  redis-server python3 prometheus curl
+  redis-server python3 prometheus curl dnsmasq-base
   ceph-mon ceph-osd radosgw ceph-common
   python3-pymongo node-mongodb avro-bin python3-yaml docker-compose
 )

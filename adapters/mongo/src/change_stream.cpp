@@ -1,5 +1,7 @@
 #include <penne/mongo/change_stream.hpp>
 
+#include <ctime>
+#include <penne/mongo/srv.hpp>
 #include <penne/mongo/tls.hpp>
 #include <penne/mongo/topology.hpp>
 #include <utility>
@@ -23,6 +25,25 @@ error_code invalid(diagnostics& diag, std::string message) {
 
 bool history_lost(const error_code& ec) noexcept {
     return is_server_error(ec) && is_history_lost(ec.value());
+}
+
+// "saved position: clusterTime 1733490000.3 (2024-12-06T13:00:00Z)", for history-lost errors:
+// the start of the interval whose events are gone.
+std::string describe_position(const resume_position& p) {
+    std::optional<cluster_time> t;
+    if (!p.cached.empty())
+        t = token_cluster_time(p.cached.bytes());
+    if (!t)
+        t = p.operation_time;
+    if (!t)
+        return "saved position: unknown time";
+    const std::time_t secs = static_cast<std::time_t>(t->seconds);
+    std::tm utc{};
+    gmtime_r(&secs, &utc);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return "saved position: clusterTime " + std::to_string(t->seconds) + "." +
+           std::to_string(t->increment) + " (" + stamp + ")";
 }
 
 }  // namespace
@@ -68,6 +89,26 @@ error_code prepare(const source_options& opts, stream_config& out, diagnostics& 
     out.connection.compressors = out.uri.compressors;
     out.connection.zlib_level = out.uri.zlib_level;
     out.connection.legacy_handshake = opts.legacy_handshake;
+    if (!opts.dns_server.empty()) {
+        diagnostics ddiag;
+        if (parse_dns_server(opts.dns_server, out.dns.server, ddiag))
+            return invalid(diag, "mongodb.dns_server: " + ddiag.message);
+    } else if (!opts.system_dns_server.empty()) {
+        diagnostics ddiag;
+        if (parse_dns_server(opts.system_dns_server, out.dns.server, ddiag))
+            return invalid(diag, "the system DNS server: " + ddiag.message);
+    }
+    if (opts.dns_timeout.count() <= 0)
+        return invalid(diag, "mongodb.dns_timeout must be positive");
+    out.dns.timeout = opts.dns_timeout;
+    // With an explicit server, the hosts named by the SRV records resolve through it too.
+    if (!opts.dns_server.empty())
+        out.connection.dns = std::make_shared<const dns_server_options>(out.dns);
+    if (!out.uri.srv_host.empty() && out.dns.server.host.empty()) {
+        return invalid(diag,
+                       "mongodb.uri is a mongodb+srv:// URI but no DNS server is known: set "
+                       "[mongodb] dns_server or a nameserver in /etc/resolv.conf");
+    }
     if (out.uri.tls) {
         // The CA and client certificate files are read once, here: a bad file is a
         // configuration error, never a reconnect loop.
@@ -80,7 +121,11 @@ error_code prepare(const source_options& opts, stream_config& out, diagnostics& 
 
 change_stream::change_stream(asio::any_io_executor ex, watch_scope scope,
                              std::shared_ptr<const stream_config> config)
-    : ex_(std::move(ex)), scope_(std::move(scope)), config_(std::move(config)) {}
+    : ex_(std::move(ex)),
+      scope_(std::move(scope)),
+      config_(std::move(config)),
+      uri_(config_->uri),
+      connection_(config_->connection) {}
 
 change_stream::~change_stream() = default;
 
@@ -117,6 +162,9 @@ awaitable<error_code> change_stream::open(const start_position& from, diagnostic
     spec_.db = scope_.db;
     spec_.coll = scope_.coll;
     spec_.full_document = o.full_document;
+    spec_.full_document_before_change = o.full_document_before_change;
+    spec_.show_expanded_events = o.show_expanded_events;
+    user_split_stage_ = has_split_stage(config_->stages);
     spec_.batch_size = o.batch_size;
     spec_.include_collections = include;
     spec_.exclude_collections = exclude;
@@ -151,9 +199,19 @@ awaitable<error_code> change_stream::establish(diagnostics& diag) {
 }
 
 awaitable<error_code> change_stream::select(std::unique_ptr<connection>& out, diagnostics& diag) {
+    if (uri_.hosts.empty() && !uri_.srv_host.empty()) {
+        // mongodb+srv://: the seeds come from DNS, once per stream (a replica set's members
+        // are followed through hello from then on).
+        uri_info resolved = config_->uri;
+        error_code sec = co_await resolve_seedlist(ex_, config_->dns, resolved, diag);
+        if (sec)
+            co_return sec;
+        uri_ = std::move(resolved);
+        connection_.auth = uri_.auth;
+    }
     const std::span<const host_port> known(known_members_);
-    error_code ec = co_await select_server(ex_, config_->uri, config_->uri.read_preference, known,
-                                           config_->connection, out, diag);
+    error_code ec =
+        co_await select_server(ex_, uri_, uri_.read_preference, known, connection_, out, diag);
     if (ec)
         co_return ec;
     // Remember the set's members: if every seed goes away, they are where to look next.
@@ -184,15 +242,29 @@ awaitable<error_code> change_stream::start(std::unique_ptr<connection>& c, diagn
     apply_resume_position(spec_, position_, wire);
     bool no_start_option =
         !spec_.resume_after && !spec_.start_after && !spec_.start_at_operation_time;
+    // $changeStreamSplitLargeEvent exists from 7.0 and 6.0.9; both report wire version 17+,
+    // so on 6.0.0-6.0.8 the stage is refused (40324) and the stream goes on without it.
+    // Every (re)start resends a split event from its first fragment.
+    spec_.split_large_events =
+        config_->options.split_large_events && !user_split_stage_ && !split_refused_ && wire >= 17;
+    assembler_.reset();
 
     document cmd = make_change_stream_aggregate(spec_);
     command_reply reply;
     error_code ec = co_await c->run_command(cmd.bytes(), pending_, reply, {}, diag);
+    if (ec && spec_.split_large_events && is_server_error(ec) && ec.value() == 40324) {
+        split_refused_ = true;
+        spec_.split_large_events = false;
+        cmd = make_change_stream_aggregate(spec_);
+        ec = co_await c->run_command(cmd.bytes(), pending_, reply, {}, diag);
+    }
     if (ec) {
         diag.message =
             "change stream on " + scope_.id() + " (" + config_->uri.redacted + "): " + diag.message;
-        if (history_lost(ec))
+        if (history_lost(ec)) {
+            diag.message += "; " + describe_position(position_);
             co_return make_error_code(penne::errc::history_lost);
+        }
         co_return ec;
     }
     if (!reply.cursor) {
@@ -223,7 +295,18 @@ error_code change_stream::deliver(std::vector<std::uint8_t>& frame, const cursor
                            : "malformed change event batch on " + scope_.id();
         return ec;
     }
-    if (!cursor.post_batch_resume_token.empty()) {
+    if (spec_.split_large_events || user_split_stage_) {
+        // Fragments of split events become whole events (or are held for the next reply).
+        if (auto ec = assembler_.process(out.events, position_.cached, diag)) {
+            out.events.clear();
+            diag.message = "change stream on " + scope_.id() + ": " + diag.message;
+            return ec;
+        }
+    }
+    if (assembler_.assembling()) {
+        // Part of a split event is held back: the position stays before its first fragment.
+        out.post_batch_token = assembler_.safe_token();
+    } else if (!cursor.post_batch_resume_token.empty()) {
         out.post_batch_token.assign(cursor.post_batch_resume_token);
     } else if (!out.events.empty()) {
         out.post_batch_token.assign(out.events.back().token);
@@ -303,6 +386,8 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
         }
         switch (decide_resume(ec, is_server_error(ec) ? &reply : nullptr, wire)) {
             case resume_decision::history_lost:
+                diag.message = "change stream on " + scope_.id() + ": " + diag.message + "; " +
+                               describe_position(position_);
                 co_return make_error_code(penne::errc::history_lost);
             case resume_decision::fail:
                 co_return ec;

@@ -129,6 +129,29 @@ std::optional<full_document_mode> parse_full_document_mode(std::string_view s) n
     return std::nullopt;
 }
 
+std::string_view to_string(before_change_mode m) noexcept {
+    switch (m) {
+        case before_change_mode::server_default:
+            return "default";
+        case before_change_mode::off:
+            return "off";
+        case before_change_mode::when_available:
+            return "whenAvailable";
+        case before_change_mode::required:
+            return "required";
+    }
+    return "default";
+}
+
+std::optional<before_change_mode> parse_before_change_mode(std::string_view s) noexcept {
+    for (auto m : {before_change_mode::server_default, before_change_mode::off,
+                   before_change_mode::when_available, before_change_mode::required}) {
+        if (s == to_string(m))
+            return m;
+    }
+    return std::nullopt;
+}
+
 document make_change_stream_aggregate(const change_stream_spec& spec) {
     using level = change_stream_spec::level;
     document d;
@@ -149,6 +172,10 @@ document make_change_stream_aggregate(const change_stream_spec& spec) {
     BSON_APPEND_DOCUMENT_BEGIN(&stage, "$changeStream", &cs);
     if (spec.full_document != full_document_mode::server_default)
         append_utf8(&cs, "fullDocument", to_string(spec.full_document));
+    if (spec.full_document_before_change != before_change_mode::server_default)
+        append_utf8(&cs, "fullDocumentBeforeChange", to_string(spec.full_document_before_change));
+    if (spec.show_expanded_events)
+        BSON_APPEND_BOOL(&cs, "showExpandedEvents", true);
     if (spec.resume_after && !spec.resume_after->empty()) {
         append_document(&cs, "resumeAfter", spec.resume_after->bytes());
     } else if (spec.start_after && !spec.start_after->empty()) {
@@ -190,6 +217,15 @@ document make_change_stream_aggregate(const change_stream_spec& spec) {
     for (const auto& extra : spec.extra_stages) {
         key = next_key();
         append_document(&pipeline, key, extra.bytes());
+    }
+    if (spec.split_large_events) {
+        // Must be the last stage of the pipeline.
+        bson_t split, empty;
+        key = next_key();
+        bson_append_document_begin(&pipeline, key.c_str(), klen(key), &split);
+        BSON_APPEND_DOCUMENT_BEGIN(&split, "$changeStreamSplitLargeEvent", &empty);
+        bson_append_document_end(&split, &empty);
+        bson_append_document_end(&pipeline, &split);
     }
     bson_append_array_end(b, &pipeline);
 

@@ -1,5 +1,6 @@
 #include <penne/mongo/compression.hpp>
 #include <penne/mongo/connection.hpp>
+#include <penne/mongo/dns_client.hpp>
 #include <penne/mongo/scram.hpp>
 #include <penne/mongo/tls.hpp>
 #include <penne/mongo/wire.hpp>
@@ -441,6 +442,19 @@ struct connection::impl {
             // An address literal needs no resolver (whose work runs on Asio's own thread).
             std::tie(cec) =
                 co_await socket.async_connect(tcp::endpoint(address, peer.port), use_tuple);
+        } else if (opts.dns) {
+            std::vector<std::string> addresses;
+            error_code rec = co_await dns_resolve_host(socket.get_executor(), *opts.dns, peer.host,
+                                                       addresses, diag);
+            if (rec) {
+                diag.message = "cannot resolve " + peer.host + ": " + diag.message;
+                co_return rec;
+            }
+            std::vector<tcp::endpoint> endpoints;
+            for (const auto& a : addresses)
+                endpoints.emplace_back(asio::ip::make_address(a), peer.port);
+            tcp::endpoint ep;
+            std::tie(cec, ep) = co_await asio::async_connect(socket, endpoints, use_tuple);
         } else {
             tcp::resolver resolver(socket.get_executor());
             auto [rec, endpoints] =

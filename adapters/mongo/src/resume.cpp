@@ -6,6 +6,30 @@
 
 namespace penne::mongo {
 
+std::optional<cluster_time> token_cluster_time(byte_view token) noexcept {
+    bson_iter_t it;
+    if (!is_document(token) || !bson_iter_init_from_data(&it, token.data(), token.size()) ||
+        !bson_iter_find(&it, "_data") || !BSON_ITER_HOLDS_UTF8(&it))
+        return std::nullopt;
+    std::uint32_t len = 0;
+    const char* hex = bson_iter_utf8(&it, &len);
+    if (len < 18 || hex[0] != '8' || hex[1] != '2')
+        return std::nullopt;
+    std::uint64_t ts = 0;
+    for (int i = 2; i < 18; ++i) {
+        const char c = hex[i];
+        const int v = c >= '0' && c <= '9'   ? c - '0'
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                      : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                             : -1;
+        if (v < 0)
+            return std::nullopt;
+        ts = (ts << 4) | static_cast<std::uint64_t>(v);
+    }
+    return cluster_time{static_cast<std::uint32_t>(ts >> 32),
+                        static_cast<std::uint32_t>(ts & 0xffffffffu)};
+}
+
 bool is_history_lost(std::int32_t code) noexcept {
     return code == server_code::change_stream_history_lost ||
            code == server_code::change_stream_fatal;

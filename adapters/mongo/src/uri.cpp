@@ -178,11 +178,29 @@ error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag) {
             scrub(msg, uri.substr(pos, len));
         return fail(diag, "invalid MongoDB URI " + out.redacted + ": " + msg);
     }
-    if (mongoc_uri_get_srv_hostname(u.get()) != nullptr) {
+    // libmongoc already refused ports, several hosts, directConnection and srvMaxHosts
+    // beside replicaSet in +srv URIs.
+    if (const char* srv = mongoc_uri_get_srv_hostname(u.get())) {
+        out.srv_host = srv;
+        if (const char* svc = mongoc_uri_get_srv_service_name(u.get()))
+            out.srv_service_name = svc;
+        out.srv_max_hosts = mongoc_uri_get_option_as_int32(u.get(), MONGOC_URI_SRVMAXHOSTS, 0);
+        if (out.srv_max_hosts < 0)
+            return fail(diag, "srvMaxHosts must not be negative: " + out.redacted);
+    }
+    if (mongoc_uri_get_option_as_bool(u.get(), MONGOC_URI_LOADBALANCED, false)) {
         return fail(diag,
-                    "mongodb+srv:// URIs are not supported yet (no DNS SRV lookup): list "
-                    "the hosts in a mongodb:// URI instead (" +
-                        out.redacted + ")");
+                    "loadBalanced=true is not supported (penne connects to replica sets and "
+                    "standalone servers): " +
+                        out.redacted);
+    }
+    // libmongoc keeps authSource with the credentials and reports "admin" when it is
+    // absent, so look for the key itself among the query options.
+    if (auto q = uri.find('?'); q != std::string_view::npos) {
+        for (auto sep = q; sep != std::string_view::npos; sep = uri.find_first_of("&;", sep + 1)) {
+            if (starts_with_nocase(uri.substr(sep + 1), "authsource="))
+                out.auth_source_in_uri = true;
+        }
     }
     if (mongoc_uri_get_tls(u.get())) {
         // libmongoc maps the ssl* spellings onto the tls* names and refuses tlsInsecure
@@ -215,7 +233,7 @@ error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag) {
         }
         out.hosts.push_back({h->host, h->port});
     }
-    if (out.hosts.empty())
+    if (out.hosts.empty() && out.srv_host.empty())
         return fail(diag, "MongoDB URI names no host: " + out.redacted);
     if (const char* rs = mongoc_uri_get_replica_set(u.get()))
         out.replica_set = rs;

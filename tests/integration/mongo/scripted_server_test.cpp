@@ -251,7 +251,9 @@ TEST(ScriptedServer, OpenNextCloseCommandShapes) {
     EXPECT_NE(hello[0].json.find(R"("application" : { "name" : "t1" })"), std::string::npos);
     auto agg = srv.commands("aggregate");
     ASSERT_EQ(agg.size(), 1u);
-    EXPECT_NE(agg[0].json.find(R"("aggregate" : "c", "pipeline" : [ { "$changeStream" : {  } } ])"),
+    // Wire version 17+: the split stage is appended, last (split_large_events by default).
+    EXPECT_NE(agg[0].json.find(R"("aggregate" : "c", "pipeline" : [ { "$changeStream" : {  } }, )"
+                               R"({ "$changeStreamSplitLargeEvent" : {  } } ])"),
               std::string::npos)
         << agg[0].json;
     auto gm = srv.commands("getMore");
@@ -464,6 +466,186 @@ TEST(ScriptedServer, WrongReplicaSetIsNoPrimary) {
         EXPECT_EQ(ec, penne::mongo::client_errc::no_primary);
         EXPECT_NE(d.message.find("'rs0', not 'other'"), std::string::npos) << d.message;
     });
+}
+
+// ---- $changeStreamSplitLargeEvent ---------------------------------------------------------
+
+// Fragment k of `of` of an update split by the server ("X" tokens), with its share of fields.
+std::string fragment(int k, int of, const std::string& fields) {
+    return R"({"_id": {"_data": "X)" + std::to_string(k) + R"("}, "splitEvent": {"fragment": )" +
+           std::to_string(k) + R"(, "of": )" + std::to_string(of) + "}, " + fields + "}";
+}
+const std::string frag1 =
+    fragment(1, 3, R"("operationType": "update", "ns": {"db": "d", "coll": "c"},
+    "clusterTime": {"$timestamp": {"t": 100, "i": 9}}, "documentKey": {"_id": 9})");
+const std::string frag2 = fragment(2, 3, R"("fullDocumentBeforeChange": {"_id": 9, "v": 1})");
+const std::string frag3 = fragment(3, 3, R"("fullDocument": {"_id": 9, "v": 2})");
+
+std::string raw_reply(bool first, std::int64_t id, const std::vector<std::string>& docs,
+                      const std::string& pbrt) {
+    std::string arr;
+    for (const auto& d : docs)
+        arr += (arr.empty() ? "" : ",") + d;
+    return R"({"cursor": {")" + std::string(first ? "firstBatch" : "nextBatch") + R"(": [)" + arr +
+           R"(], "postBatchResumeToken": {"_data": ")" + pbrt + R"("}, "id": {"$numberLong": ")" +
+           std::to_string(id) + R"("}, "ns": "d.c"}, "ok": 1})";
+}
+
+std::string token_json(const penne::resume_token& t) {
+    return penne::mongo::to_json(t.bytes());
+}
+
+TEST(ScriptedServer, SplitEventIsReassembledAcrossGetMores) {
+    asio::io_context io;
+    int getmores = 0;
+    scripted_server* self = nullptr;
+    scripted_server srv(io, [&](const received& r) -> action {
+        if (r.name == "hello")
+            return answer(primary_hello(self->address()));
+        if (r.name == "aggregate")
+            return answer(batch_reply(true, 7, {1}, "P1"));
+        if (r.name == "getMore") {
+            switch (++getmores) {
+                case 1:
+                    return answer(raw_reply(false, 7, {event_json(2), frag1}, "X1"));
+                case 2:
+                    return answer(raw_reply(false, 7, {frag2}, "X2"));
+                case 3:
+                    return answer(raw_reply(false, 7, {frag3, event_json(4)}, "P4"));
+                default:
+                    return answer(raw_reply(false, 7, {}, "P5"));
+            }
+        }
+        return answer(R"({"ok": 1})");
+    });
+    self = &srv;
+    run(io, [&]() -> awaitable<void> {
+        penne::mongo::change_stream cs(io.get_executor(), coll_scope(),
+                                       config("mongodb://" + srv.address()));
+        penne::diagnostics d;
+        auto ec = co_await cs.open({}, d);
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        penne::event_batch b;
+        ec = co_await cs.next(b, d);  // the aggregate's first batch
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        // Event 2 and the first fragment: only event 2 comes out, and the position stays at
+        // event 2 (the token before the split event), not at the fragment's X1.
+        ec = co_await cs.next(b, d);
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        CO_ASSERT_EQ(b.events.size(), 1u);
+        EXPECT_EQ(penne::mongo::to_json(b.events[0].token), R"({ "_data" : "T2" })");
+        EXPECT_EQ(token_json(b.post_batch_token), R"({ "_data" : "T2" })");
+        ec = co_await cs.next(b, d);  // the middle fragment: nothing yet
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        EXPECT_TRUE(b.events.empty());
+        EXPECT_EQ(token_json(b.post_batch_token), R"({ "_data" : "T2" })");
+        EXPECT_EQ(token_json(cs.cached_token()), R"({ "_data" : "T2" })");
+        ec = co_await cs.next(b, d);  // the last fragment and event 4
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        CO_ASSERT_EQ(b.events.size(), 2u);
+        const auto& whole = b.events[0];
+        EXPECT_EQ(whole.operation, "update");
+        EXPECT_EQ(whole.coll, "c");
+        EXPECT_EQ(whole.time, (penne::cluster_time{100, 9}));
+        EXPECT_EQ(penne::mongo::to_json(whole.token), R"({ "_data" : "X3" })");
+        EXPECT_EQ(penne::mongo::to_json(whole.raw),
+                  json(R"({"_id": {"_data": "X3"}, "operationType": "update",
+                           "clusterTime": {"$timestamp": {"t": 100, "i": 9}},
+                           "fullDocument": {"_id": 9, "v": 2}, "ns": {"db": "d", "coll": "c"},
+                           "documentKey": {"_id": 9},
+                           "fullDocumentBeforeChange": {"_id": 9, "v": 1}})")
+                      .to_json());
+        EXPECT_EQ(penne::mongo::to_json(b.events[1].token), R"({ "_data" : "T4" })");
+        EXPECT_EQ(token_json(b.post_batch_token), R"({ "_data" : "P4" })");
+        co_await cs.close();
+    });
+}
+
+TEST(ScriptedServer, ResumeInsideASplitEventStartsItAgain) {
+    asio::io_context io;
+    int getmores = 0;
+    scripted_server* self = nullptr;
+    scripted_server srv(io, [&](const received& r) -> action {
+        if (r.name == "hello")
+            return answer(primary_hello(self->address()));
+        if (r.name == "aggregate") {
+            if (r.connection == 0)
+                return answer(batch_reply(true, 7, {1}, "P1"));
+            // The resumed stream (from before the split event) sends it from fragment 1.
+            return answer(raw_reply(true, 8, {frag1, frag2, frag3}, "X3"));
+        }
+        if (r.name == "getMore") {
+            if (++getmores == 1)
+                return answer(raw_reply(false, 7, {frag1, frag2}, "X2"));
+            if (getmores == 2)
+                return {action::close, {}};  // a network error in the middle of the event
+            return answer(raw_reply(false, 8, {}, "P9"));
+        }
+        return answer(R"({"ok": 1})");
+    });
+    self = &srv;
+    run(io, [&]() -> awaitable<void> {
+        penne::mongo::change_stream cs(io.get_executor(), coll_scope(),
+                                       config("mongodb://" + srv.address()));
+        penne::diagnostics d;
+        auto ec = co_await cs.open({}, d);
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        penne::event_batch b;
+        ec = co_await cs.next(b, d);
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        ec = co_await cs.next(b, d);  // two of three fragments: held
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        EXPECT_TRUE(b.events.empty());
+        EXPECT_EQ(token_json(b.post_batch_token), R"({ "_data" : "P1" })");
+        ec = co_await cs.next(b, d);  // network error, resume, the whole event
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        CO_ASSERT_EQ(b.events.size(), 1u);
+        EXPECT_EQ(b.events[0].operation, "update");
+        EXPECT_EQ(penne::mongo::to_json(b.events[0].token), R"({ "_data" : "X3" })");
+        EXPECT_EQ(cs.resume_count(), 1u);
+        co_await cs.close();
+    });
+    auto agg = srv.commands("aggregate");
+    ASSERT_EQ(agg.size(), 2u);
+    // The resume starts before the split event, never from a fragment's token.
+    EXPECT_NE(agg[1].json.find(R"("resumeAfter" : { "_data" : "P1" })"), std::string::npos)
+        << agg[1].json;
+}
+
+TEST(ScriptedServer, ServerWithoutTheSplitStageIsAskedAgainWithoutIt) {
+    // MongoDB 6.0.0-6.0.8 report wire version 17 but have no $changeStreamSplitLargeEvent.
+    asio::io_context io;
+    scripted_server* self = nullptr;
+    scripted_server srv(io, [&](const received& r) -> action {
+        if (r.name == "hello")
+            return answer(primary_hello(self->address()));
+        if (r.name == "aggregate") {
+            if (r.json.find("$changeStreamSplitLargeEvent") != std::string::npos)
+                return answer(R"({"ok": 0, "code": 40324, "codeName": "Location40324",
+                    "errmsg": "Unrecognized pipeline stage name: '$changeStreamSplitLargeEvent'"})");
+            return answer(batch_reply(true, 7, {1}, "P1"));
+        }
+        if (r.name == "getMore")
+            return answer(raw_reply(false, 7, {}, "P2"));
+        return answer(R"({"ok": 1})");
+    });
+    self = &srv;
+    run(io, [&]() -> awaitable<void> {
+        penne::mongo::change_stream cs(io.get_executor(), coll_scope(),
+                                       config("mongodb://" + srv.address()));
+        penne::diagnostics d;
+        auto ec = co_await cs.open({}, d);
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        penne::event_batch b;
+        ec = co_await cs.next(b, d);
+        CO_ASSERT_EQ(ec, penne::error_code{});
+        EXPECT_EQ(b.events.size(), 1u);
+        co_await cs.close();
+    });
+    auto agg = srv.commands("aggregate");
+    ASSERT_EQ(agg.size(), 2u);
+    EXPECT_NE(agg[0].json.find("$changeStreamSplitLargeEvent"), std::string::npos);
+    EXPECT_EQ(agg[1].json.find("$changeStreamSplitLargeEvent"), std::string::npos);
 }
 
 }  // namespace

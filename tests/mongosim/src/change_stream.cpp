@@ -2,6 +2,8 @@
 
 #include <mongosim/wire.hpp>
 
+#include <algorithm>
+
 namespace mongosim {
 namespace {
 
@@ -57,7 +59,9 @@ failure position_stream(const oplog& log, change_stream& cs, std::optional<token
                                  "Resume of change stream was not possible, as the resume "
                                  "token was not found in the oplog."};
             if (auto seq = log.seq_of(ts)) {
-                cs.next_seq = *seq + 1;
+                // A fragment's token: go on with the next fragment of the same event.
+                cs.next_seq = resume->fragment != 0 ? *seq : *seq + 1;
+                cs.fragments_done = resume->fragment;
                 return {};
             }
             if (auto last = log.last_ts(); !last || ts > *last) {
@@ -128,15 +132,18 @@ failure parse_stage_options(const bson_iter_t& stage, scope_kind scope, const op
                                  ? "$changeStream on the admin database requires "
                                    "allChangesForCluster: true"
                                  : "allChangesForCluster is only allowed on the admin database"};
-    // Pre-images are never recorded here (no changeStreamPreAndPostImages), so "required"
-    // can never be satisfied; mongod fails the same way on such collections.
-    if (cs.full_document == "required" || cs.full_document_before_change == "required")
-        return cmd_error{280, "pre- and post-images are not enabled on this deployment"};
+    // "required" images are checked event by event (getMore fails with NoMatchingDocument
+    // on the first event without one), as on mongod.
     return position_stream(log, cs, resume, start_after, start_at);
 }
 
+bool expanded_only(op_type op) {
+    return op == op_type::create || op == op_type::create_indexes || op == op_type::drop_indexes ||
+           op == op_type::modify;
+}
+
 bool in_scope(const change_stream& cs, const event_record& e) {
-    if (e.op == op_type::create && !cs.show_expanded)
+    if (expanded_only(e.op) && !cs.show_expanded)
         return false;
     switch (cs.scope) {
         case scope_kind::deployment:
@@ -176,11 +183,30 @@ void append_ns(bson_t* out, const char* key, const std::string& db, const std::s
     bson_append_document_end(out, &ns);
 }
 
-bson_ptr render(const change_stream& cs, const event_record& e, store& data) {
+// The image recorded with the event, unless the collection (and its images) is gone.
+shared_doc image(const shared_doc& img, const event_record& e, const store& data) {
+    if (!img || (e.uuid && data.images_dropped(*e.uuid)))
+        return {};
+    return img;
+}
+
+// mongod's error for a "required" image that is missing: NoMatchingDocument, naming the event.
+cmd_error missing_image(const char* which, const char* events, const bson_t& ev) {
+    char* json = bson_as_relaxed_extended_json(&ev, nullptr);
+    std::string message = std::string("Change stream was configured to require a ") + which +
+                          " for all " + events + " events, but the " + which +
+                          " was not found for event: " + (json ? json : "{}");
+    bson_free(json);
+    return cmd_error{47, std::move(message)};
+}
+
+bson_ptr render(const change_stream& cs, const event_record& e, store& data, failure& err) {
     bson_ptr ev = make_bson();
     append_token(ev.get(), "_id", e.ts, token_kind::event);
     BSON_APPEND_UTF8(ev.get(), "operationType", op_name(e.op));
     bson_append_timestamp(ev.get(), "clusterTime", 11, e.ts.t, e.ts.i);
+    if (cs.show_expanded && e.uuid)
+        bson_append_binary(ev.get(), "collectionUUID", 14, BSON_SUBTYPE_UUID, e.uuid->data(), 16);
     bson_append_date_time(ev.get(), "wallTime", 8, e.wall_ms);
     switch (e.op) {
         case op_type::insert:
@@ -198,8 +224,16 @@ bson_ptr render(const change_stream& cs, const event_record& e, store& data) {
                     BSON_APPEND_DOCUMENT(ev.get(), "fullDocument", current.get());
                 else
                     BSON_APPEND_NULL(ev.get(), "fullDocument");
-            } else if (cs.full_document == "whenAvailable") {
-                BSON_APPEND_NULL(ev.get(), "fullDocument");
+            } else if (cs.full_document == "whenAvailable" || cs.full_document == "required") {
+                // The post-image of this change, not the current document.
+                if (shared_doc post = image(e.post_image, e, data)) {
+                    BSON_APPEND_DOCUMENT(ev.get(), "fullDocument", post.get());
+                } else if (cs.full_document == "required") {
+                    err = missing_image("post-image", "update", *ev);
+                    return ev;
+                } else {
+                    BSON_APPEND_NULL(ev.get(), "fullDocument");
+                }
             }
             break;
         default:
@@ -212,15 +246,82 @@ bson_ptr render(const change_stream& cs, const event_record& e, store& data) {
         BSON_APPEND_DOCUMENT(ev.get(), "updateDescription", e.update_description.get());
     if (e.op == op_type::rename)
         append_ns(ev.get(), "to", e.to_db, e.to_coll);
-    if (e.op == op_type::create) {
-        bson_t desc;
-        BSON_APPEND_DOCUMENT_BEGIN(ev.get(), "operationDescription", &desc);
-        bson_append_document_end(ev.get(), &desc);
+    if (cs.show_expanded && e.operation_description)
+        BSON_APPEND_DOCUMENT(ev.get(), "operationDescription", e.operation_description.get());
+    if (cs.show_expanded && e.state_before_change)
+        BSON_APPEND_DOCUMENT(ev.get(), "stateBeforeChange", e.state_before_change.get());
+    if (cs.full_document_before_change != "off" &&
+        (e.op == op_type::update || e.op == op_type::replace || e.op == op_type::remove)) {
+        if (shared_doc pre = image(e.pre_image, e, data)) {
+            BSON_APPEND_DOCUMENT(ev.get(), "fullDocumentBeforeChange", pre.get());
+        } else if (cs.full_document_before_change == "required") {
+            err = missing_image("pre-image", "update, delete and replace", *ev);
+            return ev;
+        } else {
+            BSON_APPEND_NULL(ev.get(), "fullDocumentBeforeChange");
+        }
     }
-    if (cs.full_document_before_change == "whenAvailable" &&
-        (e.op == op_type::update || e.op == op_type::replace || e.op == op_type::remove))
-        BSON_APPEND_NULL(ev.get(), "fullDocumentBeforeChange");
     return ev;
+}
+
+// Cuts an event over 16 MiB into fragments as $changeStreamSplitLargeEvent does: top-level
+// fields only, smallest first so that the first fragment carries the most of them, each
+// fragment led by its own resume token and splitEvent {fragment, of}.
+failure split_event(const bson_t& ev, const event_record& e, std::vector<bson_ptr>& out) {
+    // The iterators stay in their own vector: bson_iter_t is 128-byte aligned, and sorting
+    // values of that alignment draws an ABI note from g++.
+    struct field {
+        std::size_t index, size, iter;
+    };
+    std::vector<field> fields;
+    std::vector<bson_iter_t> iters;
+    bson_iter_t it;
+    bson_iter_init(&it, &ev);
+    std::size_t index = 0;
+    while (bson_iter_next(&it)) {
+        if (key_of(it) != "_id") {
+            fields.push_back({index, it.next_off - it.off, iters.size()});
+            iters.push_back(it);
+        }
+        ++index;
+    }
+    // Room for a fragment's header: its length and terminator, the token and splitEvent.
+    const std::size_t header =
+        5 + 1 + 4 + (4 + 1 + 1 + 6 + 4 + 24 + 1 + 1) + (1 + 11 + 4 + 1 + 9 + 4 + 1 + 3 + 4 + 1);
+    const std::size_t budget = static_cast<std::size_t>(max_bson_size) - header;
+    std::stable_sort(fields.begin(), fields.end(),
+                     [](const field& a, const field& b) { return a.size < b.size; });
+    std::vector<std::vector<field>> groups(1);
+    std::size_t used = 0;
+    for (const auto& f : fields) {
+        if (f.size > budget)
+            return cmd_error{10334, "BSONObjectTooLarge: the change event's field '" +
+                                        std::string(bson_iter_key(&iters[f.iter])) +
+                                        "' alone exceeds 16777216 bytes and cannot be split"};
+        if (used + f.size > budget) {
+            groups.emplace_back();
+            used = 0;
+        }
+        groups.back().push_back(f);
+        used += f.size;
+    }
+    const auto of = static_cast<std::int32_t>(groups.size());
+    for (std::int32_t k = 1; k <= of; ++k) {
+        auto& g = groups[static_cast<std::size_t>(k - 1)];
+        std::sort(g.begin(), g.end(),
+                  [](const field& a, const field& b) { return a.index < b.index; });
+        bson_ptr frag = make_bson();
+        append_token(frag.get(), "_id", e.ts, token_kind::event, static_cast<std::uint32_t>(k));
+        bson_t split;
+        BSON_APPEND_DOCUMENT_BEGIN(frag.get(), "splitEvent", &split);
+        BSON_APPEND_INT32(&split, "fragment", k);
+        BSON_APPEND_INT32(&split, "of", of);
+        bson_append_document_end(frag.get(), &split);
+        for (auto& f : g)
+            append_value(frag.get(), key_of(iters[f.iter]), *bson_iter_value(&iters[f.iter]));
+        out.push_back(std::move(frag));
+    }
+    return {};
 }
 
 bson_ptr render_invalidate(timestamp ts, std::int64_t wall_ms) {
@@ -286,13 +387,36 @@ failure open_change_stream(const bson_t& pipeline, scope_kind scope, const std::
             if (s.proj.exclude_id || (s.proj.inclusion && s.proj.fields.empty()))
                 return cmd_error{280, "the change stream's resume token (_id) may not be removed"};
             out.stages.push_back(std::move(s));
+        } else if (name == "$changeStreamSplitLargeEvent") {
+            if (!BSON_ITER_HOLDS_DOCUMENT(&stage))
+                return cmd_error{7182800,
+                                 "$changeStreamSplitLargeEvent takes an empty object as argument"};
+            bson_t spec;
+            view_document(stage, spec);
+            if (!bson_empty(&spec))
+                return cmd_error{7182800,
+                                 "$changeStreamSplitLargeEvent takes an empty object as argument"};
+            if (out.split_large)
+                return cmd_error{7182802,
+                                 "$changeStreamSplitLargeEvent can only appear once in a pipeline"};
+            out.split_large = true;
+            continue;
         } else if (name == "$changeStream") {
             return cmd_error{40602, "$changeStream is only valid as the first stage in a pipeline"};
         } else {
             return cmd_error{40324, "mongosim does not support the stage " + std::string(name) +
-                                        " in a change stream (supported: $match, $project)"};
+                                        " in a change stream (supported: $match, $project, "
+                                        "$changeStreamSplitLargeEvent)"};
         }
+        if (out.split_large)
+            return cmd_error{7182802,
+                             "$changeStreamSplitLargeEvent can only appear at the end of a "
+                             "change stream pipeline"};
     }
+    if (out.fragments_done != 0 && !out.split_large)
+        return cmd_error{7182501,
+                         "Attempted to resume from a split event, but the resumed stream does "
+                         "not have a $changeStreamSplitLargeEvent stage"};
     return {};
 }
 
@@ -334,11 +458,68 @@ failure next_batch(change_stream& cs, const oplog& log, store& data, std::size_t
         }
         bson_ptr ev;
         if (shown(cs, e)) {
-            ev = render(cs, e, data);
-            if (ev->len > static_cast<std::uint32_t>(max_bson_size))
-                return cmd_error{10334, "change event exceeds maxBsonObjectSize (16777216)"};
+            failure err;
+            ev = render(cs, e, data, err);
+            if (err) {
+                if (!out.events.empty())
+                    break;  // return what came before; the next batch fails on this event
+                return err;
+            }
             if (!apply_stages(cs, ev))
                 ev.reset();
+        }
+        if (ev && ev->len > static_cast<std::uint32_t>(max_bson_size)) {
+            if (!cs.split_large) {
+                if (!out.events.empty())
+                    break;
+                bson_iter_t id;
+                char* json = nullptr;
+                if (bson_iter_init_find(&id, ev.get(), "_id")) {
+                    bson_t tok;
+                    if (view_document(id, tok))
+                        json = bson_as_relaxed_extended_json(&tok, nullptr);
+                }
+                std::string message =
+                    "BSONObj size: " + std::to_string(ev->len) +
+                    " is invalid. Size must be between 0 and 16793600(16MB) First element: "
+                    "_id: " +
+                    (json ? json : "{}");
+                bson_free(json);
+                return cmd_error{10334, std::move(message)};
+            }
+            std::vector<bson_ptr> fragments;
+            if (auto f = split_event(*ev, e, fragments)) {
+                if (!out.events.empty())
+                    break;
+                return f;
+            }
+            bool stopped = false;
+            while (cs.fragments_done < fragments.size()) {
+                bson_ptr& frag = fragments[cs.fragments_done];
+                if (out.events.size() >= max_count ||
+                    (!out.events.empty() && out.bytes + frag->len > max_bytes)) {
+                    stopped = true;
+                    break;
+                }
+                out.bytes += frag->len;
+                out.events.push_back(std::move(frag));
+                ++cs.fragments_done;
+                out.last = token_position{e.ts, token_kind::event, cs.fragments_done};
+            }
+            if (stopped)
+                break;
+            cs.fragments_done = 0;
+            ++cs.next_seq;
+            if (invalidates(cs, e))
+                cs.pending_invalidate = e.ts;
+            continue;
+        }
+        if (cs.fragments_done != 0) {
+            // Resumed from a fragment of an event that is no longer split (say, a $project
+            // now keeps it small): it was delivered already.
+            cs.fragments_done = 0;
+            ++cs.next_seq;
+            continue;
         }
         if (ev && !out.events.empty() && out.bytes + ev->len > max_bytes)
             break;

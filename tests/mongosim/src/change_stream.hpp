@@ -1,7 +1,14 @@
 #pragma once
 // Change-stream cursors over the oplog: opening one from an aggregate's $changeStream stage
-// (scope, resume options, fullDocument, user $match/$project stages) and cutting batches of
-// events for the aggregate's firstBatch and for getMore.
+// (scope, resume options, fullDocument, fullDocumentBeforeChange, showExpandedEvents, user
+// $match/$project stages, a final $changeStreamSplitLargeEvent) and cutting batches of events
+// for the aggregate's firstBatch and for getMore.
+//
+// Pre- and post-images come from the oplog record (written when the collection had
+// changeStreamPreAndPostImages enabled) unless the collection was dropped since, as on mongod.
+// An event over 16 MiB fails the cursor with BSONObjectTooLarge (10334), or, with
+// $changeStreamSplitLargeEvent, is cut into fragments by top-level field (smallest fields
+// first, so the first fragment carries the most context), each with its own resume token.
 //
 // A cursor remembers only its position in the oplog (a sequence number), so it costs a few
 // bytes however far behind it is. Events are rendered when a batch is cut, which is when
@@ -32,7 +39,12 @@ struct change_stream {
     std::string full_document_before_change = "off";
     bool show_expanded = false;
     std::vector<stream_stage> stages;  // user stages after $changeStream, in order
+    // $changeStreamSplitLargeEvent was the last stage: events over 16 MiB come as fragments.
+    bool split_large = false;
     std::uint64_t next_seq = 0;
+    // Fragments of the event at next_seq already returned (a batch ended inside a split event,
+    // or the stream resumed from a fragment's token).
+    std::uint32_t fragments_done = 0;
     std::optional<timestamp> pending_invalidate;  // the event that invalidated the stream
     bool finished = false;                        // invalidate delivered; the cursor is dead
 };

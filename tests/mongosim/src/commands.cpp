@@ -233,6 +233,75 @@ void append_array_index(bson_t* arr, std::uint32_t i, const bson_t& doc) {
     bson_append_document(arr, key, static_cast<int>(len), &doc);
 }
 
+// {v: 2, key: {_id: 1}, name: "_id_"}, the idIndex of every collection.
+void append_id_index(bson_t* out, const char* field) {
+    bson_t idx, key;
+    bson_append_document_begin(out, field, -1, &idx);
+    BSON_APPEND_INT32(&idx, "v", 2);
+    BSON_APPEND_DOCUMENT_BEGIN(&idx, "key", &key);
+    BSON_APPEND_INT32(&key, "_id", 1);
+    bson_append_document_end(&idx, &key);
+    BSON_APPEND_UTF8(&idx, "name", "_id_");
+    bson_append_document_end(out, &idx);
+}
+
+// operationDescription {indexes: [spec]} of a createIndexes or dropIndexes event.
+bson_ptr index_description(const bson_t& spec) {
+    bson_ptr d = make_bson();
+    bson_t arr;
+    BSON_APPEND_ARRAY_BEGIN(d.get(), "indexes", &arr);
+    append_array_index(&arr, 0, spec);
+    bson_append_array_end(d.get(), &arr);
+    return d;
+}
+
+// Checks a changeStreamPreAndPostImages option ({enabled: <bool>}) as create and collMod do.
+failure parse_images_option(const bson_iter_t& it, bool& enabled) {
+    bson_iter_t sub;
+    if (!BSON_ITER_HOLDS_DOCUMENT(&it))
+        return cmd_error{14,
+                         "BSON field 'changeStreamPreAndPostImages' is the wrong type, expected "
+                         "type 'object'"};
+    bson_iter_recurse(&it, &sub);
+    bool found = false;
+    while (bson_iter_next(&sub)) {
+        std::string_view k = key_of(sub);
+        if (k != "enabled")
+            return cmd_error{40415, "BSON field 'changeStreamPreAndPostImages." + std::string(k) +
+                                        "' is an unknown field."};
+        if (!BSON_ITER_HOLDS_BOOL(&sub))
+            return cmd_error{14,
+                             "BSON field 'changeStreamPreAndPostImages.enabled' is the wrong "
+                             "type, expected type 'bool'"};
+        enabled = bson_iter_bool(&sub);
+        found = true;
+    }
+    if (!found)
+        return cmd_error{40414,
+                         "BSON field 'changeStreamPreAndPostImages.enabled' is missing but a "
+                         "required field"};
+    return {};
+}
+
+// A copy of doc with `key` set to v (replacing it in place, or appended).
+bson_ptr with_field(const bson_t& doc, std::string_view key, const bson_value_t& v) {
+    bson_ptr out = make_bson();
+    bool done = false;
+    bson_iter_t it;
+    bson_iter_init(&it, &doc);
+    while (bson_iter_next(&it)) {
+        if (key_of(it) == key) {
+            append_value(out.get(), key, v);
+            done = true;
+        } else {
+            append_value(out.get(), key_of(it), *bson_iter_value(&it));
+        }
+    }
+    if (!done)
+        append_value(out.get(), key, v);
+    return out;
+}
+
 // Takes up to max_count documents (and about max_batch_bytes) from a find cursor.
 void take(std::vector<shared_doc>& docs, std::size_t& next, const projection& proj,
           std::size_t max_count, std::vector<bson_ptr>& out) {
@@ -339,6 +408,7 @@ command_processor::command_processor(server_options opts)
     }
     for (auto& m : members_)
         bson_oid_init(&m.process_id, nullptr);
+    fail_points_.resize(members_.size());
     handlers_ = {
         {"hello", &command_processor::cmd_hello},
         {"isMaster", &command_processor::cmd_hello},
@@ -350,6 +420,7 @@ command_processor::command_processor(server_options opts)
         {"listDatabases", &command_processor::cmd_list_databases},
         {"listCollections", &command_processor::cmd_list_collections},
         {"create", &command_processor::cmd_create},
+        {"collMod", &command_processor::cmd_coll_mod},
         {"drop", &command_processor::cmd_drop},
         {"dropDatabase", &command_processor::cmd_drop_database},
         {"renameCollection", &command_processor::cmd_rename},
@@ -459,7 +530,7 @@ void command_processor::append_cursor(bson_t* out, const char* batch_key,
         append_array_index(&arr, i, *docs[i]);
     bson_append_array_end(&cur, &arr);
     if (pbrt)
-        append_token(&cur, "postBatchResumeToken", pbrt->ts, pbrt->kind);
+        append_token(&cur, "postBatchResumeToken", pbrt->ts, pbrt->kind, pbrt->fragment);
     bson_append_int64(&cur, "id", 2, id);
     bson_append_utf8(&cur, "ns", 2, ns.data(), static_cast<int>(ns.size()));
     bson_append_document_end(out, &cur);
@@ -469,6 +540,10 @@ void command_processor::append_cursor(bson_t* out, const char* batch_key,
 // Shared machinery
 
 timestamp command_processor::record(event_record e) {
+    if (!e.uuid && !e.coll.empty()) {
+        if (const collection* c = store_.find(e.db, e.coll))
+            e.uuid = c->uuid;
+    }
     return oplog_.append(std::move(e));
 }
 
@@ -480,6 +555,8 @@ collection& command_processor::obtain(const std::string& db, const std::string& 
         e.op = op_type::create;
         e.db = db;
         e.coll = coll;
+        e.operation_description = make_bson();
+        append_id_index(e.operation_description.get(), "idIndex");
         record(std::move(e));
     }
     return c;
@@ -503,7 +580,7 @@ std::optional<outcome> command_processor::check_fail_point(const std::string& na
                                                            exec_context& ctx) {
     if (!ctx.failpoint_checked) {
         ctx.failpoint_checked = true;
-        fail_point& fp = fail_point_;
+        fail_point& fp = fail_points_.at(client.member);
         bool listed = std::find(fp.commands.begin(), fp.commands.end(), name) != fp.commands.end();
         if (fp.active && listed && (fp.app_name.empty() || fp.app_name == client.app_name)) {
             if (fp.times > 0 && --fp.times == 0)
@@ -539,19 +616,11 @@ std::optional<outcome> command_processor::check_role(const std::string& name, co
                                                      const client_info& client) {
     if (client.member == primary_)
         return std::nullopt;
-    static constexpr std::string_view writes[] = {"insert",
-                                                  "update",
-                                                  "delete",
-                                                  "findAndModify",
-                                                  "create",
-                                                  "drop",
-                                                  "dropDatabase",
-                                                  "renameCollection",
-                                                  "createIndexes",
-                                                  "dropIndexes",
-                                                  "commitTransaction",
-                                                  "abortTransaction",
-                                                  "mongosimGenerate"};
+    static constexpr std::string_view writes[] = {
+        "insert",           "update",          "delete",      "findAndModify",
+        "create",           "collMod",         "drop",        "dropDatabase",
+        "renameCollection", "createIndexes",   "dropIndexes", "commitTransaction",
+        "abortTransaction", "mongosimGenerate"};
     static constexpr std::string_view reads[] = {"find",         "aggregate",       "count",
                                                  "distinct",     "listCollections", "listIndexes",
                                                  "listDatabases"};
@@ -1112,7 +1181,8 @@ outcome command_processor::cmd_create(const request& req, client_info&, exec_con
         return error(73, "Invalid collection name: '" + name + "'");
     if (store_.find(req.db, name) != nullptr)
         return error(48, "Collection " + req.db + "." + name + " already exists.");
-    collection& c = obtain(req.db, name);
+    bson_ptr options = make_bson();
+    bool images = false;
     bson_iter_t it;
     bson_iter_init(&it, req.command.get());
     bson_iter_next(&it);  // the command name
@@ -1121,8 +1191,70 @@ outcome command_processor::cmd_create(const request& req, client_info&, exec_con
         if (k[0] == '$' || k == "lsid" || k == "txnNumber" || k == "writeConcern" ||
             k == "autocommit" || k == "comment")
             continue;
-        append_value(c.options.get(), k, *bson_iter_value(&it));
+        if (k == "changeStreamPreAndPostImages") {
+            if (auto f = parse_images_option(it, images))
+                return error(*f);
+        }
+        append_value(options.get(), k, *bson_iter_value(&it));
     }
+    bool created = false;
+    collection& c = store_.obtain(req.db, name, created);
+    c.options = copy_bson(options.get());
+    c.pre_and_post_images = images;
+    // The create event's operationDescription is the oplog entry's: the options, then idIndex.
+    event_record e;
+    e.op = op_type::create;
+    e.db = req.db;
+    e.coll = name;
+    e.operation_description = std::move(options);
+    append_id_index(e.operation_description.get(), "idIndex");
+    record(std::move(e));
+    return ok(make_bson());
+}
+
+outcome command_processor::cmd_coll_mod(const request& req, client_info&, exec_context&) {
+    const std::string name = target_collection(req);
+    collection* c = store_.find(req.db, name);
+    if (c == nullptr)
+        return error(26, "ns does not exist: " + req.db + "." + name);
+    bson_ptr options = copy_bson(c->options.get());
+    bson_ptr changes = make_bson();
+    bool images = c->pre_and_post_images;
+    bson_iter_t it;
+    bson_iter_init(&it, req.command.get());
+    bson_iter_next(&it);  // the command name
+    while (bson_iter_next(&it)) {
+        std::string_view k = key_of(it);
+        if (k[0] == '$' || k == "lsid" || k == "txnNumber" || k == "writeConcern" || k == "comment")
+            continue;
+        if (k == "changeStreamPreAndPostImages") {
+            if (auto f = parse_images_option(it, images))
+                return error(*f);
+        } else if (k != "validator" && k != "validationLevel" && k != "validationAction" &&
+                   k != "expireAfterSeconds" && k != "recordIdsReplicated") {
+            return error(40415, "BSON field 'collMod." + std::string(k) +
+                                    "' is an unknown field (mongosim's collMod changes "
+                                    "collection options, not indexes or views)");
+        }
+        append_value(changes.get(), k, *bson_iter_value(&it));
+        options = with_field(*options, k, *bson_iter_value(&it));
+    }
+    // stateBeforeChange.collectionOptions: the collection's uuid and options before the change.
+    event_record e;
+    e.op = op_type::modify;
+    e.db = req.db;
+    e.coll = name;
+    e.uuid = c->uuid;
+    e.operation_description = std::move(changes);
+    e.state_before_change = make_bson();
+    bson_t before;
+    BSON_APPEND_DOCUMENT_BEGIN(e.state_before_change.get(), "collectionOptions", &before);
+    bson_append_binary(&before, "uuid", 4, BSON_SUBTYPE_UUID, c->uuid.data(), 16);
+    bson_concat(&before, c->options.get());
+    bson_append_document_end(e.state_before_change.get(), &before);
+    c->options = std::move(options);
+    c->pre_and_post_images = images;
+    record(std::move(e));
     return ok(make_bson());
 }
 
@@ -1137,11 +1269,12 @@ outcome command_processor::cmd_drop(const request& req, client_info&, exec_conte
     BSON_APPEND_INT32(r.get(), "nIndexesWas", static_cast<std::int32_t>(1 + c->indexes.size()));
     const std::string ns = req.db + "." + name;
     BSON_APPEND_UTF8(r.get(), "ns", ns.c_str());
-    store_.drop(req.db, name);
     event_record e;
     e.op = op_type::drop;
     e.db = req.db;
     e.coll = name;
+    e.uuid = c->uuid;
+    store_.drop(req.db, name);
     record(std::move(e));
     return ok(std::move(r));
 }
@@ -1155,11 +1288,12 @@ outcome command_processor::cmd_drop_database(const request& req, client_info&, e
     for (const auto& [name, c] : db->second.collections)
         names.push_back(name);
     for (const auto& name : names) {
-        store_.drop(req.db, name);
         event_record e;
         e.op = op_type::drop;
         e.db = req.db;
         e.coll = name;
+        e.uuid = store_.find(req.db, name)->uuid;
+        store_.drop(req.db, name);
         record(std::move(e));
     }
     event_record e;
@@ -1186,25 +1320,39 @@ outcome command_processor::cmd_rename(const request& req, client_info&, exec_con
         return error(20, "Can't rename a collection to itself");
     if (store_.find(from_db, from_coll) == nullptr)
         return error(26, "Source collection " + from_db + "." + from_coll + " does not exist");
-    if (store_.find(to_db, to_coll) != nullptr) {
+    std::optional<std::array<std::uint8_t, 16>> dropped_target;
+    if (const collection* target = store_.find(to_db, to_coll)) {
         if (!get_bool(cmd, "dropTarget", false))
             return error(48, "target namespace exists");
-        store_.drop(to_db, to_coll);
+        dropped_target = target->uuid;
         event_record e;
         e.op = op_type::drop;
         e.db = to_db;
         e.coll = to_coll;
+        e.uuid = target->uuid;
+        store_.drop(to_db, to_coll);
         record(std::move(e));
     }
     collection c;
     store_.extract(from_db, from_coll, c);
-    store_.put(to_db, to_coll, std::move(c));
     event_record e;
     e.op = op_type::rename;
     e.db = from_db;
     e.coll = from_coll;
     e.to_db = to_db;
     e.to_coll = to_coll;
+    e.uuid = c.uuid;
+    // operationDescription (expanded events): {to: {db, coll}[, dropTarget: <uuid>]}.
+    e.operation_description = make_bson();
+    bson_t to_ns;
+    BSON_APPEND_DOCUMENT_BEGIN(e.operation_description.get(), "to", &to_ns);
+    BSON_APPEND_UTF8(&to_ns, "db", to_db.c_str());
+    BSON_APPEND_UTF8(&to_ns, "coll", to_coll.c_str());
+    bson_append_document_end(e.operation_description.get(), &to_ns);
+    if (dropped_target)
+        bson_append_binary(e.operation_description.get(), "dropTarget", 10, BSON_SUBTYPE_UUID,
+                           dropped_target->data(), 16);
+    store_.put(to_db, to_coll, std::move(c));
     record(std::move(e));
     return ok(make_bson());
 }
@@ -1397,6 +1545,10 @@ outcome command_processor::cmd_update(const request& req, client_info&, exec_con
             e.db = req.db;
             e.coll = name;
             e.document_key = make_key(*stored);
+            if (c->pre_and_post_images) {
+                e.pre_image = old;
+                e.post_image = stored;
+            }
             if (operators) {
                 e.op = op_type::update;
                 e.update_description = make_bson();
@@ -1524,6 +1676,8 @@ outcome command_processor::cmd_delete(const request& req, client_info&, exec_con
             e.db = req.db;
             e.coll = name;
             e.document_key = make_key(*old);
+            if (c->pre_and_post_images)
+                e.pre_image = old;
             record(std::move(e));
         }
     }
@@ -1639,6 +1793,9 @@ outcome command_processor::cmd_get_more(const request& req, client_info& client,
         batch b;
         if (auto f = next_batch(cs, oplog_, store_, max_count, max_batch_bytes, b)) {
             cursors_.erase(it);
+            // Errors raised while producing events carry the executor's prefix, as on mongod.
+            if (f->code == 47 || f->code == 10334)
+                f->message = "Executor error during getMore :: caused by :: " + f->message;
             return error(*f);
         }
         if (b.events.empty() && b.caught_up && !cs.finished) {
@@ -1779,8 +1936,11 @@ outcome command_processor::open_stream(const request& req, const bson_t& pipelin
         return error(*f);
     batch b;
     if (auto f = next_batch(cs, oplog_, store_, static_cast<std::size_t>(batch_size),
-                            max_batch_bytes, b))
+                            max_batch_bytes, b)) {
+        if (f->code == 47 || f->code == 10334)
+            f->message = "PlanExecutor error during aggregation :: caused by :: " + f->message;
         return error(*f);
+    }
     std::optional<token_position> pbrt;
     if (!b.events.empty() || !b.caught_up)
         pbrt = b.last;
@@ -2038,7 +2198,14 @@ outcome command_processor::cmd_create_indexes(const request& req, client_info&, 
         while (bson_iter_next(&f))
             if (key_of(f) != "v")
                 append_value(spec.get(), key_of(f), *bson_iter_value(&f));
+        // One oplog entry, and so one createIndexes event, per index built.
+        event_record e;
+        e.op = op_type::create_indexes;
+        e.db = req.db;
+        e.coll = name;
+        e.operation_description = index_description(*spec);
         c.indexes.push_back(std::move(spec));
+        record(std::move(e));
     }
     bson_ptr r = make_bson();
     BSON_APPEND_INT32(r.get(), "numIndexesBefore", before);
@@ -2077,7 +2244,17 @@ outcome command_processor::cmd_drop_indexes(const request& req, client_info&, ex
     if (!find_field(*req.command, "index", idx))
         return error(9, "dropIndexes needs 'index'");
     const auto before = static_cast<std::int32_t>(1 + c->indexes.size());
+    auto dropped = [&](const bson_ptr& spec) {
+        event_record e;
+        e.op = op_type::drop_indexes;
+        e.db = req.db;
+        e.coll = name;
+        e.operation_description = index_description(*spec);
+        record(std::move(e));
+    };
     if (BSON_ITER_HOLDS_UTF8(&idx) && std::string_view(bson_iter_utf8(&idx, nullptr)) == "*") {
+        for (const auto& spec : c->indexes)
+            dropped(spec);
         c->indexes.clear();
     } else {
         auto it = std::find_if(c->indexes.begin(), c->indexes.end(), [&](const bson_ptr& spec) {
@@ -2091,6 +2268,7 @@ outcome command_processor::cmd_drop_indexes(const request& req, client_info&, ex
         });
         if (it == c->indexes.end())
             return error(27, "index not found");
+        dropped(*it);
         c->indexes.erase(it);
     }
     bson_ptr r = make_bson();
@@ -2101,8 +2279,9 @@ outcome command_processor::cmd_drop_indexes(const request& req, client_info&, ex
 // ---------------------------------------------------------------------------------------------
 // Test hooks
 
-outcome command_processor::cmd_configure_fail_point(const request& req, client_info&,
+outcome command_processor::cmd_configure_fail_point(const request& req, client_info& client,
                                                     exec_context&) {
+    fail_point& current = fail_points_.at(client.member);
     if (req.db != "admin")
         return error(13, "configureFailPoint may only be run against the admin database.");
     const bson_t& cmd = *req.command;
@@ -2115,7 +2294,7 @@ outcome command_processor::cmd_configure_fail_point(const request& req, client_i
     if (BSON_ITER_HOLDS_UTF8(&mode)) {
         std::string_view m = bson_iter_utf8(&mode, nullptr);
         if (m == "off") {
-            fail_point_ = fail_point{};
+            current = fail_point{};
             return ok(make_bson());
         }
         if (m != "alwaysOn")
@@ -2128,7 +2307,7 @@ outcome command_processor::cmd_configure_fail_point(const request& req, client_i
         if (!times || *times < 0)
             return error(2, "mode must be off, alwaysOn or {times: n}");
         if (*times == 0) {
-            fail_point_ = fail_point{};
+            current = fail_point{};
             return ok(make_bson());
         }
         fp.times = *times;
@@ -2160,7 +2339,7 @@ outcome command_processor::cmd_configure_fail_point(const request& req, client_i
     if (!fp.error_code && !fp.close_connection && fp.block_ms == 0)
         return error(2, "failCommand needs errorCode, closeConnection or blockConnection");
     fp.active = true;
-    fail_point_ = std::move(fp);
+    current = std::move(fp);
     return ok(make_bson());
 }
 

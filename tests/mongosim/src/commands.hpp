@@ -100,6 +100,7 @@ public:
     const std::string& address(std::size_t member) const { return members_.at(member).address; }
 
     const oplog& log() const noexcept { return oplog_; }
+    oplog& log() noexcept { return oplog_; }  // for the load mode (preload.hpp)
     network_stats& network() noexcept { return network_; }
     bool auth_enabled() const noexcept { return !users_.empty(); }
     std::size_t cursor_count() const noexcept { return cursors_.size(); }
@@ -143,6 +144,7 @@ private:
     outcome cmd_list_databases(const request&, client_info&, exec_context&);
     outcome cmd_list_collections(const request&, client_info&, exec_context&);
     outcome cmd_create(const request&, client_info&, exec_context&);
+    outcome cmd_coll_mod(const request&, client_info&, exec_context&);
     outcome cmd_drop(const request&, client_info&, exec_context&);
     outcome cmd_drop_database(const request&, client_info&, exec_context&);
     outcome cmd_rename(const request&, client_info&, exec_context&);
@@ -215,7 +217,9 @@ private:
     oplog oplog_;
     std::unordered_map<std::int64_t, cursor> cursors_;
     std::unordered_map<std::string, handler> handlers_;
-    fail_point fail_point_;
+    // One per member, as every mongod has its own (configureFailPoint acts on the member the
+    // connection reached).
+    std::vector<fail_point> fail_points_;
     user_registry users_;
     network_stats network_;
     auth_stats auth_stats_[2];  // indexed by scram_mechanism

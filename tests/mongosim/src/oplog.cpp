@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 
 namespace mongosim {
 namespace {
@@ -68,18 +67,40 @@ const char* op_name(op_type op) noexcept {
             return "dropDatabase";
         case op_type::create:
             return "create";
+        case op_type::create_indexes:
+            return "createIndexes";
+        case op_type::drop_indexes:
+            return "dropIndexes";
+        case op_type::modify:
+            return "modify";
     }
     return "unknown";
 }
 
-std::string encode_token(timestamp ts, token_kind kind) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "82%08X%08X%02X", ts.t, ts.i, static_cast<unsigned>(kind));
-    return buf;
+std::string encode_token(timestamp ts, token_kind kind, std::uint32_t fragment) {
+    // Formatted by hand: every event of every batch gets a token, and snprintf showed up in
+    // the profile of the load mode (--preload) at several percent of the serving time.
+    static constexpr char digits[] = "0123456789ABCDEF";
+    char buf[24] = {'8', '2'};
+    auto put = [&](std::size_t at, std::uint32_t v, int width) {
+        for (int k = width - 1; k >= 0; --k, v >>= 4)
+            buf[at + static_cast<std::size_t>(k)] = digits[v & 0xF];
+    };
+    put(2, ts.t, 8);
+    put(10, ts.i, 8);
+    put(18, static_cast<std::uint32_t>(kind), 2);
+    if (fragment == 0)
+        return std::string(buf, 20);
+    put(20, fragment & 0xFFFF, 4);
+    return std::string(buf, 24);
 }
 
 bool decode_token(std::string_view hex, token_position& out) {
-    if (hex.size() != 20 || hex.substr(0, 2) != "82")
+    if ((hex.size() != 20 && hex.size() != 24) || hex.substr(0, 2) != "82")
+        return false;
+    out.fragment = 0;
+    if (hex.size() == 24 && (!parse_hex32(hex.substr(20, 4), out.fragment) || out.fragment == 0 ||
+                             hex.substr(18, 2) != "01"))
         return false;
     std::uint32_t kind;
     if (!parse_hex32(hex.substr(2, 8), out.ts.t) || !parse_hex32(hex.substr(10, 8), out.ts.i) ||
@@ -91,10 +112,11 @@ bool decode_token(std::string_view hex, token_position& out) {
     return true;
 }
 
-void append_token(bson_t* out, const char* key, timestamp ts, token_kind kind) {
+void append_token(bson_t* out, const char* key, timestamp ts, token_kind kind,
+                  std::uint32_t fragment) {
     bson_t tok;
     bson_append_document_begin(out, key, -1, &tok);
-    std::string data = encode_token(ts, kind);
+    std::string data = encode_token(ts, kind, fragment);
     bson_append_utf8(&tok, "_data", 5, data.data(), static_cast<int>(data.size()));
     bson_append_document_end(out, &tok);
 }

@@ -4,7 +4,9 @@
 // positions in it. Change-stream cursors (change_stream.hpp) read from here.
 //
 // Resume tokens are {_data: "<hex>"}: "82", the timestamp (8 hex digits of seconds, 8 of
-// increment) and a kind (event, invalidate, high-water). Hex strings compare in oplog order,
+// increment), a kind (event, invalidate, high-water) and, for a fragment of an event split by
+// $changeStreamSplitLargeEvent, the fragment number (4 hex digits). Hex strings compare in
+// oplog order (an event's fragments sort after the event and in fragment order),
 // and an event's token depends only on its timestamp, so it is the same for every stream and
 // every reopening. Clients must treat them as opaque, as with a real server.
 //
@@ -12,6 +14,7 @@
 
 #include <mongosim/bson.hpp>
 
+#include <array>
 #include <compare>
 #include <cstdint>
 #include <deque>
@@ -37,7 +40,19 @@ private:
     timestamp last_;
 };
 
-enum class op_type { insert, update, replace, remove, drop, rename, drop_database, create };
+enum class op_type {
+    insert,
+    update,
+    replace,
+    remove,
+    drop,
+    rename,
+    drop_database,
+    create,
+    create_indexes,
+    drop_indexes,
+    modify
+};
 const char* op_name(op_type op) noexcept;
 
 struct event_record {
@@ -50,17 +65,29 @@ struct event_record {
     shared_doc full_document;     // insert and replace: the document as written
     bson_ptr update_description;  // update: {updatedFields, removedFields, truncatedArrays}
     std::string to_db, to_coll;   // rename target
+    // The collection's UUID (collectionUUID of expanded events); unset for dropDatabase.
+    std::optional<std::array<std::uint8_t, 16>> uuid;
+    // Images recorded when the collection had changeStreamPreAndPostImages enabled: the
+    // document before an update/replace/delete and after an update/replace.
+    shared_doc pre_image;
+    shared_doc post_image;
+    // Expanded events (create, createIndexes, dropIndexes, modify, rename): the event's
+    // operationDescription, and modify's stateBeforeChange.
+    bson_ptr operation_description;
+    bson_ptr state_before_change;
 };
 
 enum class token_kind : std::uint8_t { event = 1, invalidate = 2, high_water = 3 };
 struct token_position {
     timestamp ts;
     token_kind kind = token_kind::event;
+    std::uint32_t fragment = 0;  // 1-based fragment of a split event; 0: the whole event
 };
-std::string encode_token(timestamp ts, token_kind kind);
+std::string encode_token(timestamp ts, token_kind kind, std::uint32_t fragment = 0);
 bool decode_token(std::string_view hex, token_position& out);
 // Appends {_data: "..."} under key.
-void append_token(bson_t* out, const char* key, timestamp ts, token_kind kind);
+void append_token(bson_t* out, const char* key, timestamp ts, token_kind kind,
+                  std::uint32_t fragment = 0);
 
 class oplog {
 public:

@@ -4,8 +4,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
 
 #include <cstring>
+#include <vector>
 
 namespace mongosim {
 namespace {
@@ -152,6 +155,39 @@ bool prohibited(char32_t c) {
            (c >= 0xE0020 && c <= 0xE007F);  // tagging
 }
 
+// Unicode NFKC of UTF-8 text (ICU); nullopt when ICU refuses it.
+std::optional<std::string> nfkc(const std::string& in) {
+    UErrorCode status = U_ZERO_ERROR;
+    const UNormalizer2* norm = unorm2_getNFKCInstance(&status);
+    if (U_FAILURE(status))
+        return std::nullopt;
+    std::vector<UChar> utf16(in.size() + 1);
+    std::int32_t len16 = 0;
+    u_strFromUTF8(utf16.data(), static_cast<std::int32_t>(utf16.size()), &len16, in.data(),
+                  static_cast<std::int32_t>(in.size()), &status);
+    if (U_FAILURE(status))
+        return std::nullopt;
+    // NFKC may expand a code unit into up to 18 (U+FDFA); ask again when the guess is short.
+    std::vector<UChar> normalised(static_cast<std::size_t>(len16) * 4 + 16);
+    std::int32_t n = unorm2_normalize(norm, utf16.data(), len16, normalised.data(),
+                                      static_cast<std::int32_t>(normalised.size()), &status);
+    if (status == U_BUFFER_OVERFLOW_ERROR) {
+        status = U_ZERO_ERROR;
+        normalised.resize(static_cast<std::size_t>(n));
+        n = unorm2_normalize(norm, utf16.data(), len16, normalised.data(), n, &status);
+    }
+    if (U_FAILURE(status))
+        return std::nullopt;
+    std::string out(static_cast<std::size_t>(n) * 3, '\0');
+    std::int32_t len8 = 0;
+    u_strToUTF8(out.data(), static_cast<std::int32_t>(out.size()), &len8, normalised.data(), n,
+                &status);
+    if (U_FAILURE(status))
+        return std::nullopt;
+    out.resize(static_cast<std::size_t>(len8));
+    return out;
+}
+
 }  // namespace
 
 std::string_view mechanism_name(scram_mechanism m) noexcept {
@@ -167,7 +203,8 @@ std::optional<scram_mechanism> parse_mechanism(std::string_view name) noexcept {
 }
 
 std::optional<std::string> saslprep(std::string_view s) {
-    std::string out;
+    // RFC 4013: map, normalise (NFKC), then prohibit.
+    std::string mapped;
     for (std::size_t i = 0; i < s.size();) {
         char32_t cp;
         if (!next_code_point(s, i, cp))
@@ -176,11 +213,17 @@ std::optional<std::string> saslprep(std::string_view s) {
             continue;
         if (non_ascii_space(cp))
             cp = U' ';
-        if (prohibited(cp))
-            return std::nullopt;
-        append_utf8(out, cp);
+        append_utf8(mapped, cp);
     }
-    return out;
+    auto normalised = nfkc(mapped);
+    if (!normalised)
+        return std::nullopt;
+    for (std::size_t i = 0; i < normalised->size();) {
+        char32_t cp;
+        if (!next_code_point(*normalised, i, cp) || prohibited(cp))
+            return std::nullopt;
+    }
+    return normalised;
 }
 
 std::optional<scram_credential> derive_credential(scram_mechanism m, std::string_view user,

@@ -5,11 +5,10 @@
 // as mongod stores them; the password itself is not retained.
 //
 // MongoDB's variants: SCRAM-SHA-1 hashes md5("<user>:mongo:<password>") (hex) instead of the
-// password; SCRAM-SHA-256 runs SASLprep on the password. Our SASLprep is partial and says so:
-// non-ASCII spaces map to U+0020 and "mapped to nothing" characters are removed, ASCII control
-// characters are rejected, but Unicode NFKC normalisation is NOT applied, so a password that
-// NFKC would change (e.g. with compatibility characters) derives different keys than mongod.
-// Plain ASCII passwords, by far the common case in tests, are exact.
+// password; SCRAM-SHA-256 runs SASLprep (RFC 4013) on the password: non-ASCII spaces map to
+// U+0020, "mapped to nothing" characters are removed, the result is normalised to Unicode NFKC
+// (through ICU, so "ｐａｓｓ" and "pass" are the same password, as on mongod), then prohibited
+// characters are rejected. Not checked: the bidirectional-text rules (RFC 3454 section 6).
 //
 // Thread safety: none; one conversation per connection. Lifetimes: a conversation copies the
 // credential it verifies against, so removing users does not disturb running conversations.

@@ -1,4 +1,5 @@
 #include "connection.hpp"
+#include "preload.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/detached.hpp>
@@ -10,6 +11,7 @@
 #include <boost/system/system_error.hpp>
 
 #include <cctype>
+#include <cstdio>
 #include <future>
 #include <optional>
 #include <string>
@@ -122,7 +124,21 @@ asio::awaitable<void> step_down_loop(std::shared_ptr<shared_state> state) {
 }  // namespace
 
 server::server(asio::any_io_executor ex, server_options opts)
-    : executor_(ex), state_(std::make_shared<shared_state>(ex, std::move(opts))) {}
+    : executor_(ex), state_(std::make_shared<shared_state>(ex, std::move(opts))) {
+    const preload_options& load = state_->options.preload;
+    if (load.events > 0) {
+        const preload_summary s = preload(state_->processor.log(), load);
+        std::fprintf(stderr,
+                     "mongosim: preloaded %llu events (%llu inserts, %llu updates, %llu "
+                     "deletes; %.1f MiB of BSON) over %zu x %zu collections in %.2f s\n",
+                     static_cast<unsigned long long>(load.events),
+                     static_cast<unsigned long long>(s.inserts),
+                     static_cast<unsigned long long>(s.updates),
+                     static_cast<unsigned long long>(s.deletes),
+                     static_cast<double>(s.bson_bytes) / (1024.0 * 1024.0), load.databases,
+                     load.collections, s.seconds);
+    }
+}
 
 server::~server() = default;
 

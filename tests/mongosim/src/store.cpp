@@ -375,8 +375,13 @@ collection& store::obtain(const std::string& db, const std::string& coll, bool& 
 
 bool store::drop(const std::string& db, const std::string& coll) {
     auto d = dbs_.find(db);
-    if (d == dbs_.end() || d->second.collections.erase(coll) == 0)
+    if (d == dbs_.end())
         return false;
+    auto c = d->second.collections.find(coll);
+    if (c == d->second.collections.end())
+        return false;
+    dropped_.insert(c->second.uuid);
+    d->second.collections.erase(c);
     if (d->second.collections.empty())
         dbs_.erase(d);
     return true;

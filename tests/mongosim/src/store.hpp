@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -24,6 +25,9 @@ struct collection {
     std::array<std::uint8_t, 16> uuid{};
     bson_ptr options = make_bson();
     std::vector<bson_ptr> indexes;  // specs from createIndexes (not enforced beyond _id)
+    // changeStreamPreAndPostImages.enabled: writes record the document's before and after
+    // images for change streams (fullDocumentBeforeChange, fullDocument: whenAvailable).
+    bool pre_and_post_images = false;
 
     // Stores a new document; fails with DuplicateKey (11000) when its _id exists.
     failure insert(shared_doc doc);
@@ -45,9 +49,16 @@ public:
     bool extract(const std::string& db, const std::string& coll, collection& out);
     void put(const std::string& db, const std::string& coll, collection&& c);
     std::map<std::string, database>& databases() noexcept { return dbs_; }
+    // True when the collection with this UUID was dropped: its pre- and post-images went with
+    // it (mongod deletes them from config.system.preimages), so events still in the oplog have
+    // none.
+    bool images_dropped(const std::array<std::uint8_t, 16>& uuid) const {
+        return dropped_.contains(uuid);
+    }
 
 private:
     std::map<std::string, database> dbs_;
+    std::set<std::array<std::uint8_t, 16>> dropped_;
 };
 
 // Changes that an update made, in change-event form.

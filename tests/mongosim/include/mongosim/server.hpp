@@ -61,6 +61,17 @@ struct user_credential {
 // password at the next ','. False, with out untouched, for an empty user or password.
 bool parse_users(std::string_view spec, std::vector<user_credential>& out);
 
+// Load mode (--preload N; tests/mongosim/src/preload.hpp): N generated change events put in
+// the oplog when the server is constructed, before any client connects.
+struct preload_options {
+    std::uint64_t events = 0;       // 0: no preload
+    std::size_t databases = 1;      // <db>, <db>_1, <db>_2, ...
+    std::size_t collections = 1;    // coll0 .. coll<C-1> in every database
+    std::string db = "bench";       // the first database's name
+    std::uint32_t doc_bytes = 800;  // BSON size of an inserted document
+    std::uint64_t seed = 1;         // the same seed generates the same events
+};
+
 struct server_options {
     std::string host = "127.0.0.1";
     std::uint16_t port = 0;  // 0: the kernel picks a free port
@@ -80,6 +91,7 @@ struct server_options {
     std::string tls_cert_file;  // PEM certificate (chain) presented to clients
     std::string tls_key_file;   // its private key, PEM, unencrypted
     std::string tls_ca_file;    // non-empty: require client certificates issued by these CAs
+    preload_options preload;    // load mode for benchmarks
 };
 
 struct shared_state;

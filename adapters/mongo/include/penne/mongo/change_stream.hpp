@@ -26,7 +26,9 @@
 
 #include <penne/mongo/commands.hpp>
 #include <penne/mongo/connection.hpp>
+#include <penne/mongo/dns_client.hpp>
 #include <penne/mongo/resume.hpp>
+#include <penne/mongo/split_event.hpp>
 #include <penne/mongo/uri.hpp>
 #include <penne/source.hpp>
 
@@ -45,6 +47,11 @@ struct source_options {
     std::chrono::milliseconds connect_timeout{10'000};
     std::chrono::milliseconds socket_timeout{30'000};
     full_document_mode full_document = full_document_mode::server_default;
+    before_change_mode full_document_before_change = before_change_mode::server_default;
+    bool show_expanded_events = false;
+    // Ask the server to split events over 16 MiB ($changeStreamSplitLargeEvent, where the
+    // server has it) and reassemble the fragments into one event (split_event.hpp).
+    bool split_large_events = true;
     std::vector<std::string> pipeline;             // extra stages, one Extended JSON document each
     std::vector<std::string> include_collections;  // database scope only
     std::vector<std::string> exclude_collections;  // database scope only
@@ -53,6 +60,14 @@ struct source_options {
     std::chrono::milliseconds reconnect_initial{100};
     std::chrono::milliseconds reconnect_max{5'000};
     bool legacy_handshake = false;
+    // DNS for mongodb+srv:// (see srv.hpp). `dns_server` ("ip[:port]", [mongodb] dns_server)
+    // answers the SRV/TXT lookups and also resolves the hosts they name (so a test DNS server
+    // can serve both). Without it, the SRV/TXT lookups go to `system_dns_server` (the first
+    // nameserver of /etc/resolv.conf, which the daemon reads) and hosts resolve through the
+    // system resolver as usual.
+    std::string dns_server;
+    std::string system_dns_server;
+    std::chrono::milliseconds dns_timeout{2'000};  // per DNS attempt (three attempts)
 };
 
 // Options checked and parsed once, shared by every stream of a factory.
@@ -61,6 +76,7 @@ struct stream_config {
     uri_info uri;
     std::vector<document> stages;
     connection_options connection;
+    dns_server_options dns;  // for mongodb+srv:// seedlist discovery (uri.srv_host set)
 };
 
 // Validates `opts` (URI, durations, stages as Extended JSON documents, collection lists)
@@ -107,7 +123,14 @@ private:
     change_stream_spec spec_;
     std::unique_ptr<connection> conn_;
     std::vector<host_port> known_members_;  // the set's hosts, as the last hello named them
+    // The URI and connection options this stream uses: config_'s, with the seeds (and the TXT
+    // options) of a mongodb+srv:// URI filled in by the first selection.
+    uri_info uri_;
+    connection_options connection_;
     resume_position position_;
+    event_assembler assembler_;      // fragments of a split event not yet complete
+    bool user_split_stage_ = false;  // the user's pipeline ends with the split stage
+    bool split_refused_ = false;     // the server refused the stage (6.0 before 6.0.9)
     std::int64_t cursor_id_ = 0;
     std::string ns_;
     bool opened_ = false;

@@ -54,6 +54,13 @@ enum class full_document_mode { server_default, update_lookup, when_available, r
 std::string_view to_string(full_document_mode m) noexcept;
 std::optional<full_document_mode> parse_full_document_mode(std::string_view s) noexcept;
 
+// fullDocumentBeforeChange: the document's pre-image on update, replace and delete events
+// (servers 6.0+, collections with changeStreamPreAndPostImages enabled). server_default sends
+// nothing (the server's "off").
+enum class before_change_mode { server_default, off, when_available, required };
+std::string_view to_string(before_change_mode m) noexcept;
+std::optional<before_change_mode> parse_before_change_mode(std::string_view s) noexcept;
+
 struct change_stream_spec {
     enum class level { collection, database, deployment };
     level kind = level::collection;
@@ -66,6 +73,10 @@ struct change_stream_spec {
     std::optional<cluster_time> start_at_operation_time;
 
     full_document_mode full_document = full_document_mode::server_default;
+    before_change_mode full_document_before_change = before_change_mode::server_default;
+    bool show_expanded_events = false;  // sent only when true
+    // Appends {$changeStreamSplitLargeEvent: {}} as the last stage (after extra_stages).
+    bool split_large_events = false;
     std::int32_t batch_size = 0;  // 0: server default
     // Database level: collections to keep or drop, as a $match on ns.coll. Events without
     // a collection (dropDatabase, invalidate) always pass, since they concern every

@@ -32,6 +32,7 @@
 namespace penne::mongo {
 
 class tls_context;
+struct dns_server_options;
 
 struct connection_options {
     std::chrono::milliseconds connect_timeout{10'000};  // TCP connect + handshake + auth
@@ -51,6 +52,9 @@ struct connection_options {
     // TLS for every connection opened with these options (null: plain TCP). The server's
     // certificate is checked against the host each connection dials.
     std::shared_ptr<const tls_context> tls;
+    // Set: host names resolve through this DNS server with penne's own DNS client (A and
+    // AAAA), not the system resolver ([mongodb] dns_server, for mongodb+srv://).
+    std::shared_ptr<const dns_server_options> dns;
 };
 
 class connection {

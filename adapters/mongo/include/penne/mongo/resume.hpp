@@ -35,6 +35,10 @@ resume_decision decide_resume(const error_code& ec, const command_reply* reply,
 // ChangeStreamFatalError 280), whichever command reported them.
 bool is_history_lost(std::int32_t server_code) noexcept;
 
+// The clusterTime a MongoDB resume token encodes ({_data: "82" + 8-byte timestamp in hex
+// + …}, the server's KeyString form); nullopt for tokens of another shape.
+std::optional<cluster_time> token_cluster_time(byte_view token) noexcept;
+
 // Where the stream is, for choosing the next aggregate's start option.
 struct resume_position {
     resume_token cached;                         // last event _id or postBatchResumeToken

@@ -68,10 +68,18 @@ struct uri_info {
     std::optional<credentials> auth;
     std::optional<tls_options> tls;  // set when the URI asks for TLS
     std::string redacted;            // the URI with the password replaced, for logs
+    // mongodb+srv://: the host whose SRV records name the seeds (`hosts` stays empty until
+    // resolve_seedlist() fills it; see srv.hpp), srvServiceName and srvMaxHosts (0: all).
+    std::string srv_host;
+    std::string srv_service_name = "mongodb";
+    int srv_max_hosts = 0;
+    bool auth_source_in_uri = false;  // authSource was written in the URI (a TXT one yields)
 };
 
-// Parses and checks that penne can honour the URI: mongodb+srv:// and mechanisms other
-// than SCRAM are refused with a message saying so. Diagnostics never contain a password.
+// Parses and checks that penne can honour the URI: mechanisms other than SCRAM and
+// loadBalanced=true are refused with a message saying so. A mongodb+srv:// URI leaves
+// `hosts` empty and sets `srv_host` (tls=true unless the URI says tls=false).
+// Diagnostics never contain a password.
 error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag);
 
 // The URI with the userinfo password and the value of tlsCertificateKeyFilePassword (or
