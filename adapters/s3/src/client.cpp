@@ -82,8 +82,12 @@ struct client::impl {
         return local_now() + std::chrono::milliseconds(offset_ms.load(std::memory_order_relaxed));
     }
 
-    void count_retry(const error_code& ec) {
-        const auto reason = retry_reason(ec);
+    // Detached (updates go nowhere) until set_metrics().
+    counter_family requests_metric;
+    counter_family retries_metric;
+
+    void count_retry(std::string_view operation, const error_code& ec) {
+        std::string_view reason = retry_reason(ec);
         if (reason == "throttled")
             counts.throttled.fetch_add(1, std::memory_order_relaxed);
         else if (reason == "server_error")
@@ -94,8 +98,20 @@ struct client::impl {
             counts.clock_skew.fetch_add(1, std::memory_order_relaxed);
         else if (reason == "expired_credentials")
             counts.expired_credentials.fetch_add(1, std::memory_order_relaxed);
-        else
+        else {
             counts.network.fetch_add(1, std::memory_order_relaxed);
+            reason = "network";  // the label's values stay the documented few
+        }
+        retries_metric.with({operation, reason}).inc();
+    }
+
+    void count_request(std::string_view operation, const error_code& ec) {
+        std::string_view outcome = "ok";
+        if (ec == asio::error::operation_aborted || ec == errc::cancelled)
+            outcome = "cancelled";
+        else if (ec)
+            outcome = is_retryable(ec) ? "retries_exhausted" : "rejected";
+        requests_metric.with({operation, outcome}).inc();
     }
 
     backoff make_backoff() {
@@ -116,14 +132,22 @@ struct client::impl {
     asio::awaitable<error_code> execute(std::string_view operation, std::string_view bucket,
                                         const request& req, const std::string_view* body,
                                         not_found_means not_found, http::response& res,
-                                        diagnostics& diag);
+                                        diagnostics& diag) {
+        auto ec = co_await attempts(operation, bucket, req, body, not_found, res, diag);
+        count_request(operation, ec);
+        co_return ec;
+    }
+    asio::awaitable<error_code> attempts(std::string_view operation, std::string_view bucket,
+                                         const request& req, const std::string_view* body,
+                                         not_found_means not_found, http::response& res,
+                                         diagnostics& diag);
 };
 
-asio::awaitable<error_code> client::impl::execute(std::string_view operation,
-                                                  std::string_view bucket, const request& req,
-                                                  const std::string_view* body_override,
-                                                  not_found_means not_found, http::response& res,
-                                                  diagnostics& diag) {
+asio::awaitable<error_code> client::impl::attempts(std::string_view operation,
+                                                   std::string_view bucket, const request& req,
+                                                   const std::string_view* body_override,
+                                                   not_found_means not_found, http::response& res,
+                                                   diagnostics& diag) {
     const std::string_view body = body_override ? *body_override : std::string_view(req.body);
     const bool unsigned_payload = cfg.unsigned_payload && req.tls;
     // Hashing a large body is the expensive part of signing: once per request, not per try.
@@ -181,7 +205,7 @@ asio::awaitable<error_code> client::impl::execute(std::string_view operation,
                 co_return ec;
             }
             if (retry.should_retry(ec)) {
-                count_retry(ec);
+                count_retry(operation, ec);
                 const bool waited = co_await pause(retry);
                 if (!waited) {
                     diag.message = std::string(operation) + " cancelled";
@@ -212,7 +236,7 @@ asio::awaitable<error_code> client::impl::execute(std::string_view operation,
                     std::chrono::duration_cast<std::chrono::milliseconds>(server_now - local_now());
                 offset_ms.store(skew.count(), std::memory_order_relaxed);
                 corrected_clock = true;
-                count_retry(serr);
+                count_retry(operation, serr);
                 continue;
             }
         }
@@ -221,11 +245,11 @@ asio::awaitable<error_code> client::impl::execute(std::string_view operation,
             // Credentials rotated under us: fetch fresh ones once before calling it fatal.
             creds->invalidate();
             refreshed_credentials = true;
-            count_retry(make_error_code(s3_errc::expired_token));
+            count_retry(operation, make_error_code(s3_errc::expired_token));
             continue;
         }
         if (retry.should_retry(serr)) {
-            count_retry(serr);
+            count_retry(operation, serr);
             const bool waited = co_await pause(retry);
             if (!waited) {
                 diag.message = std::string(operation) + " cancelled";
@@ -252,6 +276,16 @@ http::client& client::http() noexcept {
 
 std::chrono::milliseconds client::clock_offset() const noexcept {
     return std::chrono::milliseconds(impl_->offset_ms.load(std::memory_order_relaxed));
+}
+
+void client::set_metrics(metrics_registry& reg) {
+    impl_->requests_metric =
+        reg.counters("penne_s3_requests_total",
+                     "S3 requests by API operation and outcome, internal retries included",
+                     {"operation", "outcome"});
+    impl_->retries_metric = reg.counters(
+        "penne_s3_request_retries_total",
+        "Attempts the S3 client repeated within one request, by reason", {"operation", "reason"});
 }
 
 client::retry_counts client::retries() const noexcept {

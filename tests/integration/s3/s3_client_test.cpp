@@ -421,4 +421,43 @@ TEST_F(s3_client_test, destination_checks_the_bucket_and_writes_objects) {
     EXPECT_NE(last.message.find("penne-missing-bucket"), std::string::npos) << last.message;
 }
 
+TEST_F(s3_client_test, requests_and_internal_retries_are_counted_in_the_metrics) {
+    penne::metrics_registry reg;
+    auto late = make_client(peer->secret_key(), [](penne::s3::client_config& c) {
+        c.clock = [] { return std::chrono::system_clock::now() - 30min; };
+    });
+    late->set_metrics(reg);
+    auto wrong = make_client("not-the-secret-key-at-all");
+    wrong->set_metrics(reg);  // one registry, two clients: the series add up
+    penne::s3::put_result result;
+    auto ec = run([&](diagnostics& d) {
+        return late->put_object(bucket, "counted", "x", no_options, result, d);
+    });
+    ASSERT_FALSE(ec) << last.message;
+    ec = run([&](diagnostics& d) {
+        return late->put_object(bucket, "counted2", "x", no_options, result, d);
+    });
+    ASSERT_FALSE(ec) << last.message;
+    ec = run([&](diagnostics& d) {
+        return wrong->put_object(bucket, "never", "x", no_options, result, d);
+    });
+    EXPECT_TRUE(penne::is_fatal(ec)) << ec.message();
+    const std::string text = reg.render();
+    EXPECT_NE(text.find("penne_s3_requests_total{operation=\"PutObject\",outcome=\"ok\"} 2\n"),
+              std::string::npos)
+        << text;
+    // The skewed clock cost one retry, inside the first request only.
+    EXPECT_NE(text.find("penne_s3_request_retries_total{operation=\"PutObject\","
+                        "reason=\"clock_skew\"} 1\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(
+        text.find("penne_s3_requests_total{operation=\"PutObject\",outcome=\"rejected\"} 1\n"),
+        std::string::npos)
+        << text;
+    // A wrong secret is never retried.
+    EXPECT_EQ(text.find("reason=\"network\""), std::string::npos) << text;
+    EXPECT_EQ(text.find("reason=\"expired_credentials\""), std::string::npos) << text;
+}
+
 }  // namespace

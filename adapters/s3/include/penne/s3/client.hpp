@@ -29,6 +29,7 @@
 
 #include <penne/error.hpp>
 #include <penne/http/client.hpp>
+#include <penne/metrics.hpp>
 #include <penne/retry.hpp>
 #include <penne/s3/credentials.hpp>
 #include <penne/s3/error.hpp>
@@ -135,6 +136,15 @@ public:
                       expired_credentials = 0;
     };
     retry_counts retries() const noexcept;
+    // Exports every request (one S3 operation, its internal retries included) to `reg`:
+    //   penne_s3_requests_total{operation,outcome}: outcome "ok", "cancelled", "rejected"
+    //     (an error a retry cannot fix), "retries_exhausted" (retryable, retries ran out);
+    //   penne_s3_request_retries_total{operation,reason}: reason as in retry_counts
+    //     ("throttled", "server_error", "network", "timeout", "clock_skew",
+    //     "expired_credentials").
+    // `operation` is the S3 API name (PutObject, UploadPart, …). Call once, before the
+    // first operation; the registry must outlive the client.
+    void set_metrics(metrics_registry& reg);
 
     const client_config& config() const noexcept;
     http::client& http() noexcept;
