@@ -35,7 +35,7 @@ struct put_object {
         {"Content-Encoding", "zstd"},
         {"Content-MD5", "1B2M2Y8AsgTpgAmY7PhCfg=="},
         {"x-amz-storage-class", "STANDARD_IA"},
-        {"User-Agent", "penne/0.1.0"},
+        {"User-Agent", "penne/1.0.0"},
     };
 };
 
