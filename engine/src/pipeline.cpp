@@ -1719,8 +1719,8 @@ bool pipeline_engine::ready(std::string& reason) const {
     if (const auto down = p.lease_store_down_since.load(r); down != 0 && now - down > limit) {
         std::lock_guard lock(p.lease_store_mu);
         reason = "state store " + (p.svc.state ? p.svc.state->describe() : std::string()) +
-                 ": lease requests failing for " + secs(now - down) + "; last error: " +
-                 p.lease_store_error;
+                 ": lease requests failing for " + secs(now - down) +
+                 "; last error: " + p.lease_store_error;
         return false;
     }
     for (const auto& c : p.cells) {

@@ -27,6 +27,7 @@
 
 #include "exactly_once.hpp"
 #include "mongo_inserter.hpp"
+#include "ops_endpoints.hpp"
 #include "output_reader.hpp"
 #include "process.hpp"
 #include "temp_dir.hpp"
@@ -37,71 +38,6 @@ namespace {
 using namespace std::chrono_literals;
 
 const auto* const env = ::testing::AddGlobalTestEnvironment(new mongoc_env);
-
-struct http_response {
-    int status = 0;  // 0: no response
-    std::string body;
-};
-
-// One GET over a fresh connection (Connection: close), with a 5 s bound on every wait.
-http_response http_get(int port, const std::string& path) {
-    http_response r;
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return r;
-    timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        ::close(fd);
-        return r;
-    }
-    const std::string req =
-        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-        ::close(fd);
-        return r;
-    }
-    std::string raw;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0)
-            break;
-        raw.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    const auto head_end = raw.find("\r\n\r\n");
-    if (raw.rfind("HTTP/1.1 ", 0) != 0 || head_end == std::string::npos)
-        return r;
-    r.status = std::atoi(raw.c_str() + 9);
-    r.body = raw.substr(head_end + 4);
-    return r;
-}
-
-struct promtool_result {
-    int exit_code = -1;
-    std::string output;
-};
-
-promtool_result promtool_check(const std::string& exposition) {
-    temp_dir dir("penne-promtool");
-    const std::string in = dir / "metrics.prom";
-    const std::string out = dir / "promtool.out";
-    std::ofstream(in, std::ios::binary) << exposition;
-    const std::string cmd =
-        std::string(PENNE_PROMTOOL) + " check metrics < '" + in + "' > '" + out + "' 2>&1";
-    const int status = std::system(cmd.c_str());
-    promtool_result r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream f(out);
-    r.output.assign(std::istreambuf_iterator<char>(f), {});
-    return r;
-}
 
 // The sum of every sample of `name` (all label sets).
 double sum_of(const std::string& exposition, const std::string& name) {
@@ -191,7 +127,7 @@ protected:
         const auto problems = check_exposition(m.body);
         EXPECT_TRUE(problems.empty()) << problems.front() << "\n" << m.body;
         if (with_promtool) {
-            auto pt = promtool_check(m.body);
+            auto pt = promtool_check(m.body, PENNE_PROMTOOL);
             EXPECT_EQ(pt.exit_code, 0) << "promtool (" << PENNE_PROMTOOL << "): " << pt.output;
         }
         return m.body;
