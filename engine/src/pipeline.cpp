@@ -1,4 +1,5 @@
 #include <penne/checkpoint.hpp>
+#include <penne/detail/await_on.hpp>
 #include <penne/pipeline_engine.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -1757,7 +1758,8 @@ bool pipeline_engine::ready(std::string& reason) const {
 
 awaitable<error_code> pipeline_engine::run(diagnostics& diag) {
     auto p = impl_;
-    co_return co_await asio::co_spawn(p->strand, p->run_all(diag), asio::use_awaitable);
+    auto ec = co_await penne::detail::await_on(p->strand, p->run_all(diag));
+    co_return ec;
 }
 
 }  // namespace penne

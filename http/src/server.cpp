@@ -1,3 +1,4 @@
+#include <penne/detail/await_on.hpp>
 #include <penne/http/server.hpp>
 #include <penne/version.hpp>
 
@@ -320,8 +321,8 @@ std::uint16_t server::port() const noexcept {
 awaitable<error_code> server::run() {
     auto self = impl_;
     // The loop runs on the server's strand whatever executor the caller awaits on; the
-    // caller's cancellation reaches the accept through co_spawn's cancellation slot.
-    auto ec = co_await asio::co_spawn(self->strand, self->accept_loop(), asio::use_awaitable);
+    // caller's cancellation reaches the accept loop (see detail/await_on.hpp).
+    auto ec = co_await penne::detail::await_on(self->strand, self->accept_loop());
     co_return ec;
 }
 

@@ -148,11 +148,14 @@ private:
 
     // A write refused because the server it reached is not (or no longer) the primary was
     // not applied: the driver retries once, and during back-to-back step-downs that retry
-    // can be refused too; then try again after a pause. Any other error is the test's.
+    // can be refused too; then try again after a pause. A server selection failure (no
+    // primary known yet right after a step-down) was never sent: also safe to try again.
+    // Any other error is the test's.
     static bool again(const bson_error_t& err, int attempt) {
         const bool not_primary = err.code == 10107 || err.code == 13435 ||
                                  std::strstr(err.message, "not primary") != nullptr;
-        if (!not_primary || attempt >= 50)
+        const bool not_sent = err.domain == MONGOC_ERROR_SERVER_SELECTION;
+        if (!(not_primary || not_sent) || attempt >= 50)
             return false;
         std::this_thread::sleep_for(100ms);
         return true;

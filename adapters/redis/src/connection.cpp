@@ -1,3 +1,4 @@
+#include <penne/detail/await_on.hpp>
 #include <penne/redis/connection.hpp>
 #include <penne/redis/error.hpp>
 
@@ -384,7 +385,7 @@ awaitable<error_code> connection::execute(const request& req, std::vector<value>
         co_return error_code{};
     }
     auto op = impl_->run(req, replies, diag);
-    error_code ec = co_await asio::co_spawn(impl_->strand, std::move(op), asio::use_awaitable);
+    error_code ec = co_await penne::detail::await_on(impl_->strand, std::move(op));
     co_return ec;
 }
 

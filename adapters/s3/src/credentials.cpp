@@ -2,6 +2,7 @@
 // providers, and the refreshing, single-flight chain itself. The shared-file provider lives
 // in detail/credentials_files.cpp, the HTTP providers (STS, ECS, IMDS) in
 // detail/credentials_remote.cpp.
+#include <penne/detail/await_on.hpp>
 #include <penne/s3/credentials.hpp>
 
 #include "detail/credentials_detail.hpp"
@@ -623,14 +624,19 @@ credentials_chain credentials_chain::default_chain(asio::any_io_executor ex,
 
 asio::awaitable<error_code> credentials_chain::get(http::credentials& out, diagnostics& diag) {
     auto self = state_;
-    auto result = co_await asio::co_spawn(self->strand, state::get_on_strand(self, out, diag),
-                                          asio::as_tuple(asio::use_awaitable));
-    if (std::get<0>(result)) {
+    error_code ec;
+    bool failed = false;
+    try {
+        ec = co_await penne::detail::await_on(self->strand, state::get_on_strand(self, out, diag));
+    } catch (...) {
+        failed = true;
+    }
+    if (failed) {
         // Only an allocation failure can get here; keep exceptions inside the library.
         diag.message = "AWS credentials: internal failure while waiting for a refresh";
         co_return make_error_code(errc::io_error);
     }
-    co_return std::get<1>(result);
+    co_return ec;
 }
 
 void credentials_chain::invalidate() noexcept {
