@@ -1,5 +1,7 @@
 #include <penne/pipeline.hpp>
 
+#include <penne/detail/await_on.hpp>
+
 #include <penne/file/destination.hpp>
 #include <penne/file/state_store.hpp>
 #include <penne/formats/avro.hpp>
@@ -400,10 +402,18 @@ namespace {
 template <class Body>
 void launch(asio::strand<asio::any_io_executor>& strand, Body body, diagnostics& diag,
             asio::any_completion_handler<void(error_code)> h) {
+    // Not co_spawn with `h` itself: with an executor of its own, Boost 1.81 forwards a
+    // cancellation through memory the completion may have freed (detail/await_on.hpp).
     auto slot = asio::get_associated_cancellation_slot(h);
     auto hex = asio::get_associated_executor(h, strand);
-    asio::co_spawn(
-        strand, std::move(body),
+    // `body` moves into the frame of a capture-free coroutine, so its captures live as long
+    // as the coroutine it starts.
+    auto op = [](Body b) -> asio::awaitable<error_code> {
+        auto ec = co_await b();
+        co_return ec;
+    }(std::move(body));
+    penne::detail::co_spawn_forwarding(
+        strand, std::move(op),
         asio::bind_cancellation_slot(
             slot, asio::bind_executor(
                       hex, [h = std::move(h), &diag](std::exception_ptr e, error_code ec) mutable {

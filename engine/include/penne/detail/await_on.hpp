@@ -37,33 +37,43 @@ struct await_on_state {
     bool done = false;                        // likewise
 };
 
+// Runs `op` on `ex` and completes `handler` (signature void(std::exception_ptr, T)) through
+// its associated executor (default: `ex`), forwarding the cancellations emitted on its
+// associated cancellation slot into `op` — on `ex`, and never after `op` completed.
+template <class T, class Handler>
+void co_spawn_forwarding(boost::asio::any_io_executor ex, boost::asio::awaitable<T> op,
+                         Handler handler) {
+    namespace asio = boost::asio;
+    auto st = std::make_shared<await_on_state>();
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    if (slot.is_connected()) {
+        slot.assign([st, ex](asio::cancellation_type type) {
+            asio::post(ex, [st, type] {
+                if (!st->done)
+                    st->signal.emit(type);
+            });
+        });
+    }
+    auto hex = asio::get_associated_executor(handler, ex);
+    // A plain completion (no associated executor): co_spawn runs it on `ex` and emits into
+    // `op` directly, without the dispatch that 1.81 gets wrong.
+    asio::co_spawn(ex, std::move(op),
+                   asio::bind_cancellation_slot(
+                       st->signal.slot(),
+                       [st, hex, h = std::move(handler)](std::exception_ptr e, T result) mutable {
+                           st->done = true;
+                           asio::dispatch(hex,
+                                          [h = std::move(h), e, r = std::move(result)]() mutable {
+                                              std::move(h)(e, std::move(r));
+                                          });
+                       }));
+}
+
 template <class T>
 boost::asio::awaitable<T> await_on(boost::asio::any_io_executor ex, boost::asio::awaitable<T> op) {
     namespace asio = boost::asio;
     auto init = [](auto handler, asio::any_io_executor ex, asio::awaitable<T> op) {
-        auto st = std::make_shared<await_on_state>();
-        auto slot = asio::get_associated_cancellation_slot(handler);
-        if (slot.is_connected()) {
-            slot.assign([st, ex](asio::cancellation_type type) {
-                asio::post(ex, [st, type] {
-                    if (!st->done)
-                        st->signal.emit(type);
-                });
-            });
-        }
-        // A plain completion (no associated executor): co_spawn runs it on `ex` and emits
-        // into `op` directly, without the dispatch that 1.81 gets wrong.
-        asio::co_spawn(ex, std::move(op),
-                       asio::bind_cancellation_slot(
-                           st->signal.slot(),
-                           [st, h = std::move(handler)](std::exception_ptr e, T result) mutable {
-                               st->done = true;
-                               auto hex = asio::get_associated_executor(h);
-                               asio::dispatch(
-                                   hex, [h = std::move(h), e, r = std::move(result)]() mutable {
-                                       std::move(h)(e, std::move(r));
-                                   });
-                           }));
+        co_spawn_forwarding(std::move(ex), std::move(op), std::move(handler));
     };
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, T)>(
         std::move(init), asio::use_awaitable, std::move(ex), std::move(op));
