@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <set>
+#include <sstream>
 
 namespace penne {
 namespace {
@@ -107,6 +108,40 @@ public:
         out = *v;
     }
 
+    // A start position (parse_start_at): a string, or as TOML writes them, an integer number
+    // of seconds or an offset date-time (start_at = 2026-12-06T10:00:00Z). Sets `text` to
+    // the value's string form; returns whether the key is present and valid.
+    bool start_at(std::string_view key, std::string& text, std::optional<cluster_time>& out) {
+        auto* n = node(key);
+        if (!n)
+            return false;
+        if (auto v = n->value<std::string>(); v && n->is_string()) {
+            text = *v;
+        } else if (n->is_integer()) {
+            text = std::to_string(*n->value<std::int64_t>());
+        } else if (n->is_date_time() || n->is_date() || n->is_time()) {
+            std::ostringstream os;
+            if (auto* dt = n->as_date_time())
+                os << dt->get();
+            else if (auto* d = n->as_date())
+                os << d->get();
+            else
+                os << n->as_time()->get();
+            text = os.str();
+        } else {
+            fail(key,
+                 "expected \"now\" or an operation time as a string, e.g. "
+                 "\"2026-12-06T10:00:00Z\" or \"1796551200:1\"");
+            return false;
+        }
+        std::string why;
+        if (!parse_start_at(text, out, why)) {
+            fail(key, why);
+            return false;
+        }
+        return true;
+    }
+
     // An inline table of strings: tags = { team = "data", env = "prod" }.
     void string_map(std::string_view key, std::vector<std::pair<std::string, std::string>>& out) {
         auto* n = node(key);
@@ -171,6 +206,81 @@ private:
     std::set<std::string> used_;
 };
 
+// Reads `digits` decimal digits at `pos` (advancing it); false when they are not all there.
+bool fixed_digits(std::string_view s, std::size_t& pos, std::size_t digits, int& out) {
+    if (pos + digits > s.size())
+        return false;
+    out = 0;
+    for (std::size_t i = 0; i < digits; ++i, ++pos) {
+        if (!std::isdigit(static_cast<unsigned char>(s[pos])))
+            return false;
+        out = out * 10 + (s[pos] - '0');
+    }
+    return true;
+}
+
+// An unsigned decimal of at most 10 digits that fits 32 bits (no sign, no blanks).
+std::optional<std::uint32_t> parse_u32(std::string_view s) {
+    if (s.empty() || s.size() > 10)
+        return std::nullopt;
+    std::uint64_t v = 0;
+    for (char ch : s) {
+        if (!std::isdigit(static_cast<unsigned char>(ch)))
+            return std::nullopt;
+        v = v * 10 + static_cast<unsigned>(ch - '0');
+    }
+    if (v > UINT32_MAX)
+        return std::nullopt;
+    return static_cast<std::uint32_t>(v);
+}
+
+// Seconds since the epoch of an RFC 3339 date-time ("2026-12-06T10:00:00Z",
+// "2026-12-06t10:00:00.250+02:00"); nullopt when malformed or not a real date.
+std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
+    std::size_t pos = 0;
+    int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+    auto expect = [&](char ch) {
+        if (pos < s.size() && std::tolower(static_cast<unsigned char>(s[pos])) == ch) {
+            ++pos;
+            return true;
+        }
+        return false;
+    };
+    if (!fixed_digits(s, pos, 4, year) || !expect('-') || !fixed_digits(s, pos, 2, month) ||
+        !expect('-') || !fixed_digits(s, pos, 2, day) || !expect('t') ||
+        !fixed_digits(s, pos, 2, hour) || !expect(':') || !fixed_digits(s, pos, 2, minute) ||
+        !expect(':') || !fixed_digits(s, pos, 2, second))
+        return std::nullopt;
+    if (expect('.')) {
+        const auto start = pos;
+        while (pos < s.size() && std::isdigit(static_cast<unsigned char>(s[pos])))
+            ++pos;
+        if (pos == start)
+            return std::nullopt;
+    }
+    int offset_minutes = 0;
+    if (!expect('z')) {
+        if (pos >= s.size() || (s[pos] != '+' && s[pos] != '-'))
+            return std::nullopt;  // no offset: a local time, which names no instant
+        const int sign = s[pos++] == '-' ? -1 : 1;
+        int oh = 0, om = 0;
+        if (!fixed_digits(s, pos, 2, oh) || !expect(':') || !fixed_digits(s, pos, 2, om) ||
+            oh > 23 || om > 59)
+            return std::nullopt;
+        offset_minutes = sign * (oh * 60 + om);
+    }
+    if (pos != s.size() || hour > 23 || minute > 59 || second > 60)
+        return std::nullopt;
+    const std::chrono::year_month_day ymd{std::chrono::year(year),
+                                          std::chrono::month(static_cast<unsigned>(month)),
+                                          std::chrono::day(static_cast<unsigned>(day))};
+    if (!ymd.ok())
+        return std::nullopt;
+    // A leap second (:60) counts as the last second of its minute.
+    const std::int64_t days = std::chrono::sys_days(ymd).time_since_epoch().count();
+    return days * 86'400 + hour * 3'600 + minute * 60 + std::min(second, 59) - offset_minutes * 60;
+}
+
 bool valid_name(std::string_view s) {
     return !s.empty() && s.find('\0') == std::string_view::npos;
 }
@@ -224,6 +334,49 @@ void read_s3(table_reader& top, const std::string& destination_type, s3_settings
 }
 
 }  // namespace
+
+bool parse_start_at(std::string_view text, std::optional<cluster_time>& out, std::string& error) {
+    const std::string forms =
+        "use \"now\", a MongoDB timestamp \"<seconds>:<increment>\" or \"<seconds>\", or an "
+        "RFC 3339 time such as \"2026-12-06T10:00:00Z\"";
+    const std::string quoted = "'" + std::string(text) + "'";
+    if (text == "now") {
+        out.reset();
+        return true;
+    }
+    cluster_time t;
+    if (!text.empty() && std::isdigit(static_cast<unsigned char>(text.front())) &&
+        text.find('-') == std::string_view::npos) {
+        const auto colon = text.find(':');
+        auto secs = parse_u32(text.substr(0, colon));
+        auto inc = colon == std::string_view::npos ? std::optional<std::uint32_t>(0)
+                                                   : parse_u32(text.substr(colon + 1));
+        if (!secs || !inc) {
+            error = quoted + " is not a MongoDB timestamp (seconds and increment are each 0.." +
+                    std::to_string(UINT32_MAX) + "); " + forms;
+            return false;
+        }
+        t = {*secs, *inc};
+    } else {
+        auto secs = parse_rfc3339(text);
+        if (!secs) {
+            error = quoted + " is not a start position; " + forms;
+            return false;
+        }
+        if (*secs < 0 || *secs > static_cast<std::int64_t>(UINT32_MAX)) {
+            error = quoted + " is outside the range of MongoDB timestamps (1970-01-01 to " +
+                    "2106-02-07); " + forms;
+            return false;
+        }
+        t = {static_cast<std::uint32_t>(*secs), 0};
+    }
+    if (t.seconds == 0) {
+        error = quoted + " is the null timestamp, which names no time; " + forms;
+        return false;
+    }
+    out = t;
+    return true;
+}
 
 std::optional<std::uint64_t> parse_size(std::string_view text) {
     std::size_t i = 0;
@@ -346,6 +499,8 @@ bool parse_config(std::string_view text, std::string_view source_name,
         c.pipeline.on_history_lost = history == "restart_from_now"
                                          ? history_lost_policy::restart_from_now
                                          : history_lost_policy::fail;
+        std::string start_at;
+        m.start_at("start_at", start_at, c.pipeline.start_at);
         m.reject_unknown();
     }
 
@@ -369,6 +524,8 @@ bool parse_config(std::string_view text, std::string_view source_name,
                 r.strings("collections", ws.collections);
                 r.strings("include_collections", ws.include_collections);
                 r.strings("exclude_collections", ws.exclude_collections);
+                std::optional<cluster_time> ignored;
+                r.start_at("start_at", ws.start_at, ignored);
                 r.reject_unknown();
                 if (!error.empty())
                     break;
@@ -545,6 +702,7 @@ bool parse_config(std::string_view text, std::string_view source_name,
 
     // Scopes.
     for (const auto& ws : c.watches) {
+        const std::size_t first = c.pipeline.scopes.size();
         if (ws.level == "collection") {
             for (const auto& coll : ws.collections) {
                 if (!valid_name(coll)) {
@@ -566,6 +724,13 @@ bool parse_config(std::string_view text, std::string_view source_name,
                                          {},
                                          ws.include_collections,
                                          ws.exclude_collections});
+        }
+        if (!ws.start_at.empty()) {
+            std::optional<cluster_time> at;
+            std::string why;
+            parse_start_at(ws.start_at, at, why);  // validated when the [[watch]] was read
+            for (std::size_t k = first; k < c.pipeline.scopes.size(); ++k)
+                c.pipeline.scope_start_at[c.pipeline.scopes[k].id()] = at;
         }
     }
     for (std::size_t i = 0; i < c.pipeline.scopes.size(); ++i) {

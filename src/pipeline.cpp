@@ -29,6 +29,7 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <map>
 
 #include "detail/filter_adapter.hpp"
 #include "detail/s3_setup.hpp"
@@ -54,12 +55,19 @@ struct services {
     key_template keys;
 };
 
-// Code-built configurations may list `watches` only; the file parser fills the scopes.
-std::vector<watch_scope> scopes_of(const config& cfg) {
-    if (!cfg.pipeline.scopes.empty())
-        return cfg.pipeline.scopes;
-    std::vector<watch_scope> out;
-    for (const auto& ws : cfg.watches) {
+// Code-built configurations may list `watches` only; the file parser fills the scopes (and
+// scope_start_at). A watch's start_at goes to `start_at`, by scope id; false with `error` when
+// one is not a start position.
+bool scopes_of(const config& cfg, std::vector<watch_scope>& out,
+               std::map<std::string, std::optional<cluster_time>>& start_at, std::string& error) {
+    out.clear();
+    if (!cfg.pipeline.scopes.empty()) {
+        out = cfg.pipeline.scopes;
+        return true;
+    }
+    for (std::size_t i = 0; i < cfg.watches.size(); ++i) {
+        const auto& ws = cfg.watches[i];
+        const std::size_t first = out.size();
         const std::string level = !ws.level.empty()        ? ws.level
                                   : ws.collections.empty() ? "database"
                                                            : "collection";
@@ -79,8 +87,18 @@ std::vector<watch_scope> scopes_of(const config& cfg) {
                            ws.include_collections,
                            ws.exclude_collections});
         }
+        if (ws.start_at.empty())
+            continue;
+        std::optional<cluster_time> at;
+        std::string why;
+        if (!parse_start_at(ws.start_at, at, why)) {
+            error = "watches[" + std::to_string(i) + "].start_at: " + why;
+            return false;
+        }
+        for (std::size_t k = first; k < out.size(); ++k)
+            start_at.try_emplace(out[k].id(), at);  // scope_start_at set in code wins
     }
-    return out;
+    return true;
 }
 
 // `ex` runs the adapters' I/O; `services` must be destroyed before its execution context.
@@ -358,7 +376,11 @@ pipeline::pipeline(executor_type ex, config cfg, hooks h)
         }
     }
     pipeline_config pc = p.cfg.pipeline;
-    pc.scopes = scopes_of(p.cfg);
+    if (!scopes_of(p.cfg, pc.scopes, pc.scope_start_at, error)) {
+        p.build_error = make_error_code(errc::invalid_config);
+        p.build_diag.message = error;
+        return;
+    }
     if (pc.scopes.empty()) {
         p.build_error = make_error_code(errc::invalid_config);
         p.build_diag.message = "watches: nothing to watch; add at least one watch";

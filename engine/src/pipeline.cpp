@@ -53,6 +53,16 @@ std::int64_t ticks(clock::time_point t) {
 std::int64_t ticks(sys_clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
+// "1733490000:3 (2024-12-06T13:00:00Z)": a start_at operation time, for log lines.
+std::string describe_operation_time(cluster_time t) {
+    const std::time_t secs = static_cast<std::time_t>(t.seconds);
+    std::tm utc{};
+    gmtime_r(&secs, &utc);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return std::to_string(t.seconds) + ":" + std::to_string(t.increment) + " (" + stamp + ")";
+}
+
 sys_clock::time_point sys_from_cluster(cluster_time t) {
     return sys_clock::time_point(std::chrono::seconds(t.seconds));
 }
@@ -370,7 +380,10 @@ private:
     awaitable<void> recorder();
     awaitable<void> committer();
     awaitable<void> age_sealer();
+    // Opens at `from`; without a token, at the scope's configured start (start_at) or now.
     awaitable<error_code> open_source(std::optional<resume_token> from);
+    // pipeline_config::start_at for this scope (scope_start_at first); nullopt: now.
+    std::optional<cluster_time> configured_start() const;
     // The stream's position is gone from the source's history: apply on_history_lost.
     awaitable<error_code> history_lost(const diagnostics& diag);
     awaitable<void> shutdown();
@@ -1013,10 +1026,19 @@ awaitable<void> scope_runner::wait_cv() {
     co_await cv_.async_wait(nothrow);
 }
 
+std::optional<cluster_time> scope_runner::configured_start() const {
+    if (auto it = p_.cfg.scope_start_at.find(id_); it != p_.cfg.scope_start_at.end())
+        return it->second;
+    return p_.cfg.start_at;
+}
+
 awaitable<error_code> scope_runner::open_source(std::optional<resume_token> from) {
     diagnostics diag;
     // Lives in this frame: open() is a coroutine and keeps the reference.
-    const start_position start{std::move(from)};
+    start_position start;
+    start.resume_after = std::move(from);
+    if (!start.resume_after)
+        start.start_at = configured_start();
     auto ec = co_await retrying(
         "opening change stream", retry_kind::open,
         [&](diagnostics& d) { return source_->open(start, d); }, p_.stats.source_reopens, diag);
@@ -1032,10 +1054,13 @@ awaitable<error_code> scope_runner::open_source(std::optional<resume_token> from
 awaitable<error_code> scope_runner::history_lost(const diagnostics& diag) {
     const std::string what =
         diag.message.empty() ? std::string("the source reported history lost") : diag.message;
+    // Nothing read yet and a start_at: that operation time is what the source no longer has.
+    const bool from_start_at = tracker_.position().empty() && configured_start();
     if (p_.cfg.on_history_lost == history_lost_policy::fail) {
         fail(make_error_code(errc::history_lost),
-             "the saved position is no longer in the change stream history, so the events "
-             "since then cannot be read (" +
+             std::string(from_start_at ? "the start_at operation time" : "the saved position") +
+                 " is no longer in the change stream history, so the events since then cannot "
+                 "be read (" +
                  what +
                  "). To continue from the current time and accept the gap, set "
                  "[mongodb] on_history_lost = \"restart_from_now\"; to avoid it, give the oplog "
@@ -1095,9 +1120,18 @@ awaitable<void> scope_runner::run() {
     if (saved.watermark)
         tracker_.set_position(*saved.watermark);
     needs_first_checkpoint_ = !saved.watermark;
+    const auto start_at = configured_start();
+    std::string where;
+    if (saved.watermark)
+        where = start_at ? "from saved checkpoint (start_at is not used: a saved token always wins)"
+                         : "from saved checkpoint";
+    else if (start_at)
+        where = "at operation time " + describe_operation_time(*start_at) +
+                " (start_at, as the scope has no saved token; a saved token always wins)";
+    else
+        where = "at now";
     p_.log(log_level::info,
-           "scope " + id_ + ": starting " +
-               (saved.watermark ? std::string("from saved checkpoint") : std::string("at now")) +
+           "scope " + id_ + ": starting " + where +
                (replayed ? ", replaying " + std::to_string(replayed) + " recorded batches" : ""));
 
     // 2. The stream, and the helpers that run beside the reader on this strand.

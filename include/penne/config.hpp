@@ -44,6 +44,7 @@ struct mongo_settings {
     // The text of /etc/resolv.conf, which the daemon reads (not a file option).
     std::string resolv_conf;
     // on_history_lost sets pipeline_config::on_history_lost ("fail" | "restart_from_now").
+    // start_at sets pipeline_config::start_at ("now" | an operation time, parse_start_at).
 };
 
 struct watch_settings {
@@ -52,6 +53,9 @@ struct watch_settings {
     std::vector<std::string> collections;          // collection level: the collections
     std::vector<std::string> include_collections;  // database/deployment level filters
     std::vector<std::string> exclude_collections;
+    // Where this watch's scopes start when they have no saved token: "now" or an operation
+    // time (parse_start_at); empty: [mongodb] start_at. Goes to pipeline_config::scope_start_at.
+    std::string start_at;
 };
 
 struct output_settings {
@@ -176,6 +180,13 @@ bool parse_config(std::string_view toml_text, std::string_view source_name,
 // Parses only the [s3] table (and destination.type) of a TOML document (the `penne s3` tools).
 bool parse_s3_settings(std::string_view toml_text, std::string_view source_name, s3_settings& out,
                        std::string& error);
+
+// Parses a start_at value: "now" (`out` = nullopt), a MongoDB timestamp "<seconds>:<increment>"
+// or "<seconds>" (increment 0), or an RFC 3339 time such as "2026-12-06T10:00:00Z" (an offset
+// like "+02:00" is applied; fractions of a second are dropped, as operation times count whole
+// seconds). On error returns false and sets `error` to a message naming the value and the
+// accepted forms (without the key: the caller adds it).
+bool parse_start_at(std::string_view text, std::optional<cluster_time>& out, std::string& error);
 
 // Parses "64MiB", "512 KiB", "10MB", "1048576" into bytes.
 std::optional<std::uint64_t> parse_size(std::string_view text);

@@ -173,6 +173,9 @@ awaitable<error_code> change_stream::open(const start_position& from, diagnostic
     position_ = resume_position{};
     if (from.resume_after && !from.resume_after->empty())
         position_.cached = *from.resume_after;
+    else if (from.start_at)
+        position_.operation_time = from.start_at;  // startAtOperationTime (resume.hpp)
+    start_at_ = position_.cached.empty() ? from.start_at : std::nullopt;
 
     error_code ec = co_await establish(diag);
     if (ec)
@@ -239,6 +242,13 @@ awaitable<error_code> change_stream::start(std::unique_ptr<connection>& c, diagn
     else
         spec_.read_preference = std::string(to_string(mode));
     std::int32_t wire = c->hello().max_wire_version;
+    if (start_at_ && position_.cached.empty() && wire < wire_version_start_at_operation_time) {
+        diag.message = "change stream on " + scope_.id() +
+                       ": start_at needs MongoDB 4.0 or later "
+                       "(startAtOperationTime); the server's wire version is " +
+                       std::to_string(wire);
+        co_return make_error_code(penne::errc::invalid_config);
+    }
     apply_resume_position(spec_, position_, wire);
     bool no_start_option =
         !spec_.resume_after && !spec_.start_after && !spec_.start_at_operation_time;

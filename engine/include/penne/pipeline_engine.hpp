@@ -42,6 +42,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,6 +81,12 @@ struct pipeline_config {
     // the stream again at the current time, accepting the gap, and logs it as an error,
     // counts it (penne_history_lost_total) and shows it as the scope's last_error.
     history_lost_policy on_history_lost = history_lost_policy::fail;
+    // Where a scope with no saved position starts ([mongodb] start_at): an operation time,
+    // or the current time when unset. `scope_start_at`, keyed by watch_scope::id(), overrides
+    // it per scope (nullopt there: now). A saved position always wins over both; a time the
+    // source no longer has is history lost (on_history_lost applies).
+    std::optional<cluster_time> start_at;
+    std::map<std::string, std::optional<cluster_time>> scope_start_at;
 };
 
 struct pipeline_services {

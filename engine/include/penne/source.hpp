@@ -56,7 +56,9 @@ struct event_batch {
 // Where a stream starts.
 struct start_position {
     std::optional<resume_token> resume_after;  // a saved watermark
-    // No token: start at the current time ("now").
+    // No token: start at this operation time ([mongodb] start_at), or at the current time
+    // ("now") when unset. Ignored when resume_after is set: a saved token always wins.
+    std::optional<cluster_time> start_at;
 };
 
 class change_source {

@@ -278,6 +278,53 @@ TEST_F(pipeline_library, use_future_reports_a_bad_configuration_without_running)
     EXPECT_NE(pipe.last_diagnostics().message.find("output.key_layout"), std::string::npos);
 }
 
+// A watch's start_at set in code: checked by check_config, used when the scope has no token.
+TEST_F(pipeline_library, watch_start_at_from_code_starts_between_two_inserts) {
+    {
+        asio::io_context ctx;
+        auto cfg = base_config({"orders"});
+        cfg.watches[0].start_at = "soon";
+        penne::pipeline pipe(ctx.get_executor(), cfg);
+        penne::diagnostics diag;
+        EXPECT_EQ(pipe.check_config(diag), penne::errc::invalid_config);
+        EXPECT_NE(diag.message.find("watches[0].start_at: 'soon' is not a start position"),
+                  std::string::npos)
+            << diag.message;
+    }
+    insert(0, 10);
+    // The server's operationTime after the first inserts: start just after it.
+    std::uint32_t secs = 0, inc = 0;
+    {
+        mongoc_client_t* client = mongoc_client_new(mongo_->uri().c_str());
+        bson_t* cmd = BCON_NEW("ping", BCON_INT32(1));
+        bson_t reply;
+        bson_error_t err;
+        if (mongoc_client_command_simple(client, "admin", cmd, nullptr, &reply, &err)) {
+            bson_iter_t it;
+            if (bson_iter_init_find(&it, &reply, "operationTime"))
+                bson_iter_timestamp(&it, &secs, &inc);
+        }
+        bson_destroy(&reply);
+        bson_destroy(cmd);
+        mongoc_client_destroy(client);
+    }
+    ASSERT_GT(secs, 0u);
+    insert(10, 20);
+    asio::io_context ctx;
+    auto cfg = base_config({"orders"});
+    cfg.watches[0].start_at = std::to_string(secs) + ":" + std::to_string(inc + 1);
+    penne::pipeline pipe(ctx.get_executor(), cfg);
+    asio::cancellation_signal stop;
+    auto fut = pipe.async_run(asio::bind_cancellation_slot(stop.slot(), asio::use_future));
+    std::thread runner([&] { ctx.run(); });
+    EXPECT_TRUE(eventually([&] { return pipe.stats().events_written.load() == 10; }));
+    asio::post(ctx, [&] { stop.emit(asio::cancellation_type::terminal); });
+    runner.join();
+    ASSERT_EQ(fut.wait_for(0s), std::future_status::ready);
+    EXPECT_NO_THROW(fut.get());
+    EXPECT_EQ(written(), range(10, 20));
+}
+
 TEST_F(pipeline_library, use_future_with_cancellation_from_another_thread) {
     asio::io_context ctx;
     auto work = asio::make_work_guard(ctx);

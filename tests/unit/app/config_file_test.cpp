@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 namespace penne::app {
 namespace {
 
@@ -350,6 +352,111 @@ TEST(config, leases_follow_the_redis_state_store) {
         "[[watch]]\ndatabase = \"a\"\n[state]\ntype = \"redis\"\n"
         "[lease]\nttl_ms = 5\n");
     EXPECT_NE(e.find("lease.ttl_ms"), std::string::npos) << e;
+}
+
+std::optional<cluster_time> start_at_of(std::string_view value) {
+    std::optional<cluster_time> out;
+    std::string err;
+    EXPECT_TRUE(parse_start_at(value, out, err)) << value << ": " << err;
+    return out;
+}
+
+TEST(config, start_at_defaults_to_now) {
+    auto c = parse_ok("[[watch]]\ndatabase = \"shop\"\n");
+    EXPECT_FALSE(c.pipeline.start_at);
+    EXPECT_TRUE(c.pipeline.scope_start_at.empty());
+    c = parse_ok("[mongodb]\nstart_at = \"now\"\n[[watch]]\ndatabase = \"shop\"\n");
+    EXPECT_FALSE(c.pipeline.start_at);
+}
+
+TEST(config, start_at_accepts_timestamps_and_rfc3339_times) {
+    EXPECT_EQ(start_at_of("1796551200:7"), (cluster_time{1796551200, 7}));
+    EXPECT_EQ(start_at_of("1796551200"), (cluster_time{1796551200, 0}));
+    EXPECT_EQ(start_at_of("4294967295:4294967295"), (cluster_time{4294967295u, 4294967295u}));
+    EXPECT_EQ(start_at_of("2026-12-06T10:00:00Z"), (cluster_time{1796551200, 0}));
+    EXPECT_EQ(start_at_of("2026-12-06t10:00:00z"), (cluster_time{1796551200, 0}));
+    // Fractions are dropped (operation times count whole seconds); offsets are applied.
+    EXPECT_EQ(start_at_of("2026-12-06T10:00:00.999Z"), (cluster_time{1796551200, 0}));
+    EXPECT_EQ(start_at_of("2026-12-06T12:00:00+02:00"), (cluster_time{1796551200, 0}));
+    EXPECT_EQ(start_at_of("2026-12-06T08:00:00-02:00"), (cluster_time{1796551200, 0}));
+    EXPECT_EQ(start_at_of("2024-02-29T23:59:59Z"), (cluster_time{1709251199, 0}));
+    EXPECT_EQ(start_at_of("now"), std::nullopt);
+}
+
+TEST(config, start_at_from_the_file_in_every_toml_form) {
+    const std::string watch = "[[watch]]\ndatabase = \"shop\"\n";
+    auto c = parse_ok("[mongodb]\nstart_at = \"1796551200:3\"\n" + watch);
+    EXPECT_EQ(c.pipeline.start_at, (cluster_time{1796551200, 3}));
+    c = parse_ok("[mongodb]\nstart_at = \"2026-12-06T10:00:00Z\"\n" + watch);
+    EXPECT_EQ(c.pipeline.start_at, (cluster_time{1796551200, 0}));
+    // TOML's own offset date-time and integer literals.
+    c = parse_ok("[mongodb]\nstart_at = 2026-12-06T10:00:05Z\n" + watch);
+    EXPECT_EQ(c.pipeline.start_at, (cluster_time{1796551205, 0}));
+    c = parse_ok("[mongodb]\nstart_at = 1796551200\n" + watch);
+    EXPECT_EQ(c.pipeline.start_at, (cluster_time{1796551200, 0}));
+}
+
+TEST(config, watch_start_at_overrides_the_mongodb_one_for_its_scopes) {
+    auto c = parse_ok(R"(
+[mongodb]
+start_at = "1796551200:1"
+[[watch]]
+level = "collection"
+database = "shop"
+collections = ["orders", "users"]
+start_at = "now"
+[[watch]]
+database = "crm"
+start_at = "2026-12-06T10:00:10Z"
+[[watch]]
+database = "billing"
+)");
+    EXPECT_EQ(c.pipeline.start_at, (cluster_time{1796551200, 1}));
+    const auto& by_scope = c.pipeline.scope_start_at;
+    ASSERT_EQ(by_scope.size(), 3u);
+    EXPECT_EQ(by_scope.at("shop.orders"), std::nullopt);
+    EXPECT_EQ(by_scope.at("shop.users"), std::nullopt);
+    EXPECT_EQ(by_scope.at("crm"), (cluster_time{1796551210, 0}));
+    EXPECT_EQ(by_scope.count("billing"), 0u);  // [mongodb] start_at
+    EXPECT_EQ(c.watches[0].start_at, "now");
+    EXPECT_EQ(c.watches[2].start_at, "");
+}
+
+TEST(config, start_at_errors_name_key_value_and_accepted_forms) {
+    const std::string watch = "[[watch]]\ndatabase = \"shop\"\n";
+    auto bad = [&](const std::string& value) {
+        return parse_error("[mongodb]\nstart_at = " + value + "\n" + watch);
+    };
+    for (const std::string value :
+         {"\"yesterday\"", "\"\"", "\"2026-02-30T00:00:00Z\"", "\"2026-12-06T10:00:00\"",
+          "\"2026-12-06 10:00:00Z\"", "\"2026-12-06T24:00:00Z\"", "\"2026-12-06\"",
+          "\"1796551200:\"", "\"1796551200:x\"", "\"-5\"", "\" now\""}) {
+        auto e = bad(value);
+        EXPECT_NE(e.find("penne.toml: mongodb.start_at: "), std::string::npos) << e;
+        EXPECT_NE(e.find("'" + value.substr(1, value.size() - 2) + "'"), std::string::npos) << e;
+        EXPECT_NE(e.find("\"now\""), std::string::npos) << e;
+        EXPECT_NE(e.find("\"<seconds>:<increment>\""), std::string::npos) << e;
+        EXPECT_NE(e.find("RFC 3339"), std::string::npos) << e;
+    }
+    auto e = bad("\"4294967296\"");
+    EXPECT_NE(e.find("'4294967296' is not a MongoDB timestamp"), std::string::npos) << e;
+    e = bad("\"1:4294967296\"");
+    EXPECT_NE(e.find("'1:4294967296' is not a MongoDB timestamp"), std::string::npos) << e;
+    e = bad("\"0:5\"");
+    EXPECT_NE(e.find("null timestamp"), std::string::npos) << e;
+    e = bad("\"2106-02-08T00:00:00Z\"");
+    EXPECT_NE(e.find("outside the range of MongoDB timestamps"), std::string::npos) << e;
+    e = bad("\"1969-12-31T23:59:59Z\"");
+    EXPECT_NE(e.find("outside the range of MongoDB timestamps"), std::string::npos) << e;
+    e = bad("true");
+    EXPECT_NE(e.find("mongodb.start_at: expected \"now\" or an operation time"), std::string::npos)
+        << e;
+    // A TOML local date-time names no instant.
+    e = bad("2026-12-06T10:00:00");
+    EXPECT_NE(e.find("mongodb.start_at: '2026-12-06T10:00:00'"), std::string::npos) << e;
+    e = parse_error(
+        "[[watch]]\ndatabase = \"a\"\n[[watch]]\ndatabase = \"b\"\nstart_at = \"soon\"\n");
+    EXPECT_NE(e.find("watch[1].start_at: 'soon' is not a start position"), std::string::npos) << e;
 }
 
 }  // namespace

@@ -66,6 +66,7 @@ struct script {
     std::atomic<std::uint64_t> resumes{0};
     std::atomic<bool> open_allowed{true};
     std::atomic<int> opens{0};
+    std::map<std::string, std::vector<start_position>> starts;  // every open's `from`, by scope
     std::uint64_t next_token = 1'000'000;
 
     void push(const std::string& scope, std::vector<scripted_event> reply) {
@@ -83,7 +84,11 @@ public:
     scripted_source(asio::any_io_executor ex, script& s, std::string id)
         : ex_(ex), s_(s), id_(std::move(id)), last_(token_bson(1)) {}
 
-    asio::awaitable<error_code> open(const start_position&, diagnostics&) override {
+    asio::awaitable<error_code> open(const start_position& from, diagnostics&) override {
+        {
+            std::lock_guard lock(s_.mu);
+            s_.starts[id_].push_back(from);
+        }
         asio::steady_timer t(ex_);
         while (!s_.open_allowed) {
             t.expires_after(2ms);
@@ -590,6 +595,51 @@ TEST_F(PipelineTest, StreamReconnectsAndResumesByReason) {
               std::string::npos);
     EXPECT_EQ(sample("penne_pipeline_status"), 1);
     stop();
+}
+
+TEST_F(PipelineTest, StartAtOpensScopesWithoutASavedTokenThereAndATokenAlwaysWins) {
+    cfg_.start_at = cluster_time{1796551200, 4};
+    cfg_.scope_start_at["b"] = std::nullopt;  // this scope starts now
+    make({database("a"), database("b")});
+    start();
+    ASSERT_TRUE(run_until([&] { return is_ready(); }));
+    {
+        std::lock_guard lock(script_.mu);
+        ASSERT_EQ(script_.starts["a"].size(), 1u);
+        EXPECT_FALSE(script_.starts["a"][0].resume_after);
+        EXPECT_EQ(script_.starts["a"][0].start_at, (cluster_time{1796551200, 4}));
+        ASSERT_EQ(script_.starts["b"].size(), 1u);
+        EXPECT_FALSE(script_.starts["b"][0].resume_after);
+        EXPECT_FALSE(script_.starts["b"][0].start_at);
+        // A reopen after an error starts from the position read so far, not from start_at.
+        script_.next_errors.push_back(make_error_code(errc::timeout));
+    }
+    ASSERT_TRUE(run_until([&] { return script_.opens == 3 && is_ready(); }));
+    stop();
+    {
+        std::lock_guard lock(script_.mu);
+        for (const auto& [scope, opens] : script_.starts) {
+            for (std::size_t i = 1; i < opens.size(); ++i) {
+                EXPECT_TRUE(opens[i].resume_after) << scope;
+                EXPECT_FALSE(opens[i].start_at) << scope;
+            }
+        }
+        script_.starts.clear();
+    }
+
+    // A restart finds the saved tokens: start_at is not used.
+    done_ = false;
+    ioc_.restart();  // it ran out of work when the first pipeline finished
+    make({database("a"), database("b")});
+    start();
+    ASSERT_TRUE(run_until([&] { return is_ready(); })) << not_ready_reason();
+    stop();
+    std::lock_guard lock(script_.mu);
+    for (const auto& scope : {"a", "b"}) {
+        ASSERT_EQ(script_.starts[scope].size(), 1u) << scope;
+        EXPECT_TRUE(script_.starts[scope][0].resume_after) << scope;
+        EXPECT_FALSE(script_.starts[scope][0].start_at) << scope;
+    }
 }
 
 TEST_F(PipelineTest, BackpressureTimeIsCounted) {

@@ -17,7 +17,8 @@
 // as penne::errc::history_lost; other errors as penne::mongo codes with diagnostics. After an
 // invalidate event (the watched collection or database was dropped or renamed) the invalidate is
 // delivered and the stream starts again after it (startAfter), so a re-created namespace keeps
-// being captured.
+// being captured. open() starts after a saved token (resumeAfter), else at
+// start_position::start_at (startAtOperationTime, MongoDB 4.0+), else at the current time.
 //
 // Thread safety: none; one strand, one operation at a time (penne::change_source).
 // Cancellation: an operation cancelled through its coroutine completes with
@@ -35,6 +36,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -127,6 +129,7 @@ private:
     // options) of a mongodb+srv:// URI filled in by the first selection.
     uri_info uri_;
     connection_options connection_;
+    std::optional<cluster_time> start_at_;  // open()'s start_at, when no token was given
     resume_position position_;
     event_assembler assembler_;      // fragments of a split event not yet complete
     bool user_split_stage_ = false;  // the user's pipeline ends with the split stage
