@@ -223,6 +223,12 @@ print(r[0]["value"][1] if r else "NaN")'
 }
 p99_query='histogram_quantile(0.99, sum by (le) (increase(penne_upload_duration_seconds_bucket[10m])))'
 p99=$(promql "$p99_query" || echo NaN)
+if [ "$p99" = NaN ]; then
+  # A short run: increase() needs two samples of a series; the buckets' totals since penne
+  # started give the same answer for a single run.
+  p99_query='histogram_quantile(0.99, sum by (le) (penne_upload_duration_seconds_bucket))'
+  p99=$(promql "$p99_query" || echo NaN)
+fi
 prom_written=$(promql 'sum(penne_events_written_total)' || echo NaN)
 
 echo "==> stopping penne (SIGTERM: seal, write, checkpoint)"
