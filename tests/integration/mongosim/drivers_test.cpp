@@ -3,6 +3,8 @@
 // Each runs change_stream.{py,js}: writes to two collections, watches at collection and
 // database level, checks every event, resumes from a saved token and sees exactly the rest.
 // Also with SCRAM-SHA-256 + zlib compression and with SCRAM-SHA-1, as a user would connect.
+// MongosimNodeConformance runs conformance.js with the npm 7.x driver: a failCommand on getMore
+// with and without ResumableChangeStreamError, and startAfter an invalidate token.
 
 #include <process.hpp>
 #include <temp_dir.hpp>
@@ -10,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -95,5 +98,36 @@ INSTANTIATE_TEST_SUITE_P(All, MongosimDrivers,
                              return std::string(std::get<0>(info.param)) + "_" +
                                     std::get<1>(info.param)->name;
                          });
+
+class MongosimNodeConformance : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(MongosimNodeConformance, Scenario) {
+    const std::string scenario = GetParam();
+    const std::string dir = MONGOSIM_DRIVER_SCRIPTS;
+    penne::test::temp_dir tmp("mongosim-conformance");
+    const int port = penne::test::free_port();
+    penne::test::process sim({MONGOSIM_EXECUTABLE, "--port", std::to_string(port)},
+                             tmp / "mongosim.log");
+    ASSERT_TRUE(sim.wait_for_output("mongosim listening on", 10s)) << sim.log();
+
+    const std::string uri = "mongodb://127.0.0.1:" + std::to_string(port) + "/?replicaSet=rs0";
+    penne::test::process client({"/usr/bin/env", "node", dir + "/conformance.js", uri, scenario},
+                                tmp / "client.log", {{"NODE_PATH", dir + "/node/node_modules"}});
+    auto code = client.wait(120s);
+    if (!code) {
+        client.signal(SIGKILL);
+        client.wait(5s);
+    }
+    ASSERT_TRUE(code) << scenario << " did not finish:\n" << client.log();
+    EXPECT_EQ(*code, 0) << client.log() << "\n--- mongosim:\n" << sim.log();
+    EXPECT_NE(client.log().find("OK node mongodb 7."), std::string::npos) << client.log();
+
+    sim.signal(SIGTERM);
+    EXPECT_EQ(sim.wait(10s), 0) << sim.log();
+}
+
+INSTANTIATE_TEST_SUITE_P(Node7, MongosimNodeConformance,
+                         ::testing::Values("resumable", "start_after"),
+                         [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
