@@ -48,6 +48,7 @@
 #include "redis_peer.hpp"
 #include "rgw_peer.hpp"
 #include "temp_dir.hpp"
+#include "wait_until.hpp"
 
 namespace penne::test {
 namespace {
@@ -556,16 +557,6 @@ protected:
         for (const auto& s : scopes_)
             n += redis_cli("EXISTS 'rchaos:scope:{" + s + "}:watermark'") == "1";
         return n;
-    }
-
-    bool wait_until(const std::function<bool()>& pred, millis timeout) {
-        const auto deadline = steady::now() + timeout;
-        while (!pred()) {
-            if (steady::now() > deadline)
-                return false;
-            std::this_thread::sleep_for(50ms);
-        }
-        return true;
     }
 
     std::string logs() {

@@ -24,6 +24,7 @@
 #include "process.hpp"
 #include "redis_peer.hpp"
 #include "temp_dir.hpp"
+#include "wait_until.hpp"
 
 namespace penne::test {
 namespace {
@@ -126,16 +127,6 @@ protected:
         for (auto& c : colls_)
             n += redis_cli("EXISTS 'loss:scope:{shop." + c + "}:watermark'") == "1";
         return n;
-    }
-
-    bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-        const auto deadline = steady::now() + timeout;
-        while (!pred()) {
-            if (steady::now() > deadline)
-                return false;
-            std::this_thread::sleep_for(50ms);
-        }
-        return true;
     }
 
     std::string logs() {
