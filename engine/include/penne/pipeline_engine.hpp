@@ -29,6 +29,7 @@
 #include <penne/event_filter.hpp>
 #include <penne/keys.hpp>
 #include <penne/lease.hpp>
+#include <penne/log.hpp>
 #include <penne/metrics.hpp>
 #include <penne/retry.hpp>
 #include <penne/source.hpp>
@@ -50,9 +51,6 @@
 #include <vector>
 
 namespace penne {
-
-enum class log_level { debug, info, warn, error };
-using log_function = std::function<void(log_level, std::string_view)>;
 
 enum class history_lost_policy { fail, restart_from_now };
 

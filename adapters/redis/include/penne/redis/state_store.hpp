@@ -57,7 +57,7 @@
 // start its operation (errc::cancelled); a script already sent either ran entirely or not.
 // Lifetime: the connection must outlive the store and the store its operations.
 
-#include <penne/pipeline_engine.hpp>
+#include <penne/log.hpp>
 #include <penne/redis/connection.hpp>
 #include <penne/state_store.hpp>
 
