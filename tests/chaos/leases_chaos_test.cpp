@@ -142,21 +142,7 @@ protected:
         }
     }
 
-    // redis-cli, one command, its raw output without the trailing newline.
-    std::string redis_cli(const std::string& args) {
-        const std::string cmd =
-            "redis-cli -p " + std::to_string(redis_.port()) + " --raw " + args + " 2>/dev/null";
-        std::string out;
-        if (FILE* f = ::popen(cmd.c_str(), "r")) {
-            char buf[512];
-            while (std::fgets(buf, sizeof buf, f))
-                out += buf;
-            ::pclose(f);
-        }
-        while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
-            out.pop_back();
-        return out;
-    }
+    std::string redis_cli(const std::string& args) { return redis_.cli(args); }
 
     // Scope -> owner of its live lease.
     std::map<std::string, std::string> holders() {

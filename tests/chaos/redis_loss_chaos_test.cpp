@@ -102,20 +102,7 @@ protected:
         return code.value_or(-1);
     }
 
-    std::string redis_cli(const std::string& args) {
-        const std::string cmd =
-            "redis-cli -p " + std::to_string(redis_.port()) + " --raw " + args + " 2>/dev/null";
-        std::string out;
-        if (FILE* f = ::popen(cmd.c_str(), "r")) {
-            char buf[512];
-            while (std::fgets(buf, sizeof buf, f))
-                out += buf;
-            ::pclose(f);
-        }
-        while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
-            out.pop_back();
-        return out;
-    }
+    std::string redis_cli(const std::string& args) { return redis_.cli(args); }
     std::size_t holders() {
         std::size_t n = 0;
         for (auto& c : colls_)

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -135,6 +136,21 @@ tls_files make_tls_files(const std::string& dir, const std::string& name) {
     f.server_cert = cert;
     f.server_key = key;
     return f;
+}
+
+std::string redis_peer::cli(const std::string& args) const {
+    const std::string cmd =
+        "redis-cli -p " + std::to_string(port_) + " --raw " + args + " 2>/dev/null";
+    std::string out;
+    if (FILE* f = ::popen(cmd.c_str(), "r")) {
+        char buf[512];
+        while (std::fgets(buf, sizeof buf, f))
+            out += buf;
+        ::pclose(f);
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
+        out.pop_back();
+    return out;
 }
 
 }  // namespace penne::test

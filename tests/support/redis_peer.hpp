@@ -56,6 +56,9 @@ public:
     // failure()) when it does not come up.
     bool restart();
     std::string log_tail(int lines = 20) const;
+    // Runs one command with redis-cli (`args` as a shell fragment, e.g. "GET 'k:{a}'") and
+    // returns its raw output without the trailing newline; empty when redis-cli fails.
+    std::string cli(const std::string& args) const;
 
 private:
     bool start();
