@@ -1,7 +1,9 @@
 // Randomized chaos from a seed: penne processes (two by default) share twenty collection
 // scopes (two databases of ten) through leases in one redis-server, read a three-member
 // mongosim replica set (rs0, through its seed list) and write one Ceph RGW bucket, while a
-// writer inserts, updates ($inc, always a real change) and deletes documents continuously.
+// writer inserts, updates ($inc, always a real change) and deletes documents continuously;
+// one round of inserts in three is a multi-document transaction over all twenty
+// collections of both databases (one commit: twenty events sharing one clusterTime).
 // Faults at times drawn from the seed: kill -9 and restart of an instance, SIGTERM
 // (graceful) and restart, redis-server paused (SIGSTOP/SIGCONT), redis-server killed (-9)
 // and restarted with its append-only file (appendfsync always: an outage, not a loss), the
@@ -84,9 +86,10 @@ std::string coll_of(std::int64_t n) {
     return "c" + std::to_string(n % colls_per_db);
 }
 
-// The load: rounds of 20 inserts followed by a few $inc updates and deletes of random live
-// documents (libmongoc, through the replica set's primary, retryable writes across
-// step-downs), until stopped. It records exactly what it did; a write the server did not
+// The load: rounds of 20 inserts (one round in three inside a transaction spanning both
+// databases) followed by a few $inc updates and deletes of random live documents
+// (libmongoc, through the replica set's primary, retryable writes across step-downs),
+// until stopped. It records exactly what it did; a write the server did not
 // acknowledge as one change stops it with an error.
 class workload {
 public:
@@ -111,6 +114,7 @@ public:
     const std::map<std::int64_t, std::int64_t>& updates() const { return updates_; }
     const std::set<std::int64_t>& deletes() const { return deleted_; }
     std::int64_t update_count() const { return update_count_; }
+    std::int64_t transactions() const { return transactions_; }
     const std::string& error() const { return error_; }
 
 private:
@@ -118,8 +122,12 @@ private:
         try {
             while (!stop_) {
                 const auto n = next_;
-                for (auto k = n; k < n + 20; ++k)
-                    insert(k);
+                if (rng_() % 3 == 0) {
+                    insert_in_transaction(n, n + 20);
+                } else {
+                    for (auto k = n; k < n + 20; ++k)
+                        insert(k);
+                }
                 for (auto k = n; k < n + 20; ++k)
                     live_.push_back(k);
                 next_ = n + 20;
@@ -165,9 +173,7 @@ private:
     void insert(std::int64_t n) {
         mongoc_collection_t* c =
             mongoc_client_get_collection(client_, db_of(n).c_str(), coll_of(n).c_str());
-        const std::string coll = coll_of(n);
-        bson_t* doc = BCON_NEW("n", BCON_INT64(n), "coll", BCON_UTF8(coll.c_str()), "payload",
-                               BCON_UTF8("the quick brown fox jumps over the lazy dog"));
+        bson_t* doc = document(n);
         bson_error_t err;
         bool ok = false;
         for (int attempt = 0; !ok; ++attempt) {
@@ -179,6 +185,86 @@ private:
         mongoc_collection_destroy(c);
         if (!ok)
             throw std::runtime_error("insert of " + std::to_string(n) + " failed: " + err.message);
+    }
+
+    static bson_t* document(std::int64_t n) {
+        const std::string coll = coll_of(n);
+        return BCON_NEW("n", BCON_INT64(n), "coll", BCON_UTF8(coll.c_str()), "payload",
+                        BCON_UTF8("the quick brown fox jumps over the lazy dog"));
+    }
+
+    struct transaction_body {
+        std::int64_t first;
+        std::int64_t last;
+    };
+
+    // mongoc_client_session_with_transaction's callback: the inserts of one round.
+    static bool insert_round(mongoc_client_session_t* session, void* ctx, bson_t** /*reply*/,
+                             bson_error_t* err) {
+        const auto* body = static_cast<const transaction_body*>(ctx);
+        mongoc_client_t* client = mongoc_client_session_get_client(session);
+        for (auto k = body->first; k < body->last; ++k) {
+            mongoc_collection_t* c =
+                mongoc_client_get_collection(client, db_of(k).c_str(), coll_of(k).c_str());
+            bson_t* doc = document(k);
+            bson_t opts = BSON_INITIALIZER;
+            bool ok = mongoc_client_session_append(session, &opts, err) &&
+                      mongoc_collection_insert_one(c, doc, &opts, nullptr, err);
+            bson_destroy(&opts);
+            bson_destroy(doc);
+            mongoc_collection_destroy(c);
+            if (!ok)
+                return false;
+        }
+        return true;
+    }
+
+    // Whether document n is on the primary (a transaction is all or nothing, so its first
+    // document tells whether it committed).
+    bool exists(std::int64_t n) {
+        mongoc_collection_t* c =
+            mongoc_client_get_collection(client_, db_of(n).c_str(), coll_of(n).c_str());
+        bson_t* filter = BCON_NEW("n", BCON_INT64(n));
+        bson_error_t err;
+        std::int64_t count = -1;
+        for (int attempt = 0; count < 0; ++attempt) {
+            count = mongoc_collection_count_documents(c, filter, nullptr, nullptr, nullptr, &err);
+            if (count < 0 && !again(err, attempt))
+                break;
+        }
+        bson_destroy(filter);
+        mongoc_collection_destroy(c);
+        if (count < 0)
+            throw std::runtime_error("counting document " + std::to_string(n) +
+                                     " failed: " + err.message);
+        return count == 1;
+    }
+
+    // Documents first..last-1 in one transaction. The driver retries a transaction labelled
+    // TransientTransactionError and a commit with an unknown result; when it gives up (a
+    // step-down closed the connection mid-commit, no primary yet), the first document says
+    // whether the commit happened before the round is tried again, so no insert is made
+    // twice and none is lost.
+    void insert_in_transaction(std::int64_t first, std::int64_t last) {
+        transaction_body body{first, last};
+        for (int attempt = 0;; ++attempt) {
+            bson_error_t err;
+            bool ok = false;
+            if (mongoc_client_session_t* s = mongoc_client_start_session(client_, nullptr, &err)) {
+                bson_t reply;
+                ok = mongoc_client_session_with_transaction(s, insert_round, nullptr, &body, &reply,
+                                                            &err);
+                bson_destroy(&reply);
+                mongoc_client_session_destroy(s);
+            }
+            if (ok || exists(first))
+                break;
+            if (attempt >= 50)
+                throw std::runtime_error("transaction of " + std::to_string(first) + ".." +
+                                         std::to_string(last - 1) + " failed: " + err.message);
+            std::this_thread::sleep_for(100ms);
+        }
+        ++transactions_;
     }
 
     void update(std::int64_t n) {
@@ -244,6 +330,7 @@ private:
     std::int64_t next_ = 0;
     std::map<std::int64_t, std::int64_t> updates_;  // n -> $inc updates made
     std::int64_t update_count_ = 0;
+    std::int64_t transactions_ = 0;
     std::set<std::int64_t> deleted_;
     std::string error_;
     std::thread thread_;
@@ -815,15 +902,18 @@ protected:
         EXPECT_EQ(del_missing, 0) << "delete events missing";
         EXPECT_EQ(del_doubled, 0) << "delete events written more than once";
         EXPECT_EQ(del_unexpected, 0) << "delete events for documents never deleted";
+        EXPECT_GT(load.transactions(), 0) << "no round of inserts ran in a transaction";
         std::printf(
-            "[chaos] workload: %lld inserts, %lld updates, %zu deletes\n"
+            "[chaos] workload: %lld inserts (%lld rounds in transactions), %lld updates, %zu "
+            "deletes\n"
             "[chaos] bucket: %zu objects, %zu events; %zu distinct inserts, %lld update events "
             "(%lld missing, %lld doubled), %lld delete events (%lld missing, %lld doubled)\n",
-            static_cast<long long>(total), static_cast<long long>(load.update_count()),
-            load.deletes().size(), scan.objects, scan.events.size(), distinct_inserts(scan),
-            static_cast<long long>(upd_events), static_cast<long long>(upd_missing),
-            static_cast<long long>(upd_doubled), static_cast<long long>(del_events),
-            static_cast<long long>(del_missing), static_cast<long long>(del_doubled));
+            static_cast<long long>(total), static_cast<long long>(load.transactions()),
+            static_cast<long long>(load.update_count()), load.deletes().size(), scan.objects,
+            scan.events.size(), distinct_inserts(scan), static_cast<long long>(upd_events),
+            static_cast<long long>(upd_missing), static_cast<long long>(upd_doubled),
+            static_cast<long long>(del_events), static_cast<long long>(del_missing),
+            static_cast<long long>(del_doubled));
     }
 
     std::uint64_t seed_ = 0;

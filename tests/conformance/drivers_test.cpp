@@ -5,6 +5,11 @@
 // Also with SCRAM-SHA-256 + zlib compression and with SCRAM-SHA-1, as a user would connect.
 // MongosimNodeConformance runs conformance.js with the npm 7.x driver: a failCommand on getMore
 // with and without ResumableChangeStreamError, and startAfter an invalidate token.
+// MongosimExtras runs extras.{py,js}: what a reviewer's own script does (tryNext, hasNext,
+// for await, start_at_operation_time, batch_size, max_await_time_ms, indexes, distinct,
+// findAndModify, listCollections/listDatabases filters, find options, counts) and retryable
+// writes answered once from the session table after a retryable writeConcernError; fail
+// point modes skip and activationProbability, and failGetMoreAfterCursorCheckout.
 
 #include <process.hpp>
 #include <temp_dir.hpp>
@@ -129,5 +134,57 @@ TEST_P(MongosimNodeConformance, Scenario) {
 INSTANTIATE_TEST_SUITE_P(Node7, MongosimNodeConformance,
                          ::testing::Values("resumable", "start_after"),
                          [](const auto& info) { return std::string(info.param); });
+
+struct extras_case {
+    const char* name;
+    const char* interpreter;  // "python" or "node"
+    const char* script;
+    const char* scenario;  // appended after the URI when set
+};
+
+class MongosimExtras : public ::testing::TestWithParam<extras_case> {};
+
+TEST_P(MongosimExtras, Scenario) {
+    const extras_case& c = GetParam();
+    const std::string dir = MONGOSIM_DRIVER_SCRIPTS;
+    penne::test::temp_dir tmp("mongosim-extras");
+    const int port = penne::test::free_port();
+    penne::test::process sim({MONGOSIM_EXECUTABLE, "--port", std::to_string(port)},
+                             tmp / "mongosim.log");
+    ASSERT_TRUE(sim.wait_for_output("mongosim listening on", 10s)) << sim.log();
+
+    const std::string uri = "mongodb://127.0.0.1:" + std::to_string(port) + "/?replicaSet=rs0";
+    const bool python = std::string(c.interpreter) == "python";
+    std::vector<std::string> command =
+        python ? std::vector<std::string>{"/usr/bin/python3", dir + "/" + c.script, uri}
+               : std::vector<std::string>{"/usr/bin/env", "node", dir + "/" + c.script, uri};
+    if (c.scenario)
+        command.push_back(c.scenario);
+    std::map<std::string, std::string> env;
+    if (!python)
+        env["NODE_PATH"] = dir + "/node/node_modules";
+    penne::test::process client(command, tmp / "client.log", env);
+    auto code = client.wait(120s);
+    if (!code) {
+        client.signal(SIGKILL);
+        client.wait(5s);
+    }
+    ASSERT_TRUE(code) << c.name << " did not finish:\n" << client.log();
+    EXPECT_EQ(*code, 0) << client.log() << "\n--- mongosim:\n" << sim.log();
+    EXPECT_NE(client.log().find(python ? "OK pymongo 3." : "OK node mongodb 7."), std::string::npos)
+        << client.log();
+
+    sim.signal(SIGTERM);
+    EXPECT_EQ(sim.wait(10s), 0) << sim.log();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Drivers, MongosimExtras,
+    ::testing::Values(extras_case{"pymongo", "python", "extras.py", nullptr},
+                      extras_case{"node7_cursors", "node", "extras.js", "cursors"},
+                      extras_case{"node7_helpers", "node", "extras.js", "helpers"},
+                      extras_case{"node7_retry", "node", "extras.js", "retry"},
+                      extras_case{"node7_failpoints", "node", "extras.js", "failpoints"}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -1,8 +1,12 @@
 // mongosim checked by a real driver: libmongoc 1.23 connects as it would to a replica set,
-// writes, reads, and watches at collection, database and deployment scope.
+// writes, reads, and watches at collection, database and deployment scope; resumes at each
+// scope from mongoc_change_stream_get_resume_token; keeps a pooled client (awaitable-hello
+// monitors) busy and healthy for 30 s; and retries writes that mongosim applies once.
 
 #include <mongosim/server.hpp>
 #include <mongosim/wire.hpp>
+
+#include "retryable_writes.hpp"
 
 #include <mongoc/mongoc.h>
 
@@ -15,10 +19,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -765,6 +771,460 @@ TEST_F(MongosimTest, AwaitableHelloWaitsOutMaxAwaitTime) {
     EXPECT_GE(took, 280ms);
     EXPECT_LT(took, 2s);
     EXPECT_EQ(num(second.get(), "ok"), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue #3's libmongoc list: every event field at every level, resume through
+// mongoc_change_stream_get_resume_token, a pooled client busy and healthy for 30 s, the error
+// document of a refused pipeline, and the helpers drivers build on (distinct, findAndModify,
+// retryable writes answered once).
+
+// Checks the fields of one event as MongoDB 7.0 gives them.
+void expect_event_shape(const bson_t* e, const std::string& op, const char* db,
+                        const std::string& coll, std::int64_t id) {
+    SCOPED_TRACE(relaxed(e));
+    const std::string token = token_of(e);
+    EXPECT_FALSE(token.empty());
+    EXPECT_EQ(token.find_first_not_of("0123456789ABCDEFabcdef"), std::string::npos);
+    EXPECT_EQ(str(e, "operationType"), op);
+    bson_iter_t it;
+    EXPECT_TRUE(bson_iter_init_find(&it, e, "clusterTime") && BSON_ITER_HOLDS_TIMESTAMP(&it));
+    EXPECT_TRUE(bson_iter_init_find(&it, e, "wallTime") && BSON_ITER_HOLDS_DATE_TIME(&it));
+    EXPECT_EQ(str(e, "ns.db"), db);
+    EXPECT_EQ(str(e, "ns.coll"), coll);
+    EXPECT_EQ(num(e, "documentKey._id"), id);
+    EXPECT_EQ(has(e, "fullDocument"), op == "insert");
+    EXPECT_EQ(has(e, "updateDescription"), op == "update");
+}
+
+std::string token_of_token(const bson_t* token) {
+    return str(token, "_data");
+}
+
+bson_ptr resume_token(mongoc_change_stream_t* cs) {
+    const bson_t* t = mongoc_change_stream_get_resume_token(cs);
+    EXPECT_NE(t, nullptr);
+    return bson_ptr(t ? bson_copy(t) : bson_new());
+}
+
+TEST_F(MongosimTest, EveryLevelResumesFromGetResumeToken) {
+    auto c = client();
+    mongoc_database_t* db = mongoc_client_get_database(c.get(), "levels");
+    auto a = coll(c.get(), "levels", "a");
+    auto b = coll(c.get(), "levels", "b");
+    for (const std::string level : {"collection", "database", "cluster"}) {
+        SCOPED_TRACE(level);
+        auto open = [&](const bson_t* extra) {
+            const bson_ptr pipeline = json("{}");
+            bson_ptr o = with_await("{}");
+            if (extra)
+                bson_concat(o.get(), extra);
+            if (level == "collection")
+                return stream_ptr(mongoc_collection_watch(a.get(), pipeline.get(), o.get()));
+            if (level == "database")
+                return stream_ptr(mongoc_database_watch(db, pipeline.get(), o.get()));
+            return stream_ptr(mongoc_client_watch(c.get(), pipeline.get(), o.get()));
+        };
+        const std::int64_t base = level == "collection" ? 100 : level == "database" ? 200 : 300;
+        auto id = [&](int k) { return "{\"_id\": " + std::to_string(base + k) + "}"; };
+        struct want {
+            std::string op, coll;
+            int k;
+        };
+        std::vector<want> expected = {{"insert", "a", 1}, {"insert", "b", 1}, {"update", "a", 1},
+                                      {"delete", "a", 1}, {"insert", "a", 2}, {"insert", "a", 3}};
+        if (level == "collection")
+            std::erase_if(expected, [](const want& w) { return w.coll == "b"; });
+
+        auto cs = open(nullptr);
+        bson_error_t err;
+        insert(a.get(), id(1));
+        insert(b.get(), id(1));
+        ASSERT_TRUE(mongoc_collection_update_one(a.get(), json(id(1)).get(),
+                                                 json(R"({"$set": {"v": 1}})").get(), nullptr,
+                                                 nullptr, &err))
+            << err.message;
+        ASSERT_TRUE(
+            mongoc_collection_delete_one(a.get(), json(id(1)).get(), nullptr, nullptr, &err))
+            << err.message;
+        insert(a.get(), id(2));
+        // Read all but the last write, keep the driver's resume token, close the stream.
+        const std::size_t cut = expected.size() - 2;
+        auto head = events(cs.get(), cut);
+        ASSERT_EQ(head.size(), cut);
+        for (std::size_t i = 0; i < cut; ++i)
+            expect_event_shape(head[i].get(), expected[i].op, "levels", expected[i].coll,
+                               base + expected[i].k);
+        const std::size_t upd = level == "collection" ? 1 : 2;
+        EXPECT_EQ(num(head[upd].get(), "updateDescription.updatedFields.v"), 1);
+        EXPECT_EQ(str(head[upd].get(), "updateDescription.removedFields.0"), "");
+        bson_ptr token = resume_token(cs.get());
+        EXPECT_EQ(relaxed(token.get()),
+                  relaxed(json("{\"_data\": \"" + token_of(head.back().get()) + "\"}").get()));
+        cs.reset();
+        insert(a.get(), id(3));  // while no stream is open
+
+        bson_ptr opts = mongosim::make_bson();
+        BSON_APPEND_DOCUMENT(opts.get(), "resumeAfter", token.get());
+        auto resumed = open(opts.get());
+        auto rest = events(resumed.get(), 2);
+        ASSERT_EQ(rest.size(), 2u);
+        std::string previous = token_of(head.back().get());
+        for (std::size_t i = 0; i < rest.size(); ++i) {
+            const want& w = expected[cut + i];
+            expect_event_shape(rest[i].get(), w.op, "levels", w.coll, base + w.k);
+            EXPECT_LT(previous, token_of(rest[i].get()));
+            previous = token_of(rest[i].get());
+        }
+        // Past the last event the token is the batch's postBatchResumeToken: resuming from it
+        // gives nothing old, then the next write.
+        const bson_t* doc;
+        EXPECT_FALSE(mongoc_change_stream_next(resumed.get(), &doc));
+        expect_no_error(resumed.get());
+        bson_ptr idle = resume_token(resumed.get());
+        EXPECT_TRUE(bson_has_field(idle.get(), "_data"));
+        EXPECT_GE(token_of_token(idle.get()), previous);
+        resumed.reset();
+        bson_ptr idle_opts = mongosim::make_bson();
+        BSON_APPEND_DOCUMENT(idle_opts.get(), "resumeAfter", idle.get());
+        auto quiet = open(idle_opts.get());
+        insert(a.get(), id(4));
+        auto last = events(quiet.get(), 1);
+        ASSERT_EQ(last.size(), 1u);
+        expect_event_shape(last[0].get(), "insert", "levels", "a", base + 4);
+    }
+    mongoc_database_destroy(db);
+}
+
+// A pooled client whose monitors use awaitable hellos, worked by two threads for 30 s: every
+// operation succeeds (server selection never fails), no heartbeat fails, the server stays an
+// RSPrimary, and each awaited heartbeat is answered within maxAwaitTimeMS (the heartbeat
+// frequency) plus scheduling slack.
+struct pool_health {
+    std::atomic<int> heartbeats_ok{0}, heartbeats_awaited{0}, heartbeats_failed{0};
+    std::atomic<std::int64_t> longest_awaited_us{0};
+    std::atomic<int> not_primary{0};
+    // Set once the work is done: destroying the pool cancels the monitors' in-flight hellos,
+    // which libmongoc reports as failed heartbeats.
+    std::atomic<bool> closing{false};
+    std::mutex m;
+    std::vector<std::string> failures;
+};
+
+TEST_F(MongosimTest, PooledClientStaysHealthyForThirtySeconds) {
+    constexpr int heartbeat_ms = 500;
+    mongoc_uri_t* u =
+        mongoc_uri_new((uri() + "&heartbeatFrequencyMS=" + std::to_string(heartbeat_ms)).c_str());
+    mongoc_client_pool_t* pool = mongoc_client_pool_new(u);
+    mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    pool_health health;
+    mongoc_apm_callbacks_t* cbs = mongoc_apm_callbacks_new();
+    mongoc_apm_set_server_heartbeat_succeeded_cb(
+        cbs, [](const mongoc_apm_server_heartbeat_succeeded_t* e) {
+            auto* h =
+                static_cast<pool_health*>(mongoc_apm_server_heartbeat_succeeded_get_context(e));
+            ++h->heartbeats_ok;
+            if (mongoc_apm_server_heartbeat_succeeded_get_awaited(e)) {
+                ++h->heartbeats_awaited;
+                const std::int64_t us = mongoc_apm_server_heartbeat_succeeded_get_duration(e);
+                std::int64_t prev = h->longest_awaited_us.load();
+                while (us > prev && !h->longest_awaited_us.compare_exchange_weak(prev, us)) {
+                }
+            }
+        });
+    mongoc_apm_set_server_heartbeat_failed_cb(
+        cbs, [](const mongoc_apm_server_heartbeat_failed_t* e) {
+            auto* h = static_cast<pool_health*>(mongoc_apm_server_heartbeat_failed_get_context(e));
+            if (h->closing)
+                return;
+            ++h->heartbeats_failed;
+            bson_error_t err;
+            mongoc_apm_server_heartbeat_failed_get_error(e, &err);
+            std::lock_guard lock(h->m);
+            h->failures.push_back(
+                "heartbeat failed after " +
+                std::to_string(mongoc_apm_server_heartbeat_failed_get_duration(e)) +
+                " us (awaited: " +
+                std::to_string(mongoc_apm_server_heartbeat_failed_get_awaited(e)) +
+                "): " + err.message);
+        });
+    mongoc_apm_set_server_changed_cb(cbs, [](const mongoc_apm_server_changed_t* e) {
+        auto* h = static_cast<pool_health*>(mongoc_apm_server_changed_get_context(e));
+        const mongoc_server_description_t* sd = mongoc_apm_server_changed_get_new_description(e);
+        if (std::string(mongoc_server_description_type(sd)) != "RSPrimary")
+            ++h->not_primary;
+    });
+    ASSERT_TRUE(mongoc_client_pool_set_apm_callbacks(pool, cbs, &health));
+
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    std::atomic<int> ops{0};
+    auto fail = [&](const std::string& what) {
+        std::lock_guard lock(health.m);
+        health.failures.push_back(what);
+    };
+    // The change stream opens before the first write.
+    mongoc_client_t* watching = mongoc_client_pool_pop(pool);
+    auto watched_col = coll(watching, "pool", "work");
+    auto cs = watch(watched_col.get(), R"({"maxAwaitTimeMS": 200})");
+    // Writer: inserts and reads back, selecting the primary each time.
+    std::thread writer([&] {
+        mongoc_client_t* c = mongoc_client_pool_pop(pool);
+        auto col = coll(c, "pool", "work");
+        for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
+            bson_error_t err;
+            mongoc_server_description_t* sd = mongoc_client_select_server(c, true, nullptr, &err);
+            if (!sd) {
+                fail(std::string("server selection: ") + err.message);
+                break;
+            }
+            mongoc_server_description_destroy(sd);
+            bson_ptr doc = json("{\"_id\": " + std::to_string(i) + "}");
+            if (!mongoc_collection_insert_one(col.get(), doc.get(), nullptr, nullptr, &err)) {
+                fail(std::string("insert: ") + err.message);
+                break;
+            }
+            if (mongoc_collection_count_documents(col.get(), doc.get(), nullptr, nullptr, nullptr,
+                                                  &err) != 1) {
+                fail(std::string("count: ") + err.message);
+                break;
+            }
+            ++ops;
+            std::this_thread::sleep_for(20ms);
+        }
+        col.reset();
+        mongoc_client_pool_push(pool, c);
+    });
+    // Watcher: a change stream on the same collection sees every insert, in order.
+    int watched = 0;
+    std::thread watcher([&] {
+        const auto stop = until + 5s;
+        while (std::chrono::steady_clock::now() < stop) {
+            const bson_t* e;
+            if (mongoc_change_stream_next(cs.get(), &e)) {
+                if (num(e, "documentKey._id") != watched) {
+                    fail("event out of order: " + relaxed(e));
+                    break;
+                }
+                ++watched;
+                continue;
+            }
+            bson_error_t err;
+            const bson_t* reply;
+            if (mongoc_change_stream_error_document(cs.get(), &err, &reply)) {
+                fail(std::string("change stream: ") + err.message);
+                break;
+            }
+            if (std::chrono::steady_clock::now() > until && watched == ops.load())
+                break;
+        }
+        cs.reset();
+        watched_col.reset();
+        mongoc_client_pool_push(pool, watching);
+    });
+    writer.join();
+    watcher.join();
+    health.closing = true;
+    mongoc_client_pool_destroy(pool);
+    mongoc_apm_callbacks_destroy(cbs);
+    mongoc_uri_destroy(u);
+
+    for (const auto& f : health.failures)
+        ADD_FAILURE() << f;
+    EXPECT_GT(ops.load(), 300);  // ~30 s of 20 ms pauses, minus the work itself
+    EXPECT_EQ(watched, ops.load());
+    EXPECT_EQ(health.heartbeats_failed.load(), 0);
+    EXPECT_EQ(health.not_primary.load(), 0);
+    // 30 s of awaitable hellos held for 500 ms each.
+    EXPECT_GE(health.heartbeats_awaited.load(), 30);
+    EXPECT_LT(health.longest_awaited_us.load(), (heartbeat_ms + 1000) * 1000);
+}
+
+TEST_F(MongosimTest, RefusedPipelineFillsTheErrorDocument) {
+    auto c = client();
+    auto col = coll(c.get(), "db", "bad");
+    auto unknown = watch(col.get(), "{}", R"({"pipeline": [{"$bogus": 1}]})");
+    const bson_t* doc;
+    EXPECT_FALSE(mongoc_change_stream_next(unknown.get(), &doc));
+    bson_error_t err;
+    const bson_t* reply = nullptr;
+    ASSERT_TRUE(mongoc_change_stream_error_document(unknown.get(), &err, &reply));
+    EXPECT_EQ(err.code, 40324u);  // Unrecognized pipeline stage name
+    ASSERT_NE(reply, nullptr);
+    EXPECT_EQ(num(reply, "ok"), 0);
+    EXPECT_EQ(num(reply, "code"), 40324);
+    EXPECT_NE(str(reply, "errmsg").find("$bogus"), std::string::npos) << relaxed(reply);
+
+    // Removing the resume token is refused when the first event is produced.
+    auto no_id = watch(col.get(), "{}", R"({"pipeline": [{"$project": {"_id": 0}}]})");
+    insert(col.get(), R"({"_id": 1})");
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    bool failed = false;
+    while (!failed && std::chrono::steady_clock::now() < deadline) {
+        ASSERT_FALSE(mongoc_change_stream_next(no_id.get(), &doc)) << relaxed(doc);
+        failed = mongoc_change_stream_error_document(no_id.get(), &err, &reply);
+    }
+    ASSERT_TRUE(failed);
+    EXPECT_EQ(err.code, 280u);  // ChangeStreamFatalError
+    EXPECT_EQ(str(reply, "codeName"), "ChangeStreamFatalError");
+}
+
+TEST_F(MongosimTest, DistinctAndFindAndModify) {
+    auto c = client();
+    auto col = coll(c.get(), "db", "helpers");
+    for (int i = 0; i < 6; ++i)
+        insert(col.get(), "{\"_id\": " + std::to_string(i) + ", \"n\": " + std::to_string(i % 3) +
+                              ", \"tags\": [\"t" + std::to_string(i % 2) +
+                              "\", \"all\"], \"sub\": {\"k\": " + std::to_string(i % 2) + "}}");
+    auto distinct = [&](const std::string& cmd) {
+        bson_t reply;
+        bson_error_t err;
+        EXPECT_TRUE(mongoc_collection_read_command_with_opts(col.get(), json(cmd).get(), nullptr,
+                                                             nullptr, &reply, &err))
+            << err.message;
+        bson_ptr out(bson_copy(&reply));
+        bson_destroy(&reply);
+        return relaxed(out.get());
+    };
+    // Sorted, unique, arrays unwound, dotted paths, filtered.
+    EXPECT_NE(distinct(R"({"distinct": "helpers", "key": "n"})").find(R"("values" : [ 0, 1, 2 ])"),
+              std::string::npos);
+    EXPECT_NE(distinct(R"({"distinct": "helpers", "key": "tags"})")
+                  .find(R"("values" : [ "all", "t0", "t1" ])"),
+              std::string::npos);
+    EXPECT_NE(distinct(R"({"distinct": "helpers", "key": "_id", "query": {"sub.k": 1}})")
+                  .find(R"("values" : [ 1, 3, 5 ])"),
+              std::string::npos);
+    bson_error_t err;
+    auto missing = command(c.get(), "db", R"({"distinct": "helpers"})", &err);
+    EXPECT_EQ(err.code, 40414u);
+
+    mongoc_find_and_modify_opts_t* fam = mongoc_find_and_modify_opts_new();
+    mongoc_find_and_modify_opts_set_update(fam, json(R"({"$inc": {"n": 10}})").get());
+    mongoc_find_and_modify_opts_set_sort(fam, json(R"({"_id": -1})").get());
+    mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+    bson_t reply;
+    ASSERT_TRUE(mongoc_collection_find_and_modify_with_opts(col.get(), json(R"({"n": 1})").get(),
+                                                            fam, &reply, &err))
+        << err.message;
+    EXPECT_EQ(num(&reply, "value._id"), 4);
+    EXPECT_EQ(num(&reply, "value.n"), 11);
+    EXPECT_EQ(num(&reply, "lastErrorObject.n"), 1);
+    bson_destroy(&reply);
+    mongoc_find_and_modify_opts_destroy(fam);
+
+    fam = mongoc_find_and_modify_opts_new();
+    mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_REMOVE);
+    ASSERT_TRUE(mongoc_collection_find_and_modify_with_opts(col.get(), json(R"({"_id": 0})").get(),
+                                                            fam, &reply, &err))
+        << err.message;
+    EXPECT_EQ(num(&reply, "value._id"), 0);
+    bson_destroy(&reply);
+    mongoc_find_and_modify_opts_destroy(fam);
+    EXPECT_EQ(mongoc_collection_count_documents(col.get(), json("{}").get(), nullptr, nullptr,
+                                                nullptr, &err),
+              5);
+}
+
+// A retried write (same lsid and txnNumber) is answered from the session table without being
+// applied again; an older txnNumber is TransactionTooOld. On the wire, as a driver retries.
+TEST_F(MongosimTest, RetriedWriteIsAppliedOnce) {
+    raw_socket s(server_->port());
+    const std::string lsid =
+        R"("lsid": {"id": {"$binary": {"base64": "AAECAwQFBgcICQoLDA0ODw==", "subType": "04"}}})";
+    auto send = [&](std::int32_t rid, const std::string& body) {
+        s.send(op_msg(rid, body));
+        return reply_body(s.receive());
+    };
+    const std::string inc =
+        R"({"update": "c", "updates": [{"q": {"_id": 1}, "u": {"$inc": {"n": 1}}, "upsert": true}], )" +
+        lsid;
+    auto first = send(1, inc + R"(, "txnNumber": {"$numberLong": "5"}, "$db": "retry"})");
+    EXPECT_EQ(num(first.get(), "ok"), 1);
+    EXPECT_EQ(num(first.get(), "n"), 1);
+    EXPECT_TRUE(has(first.get(), "upserted"));
+    auto again = send(2, inc + R"(, "txnNumber": {"$numberLong": "5"}, "$db": "retry"})");
+    EXPECT_EQ(num(again.get(), "ok"), 1);
+    EXPECT_EQ(num(again.get(), "n"), 1);
+    EXPECT_TRUE(has(again.get(), "upserted")) << "the first execution's reply";
+    EXPECT_TRUE(has(again.get(), "operationTime"));
+    auto next = send(3, inc + R"(, "txnNumber": {"$numberLong": "6"}, "$db": "retry"})");
+    EXPECT_EQ(num(next.get(), "nModified"), 1);
+    auto old = send(4, inc + R"(, "txnNumber": {"$numberLong": "5"}, "$db": "retry"})");
+    EXPECT_EQ(num(old.get(), "ok"), 0);
+    EXPECT_EQ(num(old.get(), "code"), 225);
+    EXPECT_EQ(str(old.get(), "codeName"), "TransactionTooOld");
+    // Without txnNumber nothing is remembered: the same command applies again.
+    auto plain = send(5, inc + R"(, "$db": "retry"})");
+    EXPECT_EQ(num(plain.get(), "nModified"), 1);
+    auto found = send(6, R"({"find": "c", "filter": {"_id": 1}, "$db": "retry"})");
+    EXPECT_EQ(num(found.get(), "cursor.firstBatch.0.n"), 3) << relaxed(found.get());
+
+    // A driver's own retry after a retryable writeConcernError (libmongoc retries writes).
+    auto c = client("&retryWrites=true");
+    command(c.get(), "admin",
+            R"({"configureFailPoint": "failCommand", "mode": {"times": 1},
+                "data": {"failCommands": ["insert"],
+                         "writeConcernError": {"code": 91, "errmsg": "Replication is being shut down"}}})");
+    auto col = coll(c.get(), "retry", "d");
+    bson_error_t err;
+    bson_t reply;
+    EXPECT_TRUE(
+        mongoc_collection_insert_one(col.get(), json(R"({"_id": 1})").get(), nullptr, &reply, &err))
+        << err.message << " " << relaxed(&reply);
+    bson_destroy(&reply);
+    EXPECT_EQ(mongoc_collection_count_documents(col.get(), json("{}").get(), nullptr, nullptr,
+                                                nullptr, &err),
+              1);
+}
+
+// The session table on its own: which commands take part, what a replay returns, eviction.
+TEST(RetryableWriteTable, IdentifiesRemembersAndEvicts) {
+    using mongosim::retryable_write_table;
+    const std::string lsid =
+        R"("lsid": {"id": {"$binary": {"base64": "AAECAwQFBgcICQoLDA0ODw==", "subType": "04"}}})";
+    auto cmd = [&](const std::string& name, int txn, const std::string& extra = "") {
+        return json("{\"" + name + "\": \"c\", " + lsid +
+                    ", \"txnNumber\": " + std::to_string(txn) + extra + "}");
+    };
+    EXPECT_TRUE(retryable_write_table::identify("insert", *cmd("insert", 1)));
+    EXPECT_TRUE(retryable_write_table::identify("findAndModify", *cmd("findAndModify", 1)));
+    EXPECT_FALSE(retryable_write_table::identify("find", *cmd("find", 1)));
+    // Inside a transaction, or without a txnNumber, a write is not a retryable write.
+    EXPECT_FALSE(
+        retryable_write_table::identify("insert", *cmd("insert", 1, R"(, "autocommit": false)")));
+    EXPECT_FALSE(
+        retryable_write_table::identify("insert", *json("{\"insert\": \"c\", " + lsid + "}")));
+
+    retryable_write_table table(10);
+    const auto id = *retryable_write_table::identify("insert", *cmd("insert", 7));
+    EXPECT_EQ(table.check(id).what, retryable_write_table::verdict::execute);
+    table.remember(id,
+                   *json(R"({"n": 1, "ok": 1.0, "operationTime": {"$timestamp": {"t": 1, "i": 1}},
+                                 "errorLabels": ["X"], "writeConcernError": {"code": 91}})"));
+    const auto again = table.check(id);
+    ASSERT_EQ(again.what, retryable_write_table::verdict::replay);
+    EXPECT_EQ(relaxed(again.reply), R"({ "n" : 1 })");  // only the command's own fields
+    auto older = id;
+    older.txn_number = 6;
+    EXPECT_EQ(table.check(older).what, retryable_write_table::verdict::too_old);
+    EXPECT_EQ(table.check(older).latest, 7);
+    auto newer = id;
+    newer.txn_number = 8;
+    EXPECT_EQ(table.check(newer).what, retryable_write_table::verdict::execute);
+
+    // Over capacity, the least recently used sessions go first.
+    for (int i = 0; i < 10; ++i) {
+        auto other = id;
+        other.session += static_cast<char>('a' + i);
+        table.remember(other, *json(R"({"n": 1})"));
+        if (i == 0)
+            table.check(id);  // used again: kept
+    }
+    EXPECT_EQ(table.size(), 10u);
+    EXPECT_EQ(table.check(id).what, retryable_write_table::verdict::replay);
+    auto first_other = id;
+    first_other.session += 'a';
+    EXPECT_EQ(table.check(first_other).what, retryable_write_table::verdict::execute);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 // --tls-key (and --tls-ca for mutual TLS) from a PKI made by openssl for the test; libmongoc
 // (in this process) and pymongo, Debian's node-mongodb 3.6 and the npm mongodb 7.x driver
 // (change_stream.{py,js}) connect with tls=true and tlsCAFile, verify the server's
-// certificate and host name, insert and watch. A client the server must refuse (no client
-// certificate under --tls-ca, a CA that did not issue the server's certificate) fails, and
-// bad TLS flags stop mongosim with a message naming the file.
+// certificate and host name, insert and watch. TLS and SCRAM together (--auth): libmongoc,
+// pymongo and both Node drivers log in with SCRAM-SHA-256 and SCRAM-SHA-1 over TLS. A client the
+// server must refuse (no client certificate under --tls-ca, a CA that did not issue the
+// server's certificate) fails, and bad TLS flags stop mongosim with a message naming the file.
 
 #include <process.hpp>
 #include <temp_dir.hpp>
@@ -53,8 +54,9 @@ protected:
 
     const penne::test::tls_certificates& pki() const { return *pki_; }
 
-    // Starts the mongosim executable with TLS (mutual when `require_client_certs`).
-    void start_sim(bool require_client_certs) {
+    // Starts the mongosim executable with TLS (mutual when `require_client_certs`), and with
+    // SCRAM authentication when `users` ("user:password") is set.
+    void start_sim(bool require_client_certs, const std::string& users = "") {
         port_ = penne::test::free_port();
         std::vector<std::string> args = {
             MONGOSIM_EXECUTABLE, "--port",    std::to_string(port_), "--tls-cert",
@@ -62,6 +64,10 @@ protected:
         if (require_client_certs) {
             args.push_back("--tls-ca");
             args.push_back(pki().ca);
+        }
+        if (!users.empty()) {
+            args.push_back("--auth");
+            args.push_back(users);
         }
         const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
         std::string log = std::string(test->test_suite_name()) + "." + test->name() + ".log";
@@ -76,9 +82,11 @@ protected:
             << sim_->log();
     }
 
-    // A URI for `host` that trusts the test CA (and presents the client certificate).
-    std::string uri(const std::string& host, bool client_cert) const {
-        std::string u = "mongodb://" + host + ":" + std::to_string(port_) +
+    // A URI for `host` that trusts the test CA (and presents the client certificate), with
+    // credentials ("user:password@") when set.
+    std::string uri(const std::string& host, bool client_cert,
+                    const std::string& credentials = "") const {
+        std::string u = "mongodb://" + credentials + host + ":" + std::to_string(port_) +
                         "/?replicaSet=rs0&tls=true&tlsCAFile=" + pki().ca;
         if (client_cert)
             u += "&tlsCertificateKeyFile=" + pki().client;
@@ -272,6 +280,64 @@ INSTANTIATE_TEST_SUITE_P(All, MongosimTlsDrivers,
                          [](const auto& info) {
                              return std::string(std::get<0>(info.param)) +
                                     (std::get<1>(info.param) ? "_mutual_tls" : "_tls");
+                         });
+
+// TLS and SCRAM at once: each driver logs in over TLS with the mechanism the URI names, then
+// inserts, watches and resumes (change_stream.{py,js}); libmongoc in process with both
+// mechanisms. The password never reaches mongosim's output.
+constexpr const char* tls_user = "tlsuser";
+constexpr const char* tls_password = "Tls-Scr4m~pass";
+
+class MongosimTlsScram
+    : public MongosimTls,
+      public ::testing::WithParamInterface<std::tuple<const char*, const char*>> {};
+
+TEST_P(MongosimTlsScram, LogInWatchAndResume) {
+    const auto [which, mechanism] = GetParam();
+    start_sim(false, std::string(tls_user) + ":" + tls_password);
+    const std::string credentials = std::string(tls_user) + ":" + tls_password + "@";
+    const std::string u =
+        uri("localhost", false, credentials) + "&authSource=admin&authMechanism=" + mechanism;
+    if (std::string(which) == "libmongoc") {
+        libmongoc_insert_and_watch(u, (std::string("scram_") + mechanism).c_str());
+        // The wrong password is refused over TLS too.
+        client_ptr bad = make_client(uri("localhost", false, std::string(tls_user) + ":nope@") +
+                                     "&authSource=admin&authMechanism=" + mechanism);
+        ASSERT_TRUE(bad);
+        std::string error;
+        EXPECT_FALSE(ping(bad.get(), error));
+        EXPECT_NE(error.find("uthentication failed"), std::string::npos) << error;
+    } else {
+        script_driver d = make_driver(which);
+        auto command = d.command;
+        command.push_back(u);
+        if (d.major)
+            command.push_back(d.major);
+        penne::test::process client(
+            command, *dir_ / (std::string(d.name) + "-" + mechanism + ".log"), d.env);
+        auto code = client.wait(120s);
+        if (!code) {
+            client.signal(SIGKILL);
+            client.wait(5s);
+        }
+        ASSERT_TRUE(code) << d.name << " did not finish:\n" << client.log();
+        EXPECT_EQ(*code, 0) << client.log() << "\n--- mongosim:\n" << sim_->log();
+        EXPECT_NE(client.log().find("OK "), std::string::npos) << client.log();
+    }
+    EXPECT_EQ(sim_->log().find(tls_password), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, MongosimTlsScram,
+                         ::testing::Combine(::testing::Values("libmongoc", "pymongo",
+                                                              "node_mongodb_3", "node_mongodb_7"),
+                                            ::testing::Values("SCRAM-SHA-256", "SCRAM-SHA-1")),
+                         [](const auto& info) {
+                             std::string name = std::string(std::get<0>(info.param)) + "_" +
+                                                std::get<1>(info.param);
+                             for (auto& ch : name)
+                                 if (ch == '-')
+                                     ch = '_';
+                             return name;
                          });
 
 }  // namespace

@@ -58,8 +58,9 @@ failure position_stream(const oplog& log, change_stream& cs, std::optional<token
                 return cmd_error{286,
                                  "Resume of change stream was not possible, as the resume "
                                  "token was not found in the oplog."};
-            if (auto seq = log.seq_of(ts)) {
-                // A fragment's token: go on with the next fragment of the same event.
+            if (auto seq = log.seq_of(ts, resume->txn_index)) {
+                // A fragment's token: go on with the next fragment of the same event. An
+                // operation of a transaction: go on with the next operation of the same one.
                 cs.next_seq = resume->fragment != 0 ? *seq : *seq + 1;
                 cs.fragments_done = resume->fragment;
                 return {};
@@ -202,7 +203,7 @@ cmd_error missing_image(const char* which, const char* events, const bson_t& ev)
 
 bson_ptr render(const change_stream& cs, const event_record& e, store& data, failure& err) {
     bson_ptr ev = make_bson();
-    append_token(ev.get(), "_id", e.ts, token_kind::event);
+    append_token(ev.get(), "_id", event_position(e));
     BSON_APPEND_UTF8(ev.get(), "operationType", op_name(e.op));
     bson_append_timestamp(ev.get(), "clusterTime", 11, e.ts.t, e.ts.i);
     if (cs.show_expanded && e.uuid)
@@ -250,6 +251,10 @@ bson_ptr render(const change_stream& cs, const event_record& e, store& data, fai
         BSON_APPEND_DOCUMENT(ev.get(), "operationDescription", e.operation_description.get());
     if (cs.show_expanded && e.state_before_change)
         BSON_APPEND_DOCUMENT(ev.get(), "stateBeforeChange", e.state_before_change.get());
+    if (e.in_transaction()) {
+        BSON_APPEND_DOCUMENT(ev.get(), "lsid", e.lsid.get());
+        bson_append_int64(ev.get(), "txnNumber", 9, e.txn_number);
+    }
     if (cs.full_document_before_change != "off" &&
         (e.op == op_type::update || e.op == op_type::replace || e.op == op_type::remove)) {
         if (shared_doc pre = image(e.pre_image, e, data)) {
@@ -311,7 +316,7 @@ failure split_event(const bson_t& ev, const event_record& e, std::vector<bson_pt
         std::sort(g.begin(), g.end(),
                   [](const field& a, const field& b) { return a.index < b.index; });
         bson_ptr frag = make_bson();
-        append_token(frag.get(), "_id", e.ts, token_kind::event, static_cast<std::uint32_t>(k));
+        append_token(frag.get(), "_id", event_position(e, static_cast<std::uint32_t>(k)));
         bson_t split;
         BSON_APPEND_DOCUMENT_BEGIN(frag.get(), "splitEvent", &split);
         BSON_APPEND_INT32(&split, "fragment", k);
@@ -333,14 +338,22 @@ bson_ptr render_invalidate(timestamp ts, std::int64_t wall_ms) {
     return ev;
 }
 
-// Runs the user stages; false when a $match drops the event.
-bool apply_stages(const change_stream& cs, bson_ptr& ev) {
+// Runs the user stages; false when a $match drops the event or a stage fails (err set).
+bool apply_stages(const change_stream& cs, bson_ptr& ev, failure& err) {
     for (const auto& st : cs.stages) {
         if (st.filter) {
             if (!matches(*ev, *st.filter))
                 return false;
+        } else if (st.reshape) {
+            if ((err = apply_reshape_stage(*st.reshape, ev)))
+                return false;
         } else {
-            ev = apply_projection(*ev, st.proj);
+            bson_ptr projected = apply_projection(*ev, st.proj);
+            if (!bson_has_field(projected.get(), "_id")) {
+                err = resume_token_modified();
+                return false;
+            }
+            ev = std::move(projected);
         }
     }
     return true;
@@ -384,8 +397,14 @@ failure open_change_stream(const bson_t& pipeline, scope_kind scope, const std::
             stream_stage s;
             if (auto f = parse_projection(spec, s.proj))
                 return f;
-            if (s.proj.exclude_id || (s.proj.inclusion && s.proj.fields.empty()))
-                return cmd_error{280, "the change stream's resume token (_id) may not be removed"};
+            // Projecting out _id is accepted here and fails the stream at its first event
+            // (apply_stages), as on MongoDB.
+            out.stages.push_back(std::move(s));
+        } else if (is_reshape_stage(name)) {
+            stream_stage s;
+            s.reshape.emplace();
+            if (auto f = parse_reshape_stage(stage, *s.reshape))
+                return f;
             out.stages.push_back(std::move(s));
         } else if (name == "$changeStreamSplitLargeEvent") {
             if (!BSON_ITER_HOLDS_DOCUMENT(&stage))
@@ -406,6 +425,7 @@ failure open_change_stream(const bson_t& pipeline, scope_kind scope, const std::
         } else {
             return cmd_error{40324, "mongosim does not support the stage " + std::string(name) +
                                         " in a change stream (supported: $match, $project, "
+                                        "$addFields, $set, $unset, $replaceRoot, $replaceWith, "
                                         "$changeStreamSplitLargeEvent)"};
         }
         if (out.split_large)
@@ -453,7 +473,7 @@ failure next_batch(change_stream& cs, const oplog& log, store& data, std::size_t
         if (!in_scope(cs, e)) {
             ++cs.next_seq;
             if (out.events.empty())
-                out.last = token_position{e.ts, token_kind::high_water};
+                out.last = position_after(e);
             continue;
         }
         bson_ptr ev;
@@ -465,8 +485,13 @@ failure next_batch(change_stream& cs, const oplog& log, store& data, std::size_t
                     break;  // return what came before; the next batch fails on this event
                 return err;
             }
-            if (!apply_stages(cs, ev))
+            if (!apply_stages(cs, ev, err))
                 ev.reset();
+            if (err) {
+                if (!out.events.empty())
+                    break;  // as for a render error: the next batch fails on this event
+                return err;
+            }
         }
         if (ev && ev->len > static_cast<std::uint32_t>(max_bson_size)) {
             if (!cs.split_large) {
@@ -504,7 +529,7 @@ failure next_batch(change_stream& cs, const oplog& log, store& data, std::size_t
                 out.bytes += frag->len;
                 out.events.push_back(std::move(frag));
                 ++cs.fragments_done;
-                out.last = token_position{e.ts, token_kind::event, cs.fragments_done};
+                out.last = event_position(e, cs.fragments_done);
             }
             if (stopped)
                 break;
@@ -529,9 +554,9 @@ failure next_batch(change_stream& cs, const oplog& log, store& data, std::size_t
         if (ev) {
             out.bytes += ev->len;
             out.events.push_back(std::move(ev));
-            out.last = token_position{e.ts, token_kind::event};
+            out.last = event_position(e);
         } else if (out.events.empty()) {
-            out.last = token_position{e.ts, token_kind::high_water};
+            out.last = position_after(e);
         }
     }
     if (cs.next_seq >= log.end_seq() && !cs.pending_invalidate)

@@ -1,7 +1,8 @@
 #pragma once
 // Change-stream cursors over the oplog: opening one from an aggregate's $changeStream stage
 // (scope, resume options, fullDocument, fullDocumentBeforeChange, showExpandedEvents, user
-// $match/$project stages, a final $changeStreamSplitLargeEvent) and cutting batches of events
+// $match/$project/$addFields/$set/$unset/$replaceRoot/$replaceWith stages, a final
+// $changeStreamSplitLargeEvent) and cutting batches of events
 // for the aggregate's firstBatch and for getMore.
 //
 // Pre- and post-images come from the oplog record (written when the collection had
@@ -18,7 +19,10 @@
 
 #include "oplog.hpp"
 #include "query.hpp"
+#include "stages.hpp"
 #include "store.hpp"
+
+#include <optional>
 
 #include <vector>
 
@@ -26,10 +30,12 @@ namespace mongosim {
 
 enum class scope_kind { collection, database, deployment };
 
-// A user stage after $changeStream: a $match filter or a top-level $project.
+// A user stage after $changeStream: a $match filter, a top-level $project, or a reshaping
+// stage ($addFields/$set, $unset, $replaceRoot/$replaceWith; stages.hpp).
 struct stream_stage {
-    bson_ptr filter;  // set for $match
-    projection proj;  // used when filter is null
+    bson_ptr filter;                       // set for $match
+    std::optional<reshape_stage> reshape;  // set for a reshaping stage
+    projection proj;                       // used when neither is set
 };
 
 struct change_stream {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 
+#include <openssl/evp.h>
 #include <unistd.h>
 
 namespace mongosim {
@@ -21,6 +22,8 @@ constexpr std::int64_t default_await_ms = 1000;
 
 const char* code_name(int code) {
     switch (code) {
+        case 1:
+            return "InternalError";
         case 2:
             return "BadValue";
         case 6:
@@ -67,6 +70,8 @@ const char* code_name(int code) {
             return "StaleShardVersion";
         case 66:
             return "ImmutableField";
+        case 72:
+            return "InvalidOptions";
         case 73:
             return "InvalidNamespace";
         case 89:
@@ -75,6 +80,8 @@ const char* code_name(int code) {
             return "ShutdownInProgress";
         case 112:
             return "WriteConflict";
+        case 117:
+            return "ConflictingOperationInProgress";
         case 133:
             return "FailedToSatisfyReadPreference";
         case 150:
@@ -83,8 +90,14 @@ const char* code_name(int code) {
             return "PrimarySteppedDown";
         case 234:
             return "RetryChangeStream";
+        case 225:
+            return "TransactionTooOld";
         case 251:
             return "NoSuchTransaction";
+        case 256:
+            return "TransactionCommitted";
+        case 263:
+            return "OperationNotSupportedInTransaction";
         case 260:
             return "InvalidResumeToken";
         case 262:
@@ -115,8 +128,12 @@ const char* code_name(int code) {
             return "NotPrimaryNoSecondaryOk";
         case 13436:
             return "NotPrimaryOrSecondary";
-        default:
-            return "";
+        default: {
+            // mongod names an error without a named code after its location.
+            static thread_local char location[24];
+            std::snprintf(location, sizeof location, "Location%d", code);
+            return location;
+        }
     }
 }
 
@@ -186,6 +203,27 @@ std::string target_collection(const request& req) {
 
 bool find_field(const bson_t& doc, const char* key, bson_iter_t& it) {
     return bson_iter_init_find(&it, &doc, key);
+}
+
+// The commands mongod runs inside a multi-document transaction.
+bool allowed_in_transaction(const std::string& name) {
+    static constexpr std::string_view allowed[] = {
+        "find",   "getMore",  "killCursors",       "aggregate",        "insert", "update",
+        "delete", "distinct", "commitTransaction", "abortTransaction", "create", "findAndModify"};
+    return name == "findandmodify" ||
+           std::find(std::begin(allowed), std::end(allowed), name) != std::end(allowed);
+}
+
+// lsid.uid as mongod fills it in: the SHA-256 of the authenticated user ("user@db"), or of
+// the empty string without authentication.
+std::array<std::uint8_t, 32> session_uid(const client_info& client) {
+    std::string user;
+    if (auto dot = client.authenticated.find('.'); dot != std::string::npos)
+        user = client.authenticated.substr(dot + 1) + "@" + client.authenticated.substr(0, dot);
+    std::array<std::uint8_t, 32> out{};
+    unsigned int len = 0;
+    EVP_Digest(user.data(), user.size(), out.data(), &len, EVP_sha256(), nullptr);
+    return out;
 }
 
 bool get_doc(const bson_t& doc, const char* key, bson_t& view) {
@@ -399,7 +437,7 @@ bool parse_users(std::string_view spec, std::vector<user_credential>& out) {
 command_processor::command_processor(server_options opts)
     : opts_(std::move(opts)),
       members_(std::max<std::size_t>(opts_.members, 1)),
-      oplog_(opts_.oplog_size),
+      oplog_(opts_.oplog_size, opts_.oplog_size_mb * 1024 * 1024),
       rng_(std::random_device{}()) {
     for (const auto& u : opts_.users) {
         // A password SASLprep rejects cannot be used with SCRAM-SHA-256 (mongod refuses such
@@ -431,6 +469,8 @@ command_processor::command_processor(server_options opts)
         {"getMore", &command_processor::cmd_get_more},
         {"killCursors", &command_processor::cmd_kill_cursors},
         {"count", &command_processor::cmd_count},
+        {"distinct", &command_processor::cmd_distinct},
+        {"findAndModify", &command_processor::cmd_find_and_modify},
         {"aggregate", &command_processor::cmd_aggregate},
         {"createIndexes", &command_processor::cmd_create_indexes},
         {"listIndexes", &command_processor::cmd_list_indexes},
@@ -442,6 +482,8 @@ command_processor::command_processor(server_options opts)
         {"serverStatus", &command_processor::cmd_server_status},
         {"replSetStepDown", &command_processor::cmd_repl_set_step_down},
         {"replSetGetStatus", &command_processor::cmd_repl_set_get_status},
+        {"commitTransaction", &command_processor::cmd_commit_transaction},
+        {"abortTransaction", &command_processor::cmd_abort_transaction},
     };
 }
 
@@ -456,6 +498,8 @@ std::optional<std::size_t> command_processor::step_down() {
     const std::size_t old = primary_;
     primary_ = (primary_ + 1) % members_.size();
     ++term_;
+    // A new primary knows nothing of the old one's open transactions.
+    sessions_.abort_all();
     // Every member's view of the set changed: awaitable hellos must answer now.
     for (auto& m : members_)
         ++m.counter;
@@ -530,7 +574,7 @@ void command_processor::append_cursor(bson_t* out, const char* batch_key,
         append_array_index(&arr, i, *docs[i]);
     bson_append_array_end(&cur, &arr);
     if (pbrt)
-        append_token(&cur, "postBatchResumeToken", pbrt->ts, pbrt->kind, pbrt->fragment);
+        append_token(&cur, "postBatchResumeToken", *pbrt);
     bson_append_int64(&cur, "id", 2, id);
     bson_append_utf8(&cur, "ns", 2, ns.data(), static_cast<int>(ns.size()));
     bson_append_document_end(out, &cur);
@@ -543,6 +587,12 @@ timestamp command_processor::record(event_record e) {
     if (!e.uuid && !e.coll.empty()) {
         if (const collection* c = store_.find(e.db, e.coll))
             e.uuid = c->uuid;
+    }
+    if (current_txn_ != nullptr) {
+        e.lsid = current_txn_->lsid;
+        e.txn_number = current_txn_->number;
+        current_txn_->ops.push_back(std::move(e));
+        return oplog_.clock().now();
     }
     return oplog_.append(std::move(e));
 }
@@ -582,7 +632,8 @@ std::optional<outcome> command_processor::check_fail_point(const std::string& na
         ctx.failpoint_checked = true;
         fail_point& fp = fail_points_.at(client.member);
         bool listed = std::find(fp.commands.begin(), fp.commands.end(), name) != fp.commands.end();
-        if (fp.active && listed && (fp.app_name.empty() || fp.app_name == client.app_name)) {
+        if (fp.active && listed && (fp.app_name.empty() || fp.app_name == client.app_name) &&
+            fail_point_fires(fp)) {
             if (fp.times > 0 && --fp.times == 0)
                 fp.active = false;
             ctx.failpoint_close = fp.close_connection;
@@ -592,13 +643,32 @@ std::optional<outcome> command_processor::check_fail_point(const std::string& na
                     labels = *fp.labels;
                 } else if (name == "getMore" && resumable_change_stream_code(*fp.error_code)) {
                     labels.push_back("ResumableChangeStreamError");
-                } else if ((name == "insert" || name == "update" || name == "delete") &&
+                } else if ((name == "insert" || name == "update" || name == "delete" ||
+                            name == "findAndModify" || name == "commitTransaction" ||
+                            name == "abortTransaction") &&
                            retryable_write_code(*fp.error_code) &&
-                           bson_has_field(req.command.get(), "txnNumber")) {
+                           bson_has_field(req.command.get(), "txnNumber") &&
+                           (!bson_has_field(req.command.get(), "autocommit") ||
+                            name == "commitTransaction" || name == "abortTransaction")) {
                     labels.push_back("RetryableWriteError");
+                } else if (bson_has_field(req.command.get(), "autocommit") &&
+                           name != "commitTransaction" && name != "abortTransaction" &&
+                           (*fp.error_code == 112 || *fp.error_code == 24 ||
+                            *fp.error_code == 251 || retryable_write_code(*fp.error_code))) {
+                    // Inside a transaction these mean "run the whole transaction again".
+                    labels.push_back("TransientTransactionError");
                 }
                 ctx.failpoint_reply = error_doc(
                     *fp.error_code, "Failing command via 'failCommand' failpoint", labels);
+            } else if (fp.write_concern_error) {
+                ctx.write_concern_error = copy_bson(fp.write_concern_error.get());
+                auto code = get_int(*fp.write_concern_error, "code");
+                if (fp.labels)
+                    ctx.write_concern_error_labels = fp.labels;
+                else if (code && retryable_write_code(static_cast<int>(*code)) &&
+                         retryable_write_table::identify(name, *req.command))
+                    ctx.write_concern_error_labels =
+                        std::vector<std::string>{"RetryableWriteError"};
             }
             if (fp.block_ms > 0)
                 return outcome{outcome::kind::sleep, nullptr,
@@ -630,8 +700,12 @@ std::optional<outcome> command_processor::check_role(const std::string& name, co
         std::vector<std::string> labels;
         const bool retryable_op =
             name == "insert" || name == "update" || name == "delete" || name == "findAndModify";
-        if (retryable_op && bson_has_field(req.command.get(), "txnNumber") &&
-            !bson_has_field(req.command.get(), "autocommit"))
+        const bool in_txn = bson_has_field(req.command.get(), "autocommit");
+        if (name == "commitTransaction" || name == "abortTransaction")
+            labels.push_back("RetryableWriteError");  // retried once on the new primary
+        else if (in_txn)
+            labels.push_back("TransientTransactionError");  // the whole transaction is retried
+        else if (retryable_op && bson_has_field(req.command.get(), "txnNumber"))
             labels.push_back("RetryableWriteError");
         return error(10107, "not primary", labels);
     }
@@ -678,7 +752,103 @@ outcome command_processor::dispatch(const request& req, client_info& client, exe
     auto h = handlers_.find(name);
     if (h == handlers_.end())
         return error(59, "no such command: '" + name + "'");
-    return (this->*(h->second))(req, client, ctx);
+    txn_fields tf;
+    if (auto f = parse_txn_fields(*req.command, tf))
+        return error(*f);
+    const bool ends_txn = name == "commitTransaction" || name == "abortTransaction";
+    if (!tf.autocommit) {
+        if (ends_txn)
+            return error(50768, name + " must be run within a transaction");
+        if (tf.txn_number) {
+            if (auto e = sessions_.retryable_write(tf))
+                return error(e->error.code, e->error.message, e->labels);
+        }
+        // A retry answered from the session table still gets a fail point's writeConcernError.
+        auto replayed = replay_retried_write(name, req);
+        outcome out = replayed ? std::move(*replayed) : (this->*(h->second))(req, client, ctx);
+        finish_command(name, req, ctx, out);
+        return out;
+    }
+    if (!allowed_in_transaction(name))
+        return error(263, "Cannot run '" + name + "' in a multi-document transaction.");
+    transaction* txn = nullptr;
+    if (auto e = sessions_.begin_or_continue(tf, name, session_uid(client), txn))
+        return error(e->error.code, e->error.message, e->labels);
+    outcome out = run_in_transaction(*txn, h->second, name, req, client, ctx);
+    finish_command(name, req, ctx, out);
+    return out;
+}
+
+outcome command_processor::run_in_transaction(transaction& t, handler h, const std::string& name,
+                                              const request& req, client_info& client,
+                                              exec_context& ctx) {
+    current_txn_ = &t;
+    if (name == "commitTransaction" || name == "abortTransaction") {
+        outcome out = (this->*h)(req, client, ctx);
+        current_txn_ = nullptr;
+        return out;
+    }
+    if (name == "aggregate") {
+        bson_iter_t it, stage, op;
+        if (find_field(*req.command, "pipeline", it) && BSON_ITER_HOLDS_ARRAY(&it) &&
+            bson_iter_recurse(&it, &stage) && bson_iter_next(&stage) &&
+            BSON_ITER_HOLDS_DOCUMENT(&stage) && bson_iter_recurse(&stage, &op) &&
+            bson_iter_next(&op) && key_of(op) == "$changeStream") {
+            current_txn_ = nullptr;
+            return error(263,
+                         "Operation not permitted in transaction :: caused by :: Cannot "
+                         "run '$changeStream' in a multi-document transaction.");
+        }
+    }
+    // The transaction reads and writes its own copy of the collection the command names.
+    const std::string coll = target_collection(req);
+    if (!coll.empty())
+        touch_collection(t, store_, req.db, coll);
+    const std::size_t before = t.ops.size();
+    std::swap(store_, t.data);
+    outcome out = (this->*h)(req, client, ctx);
+    std::swap(store_, t.data);
+    current_txn_ = nullptr;
+    if (auto conflict = check_conflicts(t, store_, before)) {
+        abort(t);
+        return error(conflict->error.code, conflict->error.message, conflict->labels);
+    }
+    // Any failure inside a transaction aborts it, as on mongod.
+    bson_iter_t it;
+    if (out.reply &&
+        (bson_has_field(out.reply.get(), "writeErrors") ||
+         (bson_iter_init_find(&it, out.reply.get(), "ok") && bson_iter_as_double(&it) == 0.0)))
+        abort(t);
+    return out;
+}
+
+void command_processor::abort(transaction& t) {
+    t.status = transaction::state::aborted;
+    t.data = store{};
+    t.base.clear();
+    t.ops.clear();
+}
+
+outcome command_processor::cmd_commit_transaction(const request&, client_info&, exec_context&) {
+    transaction& t = *current_txn_;
+    if (t.status == transaction::state::committed)
+        return ok(make_bson());  // a retried commit: it happened already
+    if (auto conflict = check_conflicts(t, store_, 0)) {
+        abort(t);
+        return error(conflict->error.code, conflict->error.message, conflict->labels);
+    }
+    apply_transaction(t, store_);
+    oplog_.append_transaction(std::move(t.ops));
+    t.status = transaction::state::committed;
+    t.data = store{};
+    t.base.clear();
+    t.ops.clear();
+    return ok(make_bson());
+}
+
+outcome command_processor::cmd_abort_transaction(const request&, client_info&, exec_context&) {
+    abort(*current_txn_);
+    return ok(make_bson());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1080,8 +1250,24 @@ outcome command_processor::cmd_build_info(const request&, client_info&, exec_con
     return ok(std::move(r));
 }
 
-outcome command_processor::cmd_end_sessions(const request&, client_info&, exec_context&) {
-    return ok(make_bson());  // sessions carry no server state here
+outcome command_processor::cmd_end_sessions(const request& req, client_info&, exec_context&) {
+    // Ending a session aborts its open transaction. Unknown sessions are fine, as on mongod.
+    bson_iter_t first, el;
+    first_element(*req.command, first);
+    if (!BSON_ITER_HOLDS_ARRAY(&first) || !bson_iter_recurse(&first, &el))
+        return error(14, "endSessions expects an array of session ids");
+    while (bson_iter_next(&el)) {
+        bson_t one;
+        txn_fields f;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&el) || !view_document(el, one))
+            return error(14, "each session id must be a document {id: UUID}");
+        bson_ptr wrapped = make_bson();
+        BSON_APPEND_DOCUMENT(wrapped.get(), "lsid", &one);
+        if (auto fail = parse_txn_fields(*wrapped, f))
+            return error(*fail);
+        sessions_.end_session(f.session);
+    }
+    return ok(make_bson());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1775,6 +1961,14 @@ outcome command_processor::cmd_get_more(const request& req, client_info& client,
     if (it->second.ns != ns)
         return error(13, "Requested getMore on namespace '" + ns +
                              "', but cursor belongs to a different namespace " + it->second.ns);
+    if (auto code = checkout_fail_point_fires(client)) {
+        std::vector<std::string> labels;
+        if (std::holds_alternative<change_stream>(it->second.state) &&
+            resumable_change_stream_code(*code))
+            labels.push_back("ResumableChangeStreamError");
+        cursors_.erase(it);  // a getMore that fails with its cursor checked out kills it
+        return error(*code, "Hit the 'failGetMoreAfterCursorCheckout' failpoint", labels);
+    }
     std::int64_t batch_size = get_int(cmd, "batchSize").value_or(0);
     if (batch_size < 0)
         return error(2, "batchSize must be non-negative");
@@ -1945,7 +2139,7 @@ outcome command_processor::open_stream(const request& req, const bson_t& pipelin
     if (!b.events.empty() || !b.caught_up)
         pbrt = b.last;
     if (!pbrt && !b.caught_up && cs.next_seq > oplog_.begin_seq())
-        pbrt = token_position{oplog_.at(cs.next_seq - 1).ts, token_kind::high_water};
+        pbrt = position_after(oplog_.at(cs.next_seq - 1));
     if (!pbrt && !b.caught_up && cs.next_seq < oplog_.end_seq()) {
         timestamp ts = oplog_.at(cs.next_seq).ts;  // just before the next event
         ts = ts.i > 0 ? timestamp{ts.t, ts.i - 1} : timestamp{ts.t - 1, UINT32_MAX};
@@ -2137,6 +2331,29 @@ outcome command_processor::run_pipeline(const request& req, collection* c, const
                 }
                 docs.push_back(share(std::move(out)));
             }
+        } else if (is_reshape_stage(name)) {
+            // $addFields/$set/$unset/$replaceRoot/$replaceWith (stages.hpp).
+            reshape_stage rs;
+            if (auto f = parse_reshape_stage(stage, rs))
+                return error(*f);
+            for (auto& d : docs) {
+                bson_ptr shaped = copy_bson(d.get());
+                if (auto f = apply_reshape_stage(rs, shaped, false))
+                    return error(*f);
+                d = share(std::move(shaped));
+            }
+        } else if (name == "$unwind") {
+            unwind_stage us;
+            if (auto f = parse_unwind_stage(stage, us))
+                return error(*f);
+            std::vector<shared_doc> unwound;
+            for (const auto& d : docs) {
+                std::vector<bson_ptr> out;
+                apply_unwind_stage(us, *d, out);
+                for (auto& o : out)
+                    unwound.push_back(share(std::move(o)));
+            }
+            docs = std::move(unwound);
         } else {
             return error(40324, "Unrecognized pipeline stage name: '" + name + "'");
         }
@@ -2285,32 +2502,22 @@ outcome command_processor::cmd_configure_fail_point(const request& req, client_i
     if (req.db != "admin")
         return error(13, "configureFailPoint may only be run against the admin database.");
     const bson_t& cmd = *req.command;
+    if (target_collection(req) == "failGetMoreAfterCursorCheckout")
+        return configure_checkout_fail_point(req, client);
     if (target_collection(req) != "failCommand")
-        return error(2, "mongosim supports only the failCommand fail point");
+        return error(2,
+                     "mongosim supports the failCommand and failGetMoreAfterCursorCheckout fail "
+                     "points");
     fail_point fp;
     bson_iter_t mode;
     if (!find_field(cmd, "mode", mode))
         return error(9, "configureFailPoint needs 'mode'");
-    if (BSON_ITER_HOLDS_UTF8(&mode)) {
-        std::string_view m = bson_iter_utf8(&mode, nullptr);
-        if (m == "off") {
-            current = fail_point{};
-            return ok(make_bson());
-        }
-        if (m != "alwaysOn")
-            return error(2, "mode must be off, alwaysOn or {times: n}");
-        fp.times = -1;
-    } else {
-        bson_t m;
-        auto times = BSON_ITER_HOLDS_DOCUMENT(&mode) && view_document(mode, m) ? get_int(m, "times")
-                                                                               : std::nullopt;
-        if (!times || *times < 0)
-            return error(2, "mode must be off, alwaysOn or {times: n}");
-        if (*times == 0) {
-            current = fail_point{};
-            return ok(make_bson());
-        }
-        fp.times = *times;
+    bool off = false;
+    if (auto f = parse_fail_point_mode(mode, fp, off))
+        return error(*f);
+    if (off) {
+        current = fail_point{};
+        return ok(make_bson());
     }
     bson_t data;
     bson_iter_t it, el;
@@ -2336,8 +2543,13 @@ outcome command_processor::cmd_configure_fail_point(const request& req, client_i
             std::clamp<std::int64_t>(get_int(data, "blockTimeMS").value_or(0), 0, 3'600'000));
     if (find_field(data, "appName", it) && BSON_ITER_HOLDS_UTF8(&it))
         fp.app_name = bson_iter_utf8(&it, nullptr);
-    if (!fp.error_code && !fp.close_connection && fp.block_ms == 0)
-        return error(2, "failCommand needs errorCode, closeConnection or blockConnection");
+    bson_t wce;
+    if (get_doc(data, "writeConcernError", wce))
+        fp.write_concern_error = copy_bson(&wce);
+    if (!fp.error_code && !fp.close_connection && fp.block_ms == 0 && !fp.write_concern_error)
+        return error(2,
+                     "failCommand needs errorCode, closeConnection, blockConnection or "
+                     "writeConcernError");
     fp.active = true;
     current = std::move(fp);
     return ok(make_bson());

@@ -9,12 +9,18 @@
 // (so resume tokens are the same on every member), while hello, the primary's write rights,
 // secondaryOk checks and cursor ownership follow the member a connection reached.
 //
+// Multi-document transactions (transactions.hpp) are per session: a command with
+// autocommit: false runs against its transaction's own view of the data, and its change
+// events reach the oplog only when commitTransaction succeeds.
+//
 // Thread safety: none; one instance per server, used from the server's thread.
 
 #include "change_stream.hpp"
 #include "oplog.hpp"
+#include "retryable_writes.hpp"
 #include "scram.hpp"
 #include "store.hpp"
+#include "transactions.hpp"
 
 #include <mongosim/server.hpp>
 #include <mongosim/wire.hpp>
@@ -71,6 +77,10 @@ struct exec_context {
     bool failpoint_checked = false;
     std::optional<bson_ptr> failpoint_reply;  // error reply decided by a fail point
     bool failpoint_close = false;
+    // failCommand's writeConcernError, attached to the reply after the command ran, and the
+    // errorLabels that go with it.
+    bson_ptr write_concern_error;
+    std::optional<std::vector<std::string>> write_concern_error_labels;
 };
 
 struct outcome {
@@ -132,6 +142,9 @@ private:
         bool close_connection = false;
         int block_ms = 0;
         std::string app_name;
+        bson_ptr write_concern_error;  // {code, errmsg}: the command runs, then this is added
+        std::int64_t skip = 0;                // mode {skip: n}: let n matching commands pass
+        double activation_probability = 1.0;  // mode {activationProbability: p}
     };
     using handler = outcome (command_processor::*)(const request&, client_info&, exec_context&);
 
@@ -155,6 +168,9 @@ private:
     outcome cmd_get_more(const request&, client_info&, exec_context&);
     outcome cmd_kill_cursors(const request&, client_info&, exec_context&);
     outcome cmd_count(const request&, client_info&, exec_context&);
+    // distinct and findAndModify live in commands_extra.cpp.
+    outcome cmd_distinct(const request&, client_info&, exec_context&);
+    outcome cmd_find_and_modify(const request&, client_info&, exec_context&);
     outcome cmd_aggregate(const request&, client_info&, exec_context&);
     outcome cmd_create_indexes(const request&, client_info&, exec_context&);
     outcome cmd_list_indexes(const request&, client_info&, exec_context&);
@@ -166,6 +182,14 @@ private:
     outcome cmd_server_status(const request&, client_info&, exec_context&);
     outcome cmd_repl_set_step_down(const request&, client_info&, exec_context&);
     outcome cmd_repl_set_get_status(const request&, client_info&, exec_context&);
+    outcome cmd_commit_transaction(const request&, client_info&, exec_context&);
+    outcome cmd_abort_transaction(const request&, client_info&, exec_context&);
+
+    // Runs a command of a transaction: against the transaction's view of the data, with its
+    // change events kept in the transaction; a failed command aborts the transaction.
+    outcome run_in_transaction(transaction& t, handler h, const std::string& name,
+                               const request& req, client_info& client, exec_context& ctx);
+    void abort(transaction& t);
 
     // Refuses writes on a secondary (NotWritablePrimary) and reads there without a
     // secondaryOk read preference (NotPrimaryNoSecondaryOk).
@@ -196,7 +220,8 @@ private:
                        std::int64_t id, const std::string& ns,
                        const std::optional<token_position>& pbrt);
 
-    // Records a change event; returns its cluster time.
+    // Records a change event (inside a transaction: keeps it for the commit); returns its
+    // cluster time.
     timestamp record(event_record e);
     // Gets or creates a collection, recording a create event for a new one.
     collection& obtain(const std::string& db, const std::string& coll);
@@ -204,6 +229,22 @@ private:
     void reap_cursors(steady_time now);
     std::optional<outcome> check_fail_point(const std::string& name, const request& req,
                                             client_info& client, exec_context& ctx);
+    // A retryable write already done (same lsid and txnNumber): its first reply, or
+    // TransactionTooOld for an older txnNumber (commands_extra.cpp).
+    std::optional<outcome> replay_retried_write(const std::string& name, const request& req);
+    // After a handler ran: records a retryable write's reply, attaches a fail point's
+    // writeConcernError (commands_extra.cpp).
+    void finish_command(const std::string& name, const request& req, exec_context& ctx,
+                        outcome& out);
+    // Fail point modes beyond off/alwaysOn/{times}: {skip: n} and {activationProbability: p}
+    // (commands_extra.cpp). `off` is set for a mode that turns the fail point off.
+    std::optional<cmd_error> parse_fail_point_mode(const bson_iter_t& mode, fail_point& fp,
+                                                   bool& off);
+    bool fail_point_fires(fail_point& fp);
+    // failGetMoreAfterCursorCheckout, per member (commands_extra.cpp): a getMore that found its
+    // cursor fails with the returned code (data.errorCode, else InternalError) and loses it.
+    outcome configure_checkout_fail_point(const request& req, const client_info& client);
+    std::optional<int> checkout_fail_point_fires(const client_info& client);
 
     server_options opts_;
     std::vector<member_state> members_;
@@ -216,10 +257,15 @@ private:
     store store_;
     oplog oplog_;
     std::unordered_map<std::int64_t, cursor> cursors_;
+    session_registry sessions_;
+    transaction* current_txn_ = nullptr;  // the transaction of the command being executed
     std::unordered_map<std::string, handler> handlers_;
     // One per member, as every mongod has its own (configureFailPoint acts on the member the
     // connection reached).
     std::vector<fail_point> fail_points_;
+    std::vector<fail_point> checkout_fail_points_;  // failGetMoreAfterCursorCheckout, by member
+    // The session table of retryable writes, shared by the members (retryable_writes.hpp).
+    retryable_write_table retryable_writes_;
     user_registry users_;
     network_stats network_;
     auth_stats auth_stats_[2];  // indexed by scram_mechanism

@@ -1,6 +1,6 @@
 // mongosim executable: a MongoDB replica-set simulator for tests and demos.
 //   mongosim --port P [--host 127.0.0.1] [--replset N] [--set-name rs0] [--oplog-size N]
-//            [--step-down-every MS] [--auth user:password[,user2:pw2]]
+//            [--oplog-size-mb MB] [--step-down-every MS] [--auth user:password[,user2:pw2]]
 //            [--tls-cert F --tls-key F [--tls-ca F]]
 //            [--preload N [--preload-collections C] [--preload-databases D] [--preload-db NAME]
 //             [--preload-doc-bytes B] [--preload-seed S]]
@@ -28,7 +28,7 @@ namespace {
 void usage(std::FILE* out) {
     std::fputs(
         "usage: mongosim --port P [--host 127.0.0.1] [--replset N] [--set-name rs0]\n"
-        "                [--oplog-size N] [--step-down-every MS]\n"
+        "                [--oplog-size N] [--oplog-size-mb MB] [--step-down-every MS]\n"
         "                [--auth user:password[,user2:pw2]] [--trace]\n"
         "                [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]\n"
         "                [--preload N [--preload-collections C] [--preload-databases D]\n"
@@ -42,6 +42,11 @@ void usage(std::FILE* out) {
         "  --step-down-every MS\n"
         "                   the primary steps down every MS milliseconds (failover chaos)\n"
         "  --oplog-size N   keep at most N change events; older ones are dropped (default: all)\n"
+        "  --oplog-size-mb MB\n"
+        "                   keep at most MB MiB of oplog entries (their BSON size); the oldest\n"
+        "                   are dropped, a transaction's all at once (default: no limit). With\n"
+        "                   either bound, resuming from a dropped event fails with\n"
+        "                   ChangeStreamHistoryLost (286)\n"
         "  --auth U:P[,..]  create these users in admin and require SCRAM authentication\n"
         "                   (SCRAM-SHA-256 and SCRAM-SHA-1); passwords cannot contain ','\n"
         "  --tls-cert FILE  serve TLS only, presenting this PEM certificate (chain)\n"
@@ -111,6 +116,8 @@ int main(int argc, char** argv) {
             ok = mongosim::parse_users(value, opts.users);
         } else if (arg == "--oplog-size") {
             ok = parse_number(value, opts.oplog_size);
+        } else if (arg == "--oplog-size-mb") {
+            ok = parse_number(value, opts.oplog_size_mb) && opts.oplog_size_mb <= 1'000'000;
         } else if (arg == "--preload") {
             ok = parse_number(value, opts.preload.events);
         } else if (arg == "--preload-collections") {

@@ -1,9 +1,13 @@
 #include "query.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <regex>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace mongosim {
 namespace {
@@ -183,6 +187,175 @@ bool cmp_match(const bson_t& doc, std::string_view path, const bson_value_t& wan
     });
 }
 
+// $regex: MongoDB's PCRE patterns as ECMAScript (the common subset), options i, m, x, s, u.
+// Returns nothing for a pattern or option std::regex cannot take.
+std::optional<std::regex> compile_regex(std::string_view pattern, std::string_view options) {
+    auto flags = std::regex::ECMAScript;
+    std::string p(pattern);
+    for (char o : options) {
+        if (o == 'i') {
+            flags |= std::regex::icase;
+        } else if (o == 'm') {
+            flags |= std::regex::multiline;
+        } else if (o == 'x') {
+            // Extended: whitespace and #-comments outside classes are not part of the pattern.
+            std::string out;
+            bool in_class = false, escaped = false, comment = false;
+            for (char ch : p) {
+                if (comment) {
+                    comment = ch != '\n';
+                    continue;
+                }
+                if (!escaped && !in_class && (ch == ' ' || ch == '\t' || ch == '\n'))
+                    continue;
+                if (!escaped && !in_class && ch == '#') {
+                    comment = true;
+                    continue;
+                }
+                if (!escaped && ch == '[')
+                    in_class = true;
+                else if (!escaped && ch == ']')
+                    in_class = false;
+                escaped = !escaped && ch == '\\';
+                out += ch;
+            }
+            p = std::move(out);
+        } else if (o == 's') {
+            // Dot matches newlines too: '.' outside classes becomes [\s\S].
+            std::string out;
+            bool in_class = false, escaped = false;
+            for (char ch : p) {
+                if (!escaped && !in_class && ch == '.') {
+                    out += "[\\s\\S]";
+                    continue;
+                }
+                if (!escaped && ch == '[')
+                    in_class = true;
+                else if (!escaped && ch == ']')
+                    in_class = false;
+                escaped = !escaped && ch == '\\';
+                out += ch;
+            }
+            p = std::move(out);
+        } else if (o != 'u') {  // u (Unicode) is how Python drivers send their default
+            return std::nullopt;
+        }
+    }
+    try {
+        return std::regex(p, flags);
+    } catch (const std::regex_error&) {
+        return std::nullopt;
+    }
+}
+
+// The pattern and options of a $regex operator (with its sibling $options) or a regex value.
+bool regex_source(const bson_value_t& v, const bson_iter_t* options, std::string& pattern,
+                  std::string& opts) {
+    if (v.value_type == BSON_TYPE_REGEX) {
+        pattern = v.value.v_regex.regex;
+        opts = v.value.v_regex.options ? v.value.v_regex.options : "";
+    } else if (v.value_type == BSON_TYPE_UTF8) {
+        pattern.assign(v.value.v_utf8.str, v.value.v_utf8.len);
+        opts.clear();
+    } else {
+        return false;
+    }
+    if (options && BSON_ITER_HOLDS_UTF8(options))
+        opts = bson_iter_utf8(options, nullptr);
+    return true;
+}
+
+bool regex_match(const bson_t& doc, std::string_view path, const std::string& pattern,
+                 const std::string& opts) {
+    auto re = compile_regex(pattern, opts);
+    bson_iter_t field;
+    if (!re || !lookup(doc, path, field))
+        return false;
+    return any_value(field, [&](const bson_value_t& v) {
+        if (v.value_type == BSON_TYPE_UTF8)
+            return std::regex_search(v.value.v_utf8.str, v.value.v_utf8.str + v.value.v_utf8.len,
+                                     *re);
+        if (v.value_type == BSON_TYPE_SYMBOL)
+            return std::regex_search(v.value.v_symbol.symbol,
+                                     v.value.v_symbol.symbol + v.value.v_symbol.len, *re);
+        // A stored regex equal to the pattern matches too, as on mongod.
+        return v.value_type == BSON_TYPE_REGEX && pattern == v.value.v_regex.regex &&
+               opts == (v.value.v_regex.options ? v.value.v_regex.options : "");
+    });
+}
+
+bool operator_match(const bson_t& doc, std::string_view path, const bson_iter_t& ops);
+
+// $type's argument: a BSON type number or alias ("number" is every numeric type).
+std::optional<int> type_code(const bson_iter_t& it) {
+    if (auto n = as_int64(it))
+        return static_cast<int>(*n);
+    if (!BSON_ITER_HOLDS_UTF8(&it))
+        return std::nullopt;
+    static const std::pair<std::string_view, int> aliases[] = {
+        {"double", 1},     {"string", 2},     {"object", 3},      {"array", 4},   {"binData", 5},
+        {"undefined", 6},  {"objectId", 7},   {"bool", 8},        {"date", 9},    {"null", 10},
+        {"regex", 11},     {"dbPointer", 12}, {"javascript", 13}, {"symbol", 14}, {"int", 16},
+        {"timestamp", 17}, {"long", 18},      {"decimal", 19},    {"minKey", -1}, {"maxKey", 127},
+        {"number", 1000}};
+    const std::string_view s = bson_iter_utf8(&it, nullptr);
+    for (const auto& [name, code] : aliases)
+        if (name == s)
+            return code;
+    return std::nullopt;
+}
+
+bool type_is(const bson_value_t& v, int code) {
+    if (code == 1000)
+        return type_rank(v.value_type) == 2;
+    const int t = v.value_type == BSON_TYPE_MINKEY   ? -1
+                  : v.value_type == BSON_TYPE_MAXKEY ? 127
+                                                     : static_cast<int>(v.value_type);
+    return t == code;
+}
+
+bool type_match(const bson_t& doc, std::string_view path, const bson_iter_t& arg) {
+    std::vector<int> codes;
+    if (BSON_ITER_HOLDS_ARRAY(&arg)) {
+        bson_iter_t el;
+        bson_iter_recurse(&arg, &el);
+        while (bson_iter_next(&el))
+            if (auto c = type_code(el))
+                codes.push_back(*c);
+    } else if (auto c = type_code(arg)) {
+        codes.push_back(*c);
+    }
+    bson_iter_t field;
+    if (!lookup(doc, path, field))
+        return false;
+    return any_value(field, [&](const bson_value_t& v) {
+        return std::any_of(codes.begin(), codes.end(), [&](int c) { return type_is(v, c); });
+    });
+}
+
+bool elem_match(const bson_t& doc, std::string_view path, const bson_iter_t& spec_it) {
+    bson_iter_t field, el;
+    bson_t spec;
+    if (!lookup(doc, path, field) || !BSON_ITER_HOLDS_ARRAY(&field) ||
+        !view_document(spec_it, spec) || !bson_iter_recurse(&field, &el))
+        return false;
+    const bool on_values = is_operator_doc(spec_it);
+    while (bson_iter_next(&el)) {
+        if (on_values) {
+            // {$elemMatch: {$gte: 80, $lt: 85}}: the operators apply to the element itself.
+            bson_ptr wrapped = make_bson();
+            append_value(wrapped.get(), "v", *bson_iter_value(&el));
+            if (operator_match(*wrapped, "v", spec_it))
+                return true;
+        } else {
+            bson_t sub;
+            if (BSON_ITER_HOLDS_DOCUMENT(&el) && view_document(el, sub) && matches(sub, spec))
+                return true;
+        }
+    }
+    return false;
+}
+
 bool operator_match(const bson_t& doc, std::string_view path, const bson_iter_t& ops) {
     bson_iter_t op;
     bson_iter_recurse(&ops, &op);
@@ -190,7 +363,46 @@ bool operator_match(const bson_t& doc, std::string_view path, const bson_iter_t&
         std::string_view name = key_of(op);
         const bson_value_t& v = *bson_iter_value(&op);
         bool ok;
-        if (name == "$eq") {
+        if (name == "$regex") {
+            bson_iter_t options;
+            const bool has_options =
+                bson_iter_recurse(&ops, &options) && bson_iter_find(&options, "$options");
+            std::string pattern, opts;
+            ok = regex_source(v, has_options ? &options : nullptr, pattern, opts) &&
+                 regex_match(doc, path, pattern, opts);
+        } else if (name == "$options") {
+            ok = true;  // read with $regex
+        } else if (name == "$size") {
+            bson_iter_t field, el;
+            std::int64_t count = 0;
+            if (lookup(doc, path, field) && BSON_ITER_HOLDS_ARRAY(&field) &&
+                bson_iter_recurse(&field, &el))
+                while (bson_iter_next(&el))
+                    ++count;
+            ok = BSON_ITER_HOLDS_ARRAY(&field) && as_int64(op) == count;
+        } else if (name == "$all") {
+            bson_iter_t el;
+            bson_iter_recurse(&op, &el);
+            ok = false;
+            bool all = true;
+            while (bson_iter_next(&el)) {
+                ok = true;
+                all = all && eq_match(doc, path, *bson_iter_value(&el));
+            }
+            ok = ok && all;  // an empty $all matches nothing
+        } else if (name == "$not") {
+            if (BSON_ITER_HOLDS_REGEX(&op)) {
+                std::string pattern, opts;
+                regex_source(v, nullptr, pattern, opts);
+                ok = !regex_match(doc, path, pattern, opts);
+            } else {
+                ok = !operator_match(doc, path, op);
+            }
+        } else if (name == "$type") {
+            ok = type_match(doc, path, op);
+        } else if (name == "$elemMatch") {
+            ok = elem_match(doc, path, op);
+        } else if (name == "$eq") {
             ok = eq_match(doc, path, v);
         } else if (name == "$ne") {
             ok = !eq_match(doc, path, v);
@@ -218,6 +430,57 @@ failure validate_operators(const bson_iter_t& ops) {
         if (name == "$in" || name == "$nin") {
             if (!BSON_ITER_HOLDS_ARRAY(&op))
                 return cmd_error{2, std::string(name) + " needs an array"};
+        } else if (name == "$regex" || name == "$options") {
+            bson_iter_t regex, options;
+            const bool has_regex =
+                bson_iter_recurse(&ops, &regex) && bson_iter_find(&regex, "$regex");
+            const bool has_options =
+                bson_iter_recurse(&ops, &options) && bson_iter_find(&options, "$options");
+            if (!has_regex)
+                return cmd_error{2, "$options needs a $regex"};
+            if (has_options && !BSON_ITER_HOLDS_UTF8(&options))
+                return cmd_error{2, "$options has to be a string"};
+            std::string pattern, opts;
+            if (!regex_source(*bson_iter_value(&regex), has_options ? &options : nullptr, pattern,
+                              opts))
+                return cmd_error{2, "$regex has to be a string"};
+            if (!compile_regex(pattern, opts))
+                return cmd_error{51091, "Regular expression is invalid: " + pattern};
+        } else if (name == "$size") {
+            const auto n = as_int64(op);
+            if (!n || *n < 0 || (BSON_ITER_HOLDS_DOUBLE(&op) && bson_iter_double(&op) != *n))
+                return cmd_error{2, "$size needs a non-negative whole number"};
+        } else if (name == "$all") {
+            if (!BSON_ITER_HOLDS_ARRAY(&op))
+                return cmd_error{2, "$all needs an array"};
+        } else if (name == "$not") {
+            if (BSON_ITER_HOLDS_REGEX(&op))
+                continue;
+            if (!is_operator_doc(op))
+                return cmd_error{2, "$not needs a regex or a document of operators"};
+            if (auto f = validate_operators(op))
+                return f;
+        } else if (name == "$type") {
+            bool any = false, bad = false;
+            if (BSON_ITER_HOLDS_ARRAY(&op)) {
+                bson_iter_t el;
+                bson_iter_recurse(&op, &el);
+                while (bson_iter_next(&el)) {
+                    any = true;
+                    bad = bad || !type_code(el);
+                }
+            } else {
+                any = true;
+                bad = !type_code(op);
+            }
+            if (!any || bad)
+                return cmd_error{2, "$type needs a BSON type number or alias"};
+        } else if (name == "$elemMatch") {
+            bson_t spec;
+            if (!BSON_ITER_HOLDS_DOCUMENT(&op) || !view_document(op, spec))
+                return cmd_error{2, "$elemMatch needs an Object"};
+            if (auto f = is_operator_doc(op) ? validate_operators(op) : validate_filter(spec))
+                return f;
         } else if (name != "$eq" && name != "$ne" && name != "$exists" && name != "$gt" &&
                    name != "$gte" && name != "$lt" && name != "$lte") {
             return cmd_error{2, "unknown operator: " + std::string(name)};
@@ -328,6 +591,11 @@ failure validate_filter(const bson_t& filter) {
         } else if (is_operator_doc(it)) {
             if (auto f = validate_operators(it))
                 return f;
+        } else if (BSON_ITER_HOLDS_REGEX(&it)) {
+            std::string pattern, opts;
+            regex_source(*bson_iter_value(&it), nullptr, pattern, opts);
+            if (!compile_regex(pattern, opts))
+                return cmd_error{51091, "Regular expression is invalid: " + pattern};
         }
     }
     return {};
@@ -354,6 +622,11 @@ bool matches(const bson_t& doc, const bson_t& filter) {
             ok = k == "$and" ? all : (k == "$or" ? any : !any);
         } else if (is_operator_doc(it)) {
             ok = operator_match(doc, k, it);
+        } else if (BSON_ITER_HOLDS_REGEX(&it)) {
+            // {field: /pattern/}: a regex match on strings (or an equal stored regex).
+            std::string pattern, opts;
+            regex_source(*bson_iter_value(&it), nullptr, pattern, opts);
+            ok = regex_match(doc, k, pattern, opts);
         } else {
             ok = eq_match(doc, k, *bson_iter_value(&it));
         }
@@ -439,6 +712,9 @@ failure parse_projection(const bson_t& spec, projection& out) {
         out.inclusion = include;
         out.fields.emplace_back(k);
     }
+    bson_iter_t id;
+    if (!have_mode && bson_iter_init_find(&id, &spec, "_id") && bson_iter_as_bool(&id))
+        out.inclusion = true;  // {_id: 1}: only the _id
     return {};
 }
 

@@ -48,7 +48,7 @@ struct projection {
     bool inclusion = false;
     bool exclude_id = false;
     std::vector<std::string> fields;
-    bool empty() const noexcept { return fields.empty() && !exclude_id; }
+    bool empty() const noexcept { return fields.empty() && !exclude_id && !inclusion; }
 };
 failure parse_projection(const bson_t& spec, projection& out);
 bson_ptr apply_projection(const bson_t& doc, const projection& p);

@@ -82,6 +82,9 @@ struct server_options {
     // Non-zero: the primary steps down this often (failover chaos for tests).
     std::chrono::milliseconds step_down_every{0};
     std::size_t oplog_size = 0;  // most change events kept; 0: unbounded
+    // Most bytes of oplog entries kept (BSON size, MiB); 0: unbounded. Resuming from an event
+    // that was dropped fails with ChangeStreamHistoryLost (286), as with oplog_size.
+    std::size_t oplog_size_mb = 0;
     std::chrono::milliseconds cursor_timeout = std::chrono::minutes(10);  // idle cursors die
     bool trace = false;  // print every request and reply (relaxed extended JSON) to stderr
     // Non-empty: authentication is on; every command but the handshake, ping, buildInfo,
