@@ -2,10 +2,15 @@
 #include <penne/file/state_store.hpp>
 #include <penne/memory_state_store.hpp>
 
+#include "detail/journal.hpp"
 #include "detail/posix_io.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/cancellation_state.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
 #include <fcntl.h>
@@ -13,8 +18,11 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <set>
+#include <variant>
+#include <vector>
 
 namespace penne::file {
 namespace {
@@ -26,6 +34,7 @@ constexpr std::string_view format_tag = "penne.scope_state";
 constexpr const char* lock_file_name = ".penne-state.lock";
 constexpr std::string_view file_prefix = "scope-";
 constexpr std::string_view file_suffix = ".json";
+constexpr std::string_view journal_suffix = ".journal";
 // Escaped ids longer than this are shortened; keeps names far below NAME_MAX (255).
 constexpr std::size_t max_stem = 200;
 constexpr std::size_t kept_stem = 150;
@@ -47,10 +56,6 @@ std::string sha256_hex(std::string_view data, std::size_t bytes) {
         out += hex_digits[digest[i] & 0xf];
     }
     return out;
-}
-
-json::value token_to_json(const resume_token& t) {
-    return json::value(t.to_hex());
 }
 
 // Reading a file we wrote: every failure is a reason string for the corruption report.
@@ -177,54 +182,7 @@ decode_result decode_state(std::string_view text, const std::string& scope_id, s
     return decode_result::ok;
 }
 
-std::string encode_state(const std::string& scope_id, const scope_state& state) {
-    json::object root;
-    root["format"] = format_tag;
-    root["version"] = state_store::format_version;
-    root["scope"] = scope_id;
-    root["watermark"] = state.watermark ? token_to_json(*state.watermark) : json::value(nullptr);
-    json::array entries;
-    entries.reserve(state.entries.size());
-    for (const auto& e : state.entries) {
-        json::object o;
-        o["seq"] = e.seq;
-        o["key"] = e.key;
-        o["db"] = e.db;
-        o["coll"] = e.coll;
-        o["first"] = token_to_json(e.first);
-        o["last"] = token_to_json(e.last);
-        o["count"] = e.count;
-        o["durable"] = e.durable;
-        entries.emplace_back(std::move(o));
-    }
-    root["entries"] = std::move(entries);
-    std::string text = json::serialize(root);
-    text += '\n';
-    return text;
-}
-
-std::string move_aside_advice(const std::string& path) {
-    return " penne left the file untouched. Restore it from a backup, or move it aside (mv " +
-           path + " " + path +
-           ".bad) to start this scope from scratch: the scope then resumes from its "
-           "configured start position, which can repeat or skip events.";
-}
-
-}  // namespace
-
-state_store::state_store(std::filesystem::path dir, syscalls& sys)
-    : dir_(std::move(dir)), sys_(sys) {}
-
-state_store::~state_store() {
-    if (lock_fd_ >= 0)
-        sys_.close(lock_fd_);
-}
-
-std::string state_store::describe() const {
-    return "file:" + dir_.string();
-}
-
-std::string state_store::file_name(std::string_view scope_id) {
+std::string escaped_stem(std::string_view scope_id) {
     std::string stem;
     for (char ch : scope_id) {
         auto c = static_cast<unsigned char>(ch);
@@ -250,9 +208,80 @@ std::string state_store::file_name(std::string_view scope_id) {
         stem += '~';
         stem += sha256_hex(scope_id, 16);
     }
-    return std::string(file_prefix) + stem + std::string(file_suffix);
+    return stem;
 }
 
+std::string move_aside_advice(const std::string& path) {
+    return " penne left the file untouched. Restore it from a backup, or move it aside (mv " +
+           path + " " + path +
+           ".bad) to start this scope from scratch: the scope then resumes from its "
+           "configured start position, which can repeat or skip events.";
+}
+
+std::string journal_advice(const std::string& path, std::uint64_t offset) {
+    return " penne left the file untouched. Restore it from a backup; or keep the state "
+           "before the damage with `truncate -s " +
+           std::to_string(offset) + " " + path +
+           "` (batches recorded after that point may be written again under other keys); or "
+           "move it aside (mv " +
+           path + " " + path +
+           ".bad) to start this scope from scratch: the scope then resumes from its "
+           "configured start position, which can repeat or skip events.";
+}
+
+}  // namespace
+
+// One call waiting for the frame its operation was put in.
+struct state_store::waiter {
+    bool done = false;
+    error_code ec;
+    std::string message;
+    asio::steady_timer* timer = nullptr;  // null for the call that writes the frame
+};
+
+struct state_store::pending_op {
+    std::variant<manifest_entry, commit_request> op;
+};
+
+struct state_store::scope_slot {
+    bool loaded = false;
+    detail::journal_state state;
+    std::uint64_t file_size = 0;        // bytes in the journal; 0: there is none yet
+    std::uint64_t valid_size = 0;       // its intact prefix (shorter after a torn tail)
+    std::uint64_t last_seq = 0;         // number of its last intact frame
+    std::uint64_t next_compaction = 0;  // after a failed compaction: retry from this size
+    // The group being gathered: its encoded operations, the operations themselves (applied
+    // to `state` once durable) and the calls waiting for it.
+    bool flushing = false;
+    std::string pending;
+    std::vector<pending_op> ops;
+    std::vector<waiter*> waiters;
+};
+
+state_store::state_store(std::filesystem::path dir, syscalls& sys)
+    : state_store(std::move(dir), journal_options{}, sys) {}
+
+state_store::state_store(std::filesystem::path dir, journal_options opts, syscalls& sys)
+    : dir_(std::move(dir)), opts_(opts), sys_(sys) {}
+
+state_store::~state_store() {
+    if (dir_fd_ >= 0)
+        sys_.close(dir_fd_);
+    if (lock_fd_ >= 0)
+        sys_.close(lock_fd_);
+}
+
+std::string state_store::describe() const {
+    return "file:" + dir_.string();
+}
+
+std::string state_store::file_name(std::string_view scope_id) {
+    return std::string(file_prefix) + escaped_stem(scope_id) + std::string(file_suffix);
+}
+
+std::string state_store::journal_name(std::string_view scope_id) {
+    return std::string(file_prefix) + escaped_stem(scope_id) + std::string(journal_suffix);
+}
 error_code state_store::open(diagnostics& diag) {
     std::lock_guard lock(mutex_);
     if (opened_)
@@ -314,6 +343,7 @@ error_code state_store::open(diagnostics& diag) {
         return penne::errc::io_error;
     }
     lock_fd_ = lock_fd.release();  // held until destruction: the flock lives with it
+    dir_fd_ = dirfd.release();
     opened_ = true;
     return {};
 }
@@ -329,70 +359,116 @@ state_store::scope_slot& state_store::slot_for(const std::string& scope_id) {
 
 error_code state_store::read_scope(const std::string& scope_id, scope_slot& slot,
                                    diagnostics& diag) {
-    const std::string name = file_name(scope_id);
+    const std::string name = journal_name(scope_id);
     const std::string path = (dir_ / name).string();
-    detail::unique_fd dirfd;
-    if (int err = detail::open_directory(sys_, dir_, dirfd)) {
-        diag.message = "cannot read state of scope '" + scope_id + "': opening directory " +
-                       dir_.string() + " failed: " + detail::errno_text(err);
-        return penne::errc::io_error;
-    }
-    std::string text;
+    std::string bytes;
     bool missing = false;
     detail::io_failure fail;
-    if (!detail::read_file(sys_, dirfd.get(), path, name, text, missing, fail)) {
+    if (!detail::read_file(sys_, dir_fd_, path, name, bytes, missing, fail)) {
         diag.message = "cannot read state of scope '" + scope_id + "': " + fail.describe() +
                        ". Check that the penne user may read and write " + dir_.string() + ".";
         return penne::errc::io_error;
     }
-    scope_state state;
-    if (!missing) {
-        std::string why;
-        std::int64_t version = 0;
-        switch (decode_state(text, scope_id, state, why, version)) {
-            case decode_result::ok:
-                break;
-            case decode_result::corrupt:
-                diag.message = "state file " + path + " of scope '" + scope_id +
-                               "' is corrupt: " + why + "." + move_aside_advice(path);
-                return penne::errc::state_corrupt;
-            case decode_result::newer_version:
-                diag.message = "state file " + path + " of scope '" + scope_id +
-                               "' has format version " + std::to_string(version) +
-                               ", but this penne reads only version " +
-                               std::to_string(format_version) +
-                               " (was it written by a newer penne?). Run a penne that reads "
-                               "it." +
-                               move_aside_advice(path);
-                return penne::errc::state_corrupt;
-        }
+    if (missing)
+        return migrate(scope_id, slot, diag);
+
+    auto r = detail::replay_journal(bytes, scope_id, slot.state);
+    switch (r.result) {
+        case detail::replay_result::outcome::ok:
+            break;
+        case detail::replay_result::outcome::corrupt:
+            slot.state.clear();
+            diag.message = "state journal " + path + " of scope '" + scope_id +
+                           "' is corrupt at byte offset " + std::to_string(r.bad_offset) + ": " +
+                           r.why + "." + journal_advice(path, r.bad_offset);
+            return penne::errc::state_corrupt;
+        case detail::replay_result::outcome::newer_version:
+            slot.state.clear();
+            diag.message = "state journal " + path + " of scope '" + scope_id +
+                           "' has format version " + std::to_string(r.version) +
+                           ", but this penne reads only version " +
+                           std::to_string(detail::journal_version) +
+                           " (was it written by a newer penne?). Run a penne that reads it." +
+                           move_aside_advice(path);
+            return penne::errc::state_corrupt;
     }
-    slot.state = std::move(state);
+    slot.file_size = bytes.size();
+    slot.valid_size = r.valid_size;
+    slot.last_seq = r.last_seq;
+    slot.next_compaction = 0;
     slot.loaded = true;
+    // A JSON file next to a journal outlived a migration interrupted after the journal
+    // became durable: the journal is the state.
+    const std::string legacy = file_name(scope_id);
+    if (sys_.unlinkat(dir_fd_, legacy.c_str(), 0) == 0)
+        sys_.fsync(dir_fd_);
     return {};
 }
 
-error_code state_store::write_scope(const std::string& scope_id, scope_slot& slot, scope_state next,
-                                    diagnostics& diag) {
-    // Whatever happens below, the disk may now differ from the cache (the rename can
-    // succeed and the directory fsync fail), so a failure makes the next call re-read.
-    slot.loaded = false;
-    const std::string text = encode_state(scope_id, next);
-    detail::unique_fd dirfd;
-    if (int err = detail::open_directory(sys_, dir_, dirfd)) {
-        diag.message = "cannot save state of scope '" + scope_id + "': opening directory " +
-                       dir_.string() + " failed: " + detail::errno_text(err);
-        return penne::errc::io_error;
-    }
+// No journal yet: start from the JSON file of an earlier version, if there is one.
+error_code state_store::migrate(const std::string& scope_id, scope_slot& slot, diagnostics& diag) {
+    const std::string name = file_name(scope_id);
+    const std::string path = (dir_ / name).string();
+    std::string text;
+    bool missing = false;
     detail::io_failure fail;
-    if (!detail::write_atomically(sys_, dirfd.get(), dir_.string(), file_name(scope_id), text,
-                                  fail)) {
-        diag.message = "cannot save state of scope '" + scope_id + "': " + fail.describe() +
-                       ". The previous state is still in place; the engine retries.";
+    if (!detail::read_file(sys_, dir_fd_, path, name, text, missing, fail)) {
+        diag.message = "cannot read state of scope '" + scope_id + "': " + fail.describe() +
+                       ". Check that the penne user may read and write " + dir_.string() + ".";
         return penne::errc::io_error;
     }
-    slot.state = std::move(next);
+    slot.state.clear();
+    slot.file_size = slot.valid_size = slot.last_seq = slot.next_compaction = 0;
+    if (missing) {
+        slot.loaded = true;  // a new scope: its first append creates the journal
+        return {};
+    }
+    scope_state old;
+    std::string why;
+    std::int64_t version = 0;
+    switch (decode_state(text, scope_id, old, why, version)) {
+        case decode_result::ok:
+            break;
+        case decode_result::corrupt:
+            diag.message = "state file " + path + " of scope '" + scope_id +
+                           "' is corrupt: " + why + "." + move_aside_advice(path);
+            return penne::errc::state_corrupt;
+        case decode_result::newer_version:
+            diag.message = "state file " + path + " of scope '" + scope_id +
+                           "' has format version " + std::to_string(version) +
+                           ", but this penne reads only version " + std::to_string(format_version) +
+                           " (was it written by a newer penne?). Run a penne that reads "
+                           "it." +
+                           move_aside_advice(path);
+            return penne::errc::state_corrupt;
+    }
+    detail::journal_state state;
+    if (old.watermark) {
+        commit_request wm{.durable_keys = {}, .watermark = old.watermark, .retire_keys = {}};
+        state.commit(wm);
+    }
+    for (const auto& e : old.entries)
+        state.record(e);
+    std::string bytes;
+    detail::append_journal_header(bytes);
+    const auto frame = detail::begin_frame(bytes, 1);
+    detail::append_snapshot(bytes, scope_id, state);
+    detail::end_frame(bytes, frame);
+    // The JSON file goes only once the journal holding the same state is durable; a crash
+    // in between leaves both, and the journal wins on the next start.
+    if (!detail::write_atomically(sys_, dir_fd_, dir_.string(), journal_name(scope_id), bytes,
+                                  fail)) {
+        diag.message = "cannot migrate state file " + path + " of scope '" + scope_id +
+                       "' to a journal: " + fail.describe() +
+                       ". The state file is still in place; the engine retries.";
+        return penne::errc::io_error;
+    }
+    slot.state = std::move(state);
+    slot.file_size = slot.valid_size = bytes.size();
+    slot.last_seq = 1;
     slot.loaded = true;
+    if (sys_.unlinkat(dir_fd_, name.c_str(), 0) == 0)
+        sys_.fsync(dir_fd_);
     return {};
 }
 
@@ -409,6 +485,193 @@ error_code state_store::loaded_slot(const std::string& scope_id, scope_slot*& sl
     return {};
 }
 
+// Appends one frame holding `ops` and makes it durable; the caller applies the operations
+// once this succeeded. On failure the journal is cut back to what it held before, or, when
+// even that fails, the scope is re-read before its next operation.
+error_code state_store::append(const std::string& scope_id, scope_slot& slot, std::string_view ops,
+                               diagnostics& diag) {
+    const std::string name = journal_name(scope_id);
+    const std::string path = (dir_ / name).string();
+    std::string bytes;
+    if (slot.file_size == 0) {
+        // A new journal: written whole (its snapshot and this frame's operations) before
+        // it gets its name, so that a journal that exists always has its first frame.
+        detail::append_journal_header(bytes);
+        const auto frame = detail::begin_frame(bytes, 1);
+        detail::append_snapshot(bytes, scope_id, slot.state);
+        bytes += ops;
+        detail::end_frame(bytes, frame);
+        detail::io_failure fail;
+        if (!detail::write_atomically(sys_, dir_fd_, dir_.string(), name, bytes, fail)) {
+            // The rename may have happened before the directory fsync failed.
+            slot.loaded = false;
+            diag.message = "cannot save state of scope '" + scope_id + "': " + fail.describe() +
+                           ". The previous state is still in place; the engine retries.";
+            return penne::errc::io_error;
+        }
+        slot.file_size = slot.valid_size = bytes.size();
+        slot.last_seq = 1;
+        return {};
+    }
+
+    const auto frame = detail::begin_frame(bytes, slot.last_seq + 1);
+    bytes += ops;
+    detail::end_frame(bytes, frame);
+    auto failed = [&](int err, const char* op) {
+        diag.message = "cannot save state of scope '" + scope_id + "': " + op + " of " + path +
+                       " failed: " + detail::errno_text(err) +
+                       ". The previous state is still in place; the engine retries.";
+        return penne::errc::io_error;
+    };
+    int raw = -1;
+    for (;;) {
+        raw = sys_.openat(dir_fd_, name.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0);
+        if (raw >= 0 || errno != EINTR)
+            break;
+    }
+    if (raw < 0 && errno == ENOENT) {
+        // Removed behind our back: the state in memory is what was durable, so it starts
+        // the journal again rather than the scope starting from scratch.
+        slot.file_size = slot.valid_size = 0;
+        return append(scope_id, slot, ops, diag);
+    }
+    if (raw < 0) {
+        int err = errno;
+        slot.loaded = false;  // whatever happened to the file, read it again
+        return failed(err, "open");
+    }
+    detail::unique_fd fd(sys_, raw);
+    const auto good = static_cast<off_t>(slot.valid_size);
+    if (slot.file_size != slot.valid_size) {
+        // The torn tail of a crash: appending after it would bury it mid-file.
+        if (sys_.ftruncate(fd.get(), good) != 0)
+            return failed(errno, "truncating the torn tail");
+        slot.file_size = slot.valid_size;
+    }
+    auto undo = [&](int err, const char* op) {
+        // Cut the partial or unsynced frame off, so that the next frame follows an intact
+        // one; when that fails too, nothing is known about the file any more.
+        if (sys_.ftruncate(fd.get(), good) != 0)
+            slot.loaded = false;
+        return failed(err, op);
+    };
+    const char* p = bytes.data();
+    std::size_t left = bytes.size();
+    while (left > 0) {
+        ssize_t n = sys_.write(fd.get(), p, left);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return undo(errno, "write");
+        }
+        p += n;
+        left -= static_cast<std::size_t>(n);
+    }
+    if (sys_.fdatasync(fd.get()) != 0)
+        return undo(errno, "fdatasync");
+    slot.file_size = slot.valid_size = slot.valid_size + bytes.size();
+    slot.last_seq += 1;
+    return {};
+}
+
+void state_store::maybe_compact(const std::string& scope_id, scope_slot& slot) {
+    const std::uint64_t live = slot.state.snapshot_bytes(scope_id) + detail::journal_header_size +
+                               detail::frame_header_size;
+    if (slot.file_size < opts_.compact_min_bytes || slot.file_size < slot.next_compaction ||
+        slot.file_size / std::max(1u, opts_.compact_ratio) <= live)
+        return;
+    std::string bytes;
+    bytes.reserve(live);
+    detail::append_journal_header(bytes);
+    const auto frame = detail::begin_frame(bytes, 1);
+    detail::append_snapshot(bytes, scope_id, slot.state);
+    detail::end_frame(bytes, frame);
+    detail::io_failure fail;
+    if (!detail::write_atomically(sys_, dir_fd_, dir_.string(), journal_name(scope_id), bytes,
+                                  fail)) {
+        // The operation that got here is durable either way; compaction is retried once
+        // the journal has grown by half again. After a rename whose directory fsync failed
+        // the file on disk is the new one: re-read it.
+        slot.next_compaction = slot.file_size + slot.file_size / 2;
+        if (fail.op == "fsync directory")
+            slot.loaded = false;
+        return;
+    }
+    slot.file_size = slot.valid_size = bytes.size();
+    slot.last_seq = 1;
+    slot.next_compaction = 0;
+}
+
+void state_store::flush_group(const std::string& scope_id, scope_slot& slot) {
+    std::string ops = std::move(slot.pending);
+    auto applied = std::move(slot.ops);
+    auto waiters = std::move(slot.waiters);
+    slot.pending.clear();
+    slot.ops.clear();
+    slot.waiters.clear();
+    diagnostics diag;
+    error_code ec = append(scope_id, slot, ops, diag);
+    if (!ec) {
+        for (auto& op : applied) {
+            if (auto* e = std::get_if<manifest_entry>(&op.op)) {
+                slot.state.record(*e);
+            } else {
+                slot.state.commit(std::get<commit_request>(op.op));
+            }
+        }
+        maybe_compact(scope_id, slot);
+    }
+    for (auto* w : waiters) {
+        w->done = true;
+        w->ec = ec;
+        w->message = diag.message;
+        if (w->timer)
+            w->timer->cancel();
+    }
+}
+
+// Puts `op` in the scope's current group. The first call of a group yields once, so that
+// the calls overlapping it on the scope's strand join, then writes the group as one frame
+// with one fdatasync; the others wait for it.
+asio::awaitable<error_code> state_store::submit(const std::string& scope_id, pending_op op,
+                                                diagnostics& diag) {
+    scope_slot* slot = nullptr;
+    if (auto ec = loaded_slot(scope_id, slot, diag))
+        co_return ec;
+    if (auto* e = std::get_if<manifest_entry>(&op.op)) {
+        detail::append_record(slot->pending, *e);
+    } else {
+        detail::append_commit(slot->pending, std::get<commit_request>(op.op));
+    }
+    slot->ops.push_back(std::move(op));
+    waiter w;
+    slot->waiters.push_back(&w);
+    // Once queued the operation is written whatever the cancellation state: asio must not
+    // throw out of the waits below.
+    const bool throws = co_await asio::this_coro::throw_if_cancelled();
+    co_await asio::this_coro::throw_if_cancelled(false);
+    auto ex = co_await asio::this_coro::executor;
+    if (!slot->flushing) {
+        slot->flushing = true;
+        co_await asio::post(ex, asio::use_awaitable);
+        while (!slot->waiters.empty())
+            flush_group(scope_id, *slot);
+        slot->flushing = false;
+    } else {
+        asio::steady_timer timer(ex, asio::steady_timer::time_point::max());
+        w.timer = &timer;
+        // A cancellation only ends one wait early; the frame is being written anyway.
+        while (!w.done) {
+            auto [ignored] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            (void)ignored;
+        }
+    }
+    co_await asio::this_coro::throw_if_cancelled(throws);
+    if (w.ec)
+        diag.message = std::move(w.message);
+    co_return w.ec;
+}
+
 asio::awaitable<error_code> state_store::load(const std::string& scope_id, scope_state& out,
                                               diagnostics& diag) {
     auto cs = co_await asio::this_coro::cancellation_state;
@@ -419,7 +682,7 @@ asio::awaitable<error_code> state_store::load(const std::string& scope_id, scope
     scope_slot* slot = nullptr;
     if (auto ec = loaded_slot(scope_id, slot, diag))
         co_return ec;
-    out = slot->state;
+    out = slot->state.to_scope_state();
     co_return error_code{};
 }
 
@@ -430,12 +693,9 @@ asio::awaitable<error_code> state_store::record(const std::string& scope_id,
         diag.message = "manifest record of scope '" + scope_id + "' cancelled before it started";
         co_return penne::errc::cancelled;
     }
-    scope_slot* slot = nullptr;
-    if (auto ec = loaded_slot(scope_id, slot, diag))
-        co_return ec;
-    scope_state next = slot->state;
-    apply_record(next, entry);
-    co_return write_scope(scope_id, *slot, std::move(next), diag);
+    pending_op op{entry};
+    error_code ec = co_await submit(scope_id, std::move(op), diag);
+    co_return ec;
 }
 
 asio::awaitable<error_code> state_store::commit(const std::string& scope_id,
@@ -445,12 +705,9 @@ asio::awaitable<error_code> state_store::commit(const std::string& scope_id,
         diag.message = "state commit of scope '" + scope_id + "' cancelled before it started";
         co_return penne::errc::cancelled;
     }
-    scope_slot* slot = nullptr;
-    if (auto ec = loaded_slot(scope_id, slot, diag))
-        co_return ec;
-    scope_state next = slot->state;
-    apply_commit(next, req);
-    co_return write_scope(scope_id, *slot, std::move(next), diag);
+    pending_op op{req};
+    error_code ec = co_await submit(scope_id, std::move(op), diag);
+    co_return ec;
 }
 
 }  // namespace penne::file

@@ -20,6 +20,12 @@ ssize_t syscalls::write(int fd, const void* buf, std::size_t size) {
 int syscalls::fsync(int fd) {
     return ::fsync(fd);
 }
+int syscalls::fdatasync(int fd) {
+    return ::fdatasync(fd);
+}
+int syscalls::ftruncate(int fd, off_t length) {
+    return ::ftruncate(fd, length);
+}
 int syscalls::close(int fd) {
     return ::close(fd);
 }

@@ -117,10 +117,11 @@ public:
     int fail_create = 0;    // openat with O_CREAT (temp files, probe, lock)
     int fail_open_dir = 0;  // openat with O_DIRECTORY
     int fail_write = 0;
-    int fail_file_fsync = 0;
+    int fail_file_fsync = 0;  // fsync and fdatasync of files
     int fail_dir_fsync = 0;
     int fail_rename = 0;
     int fail_mkdir = 0;
+    int fail_truncate = 0;
 
     std::vector<std::string> calls() {
         std::lock_guard lock(mutex_);
@@ -170,6 +171,18 @@ public:
             return fail(fail_file_fsync);
         add(dir ? "fsync dir" : "fsync file");
         return syscalls::fsync(fd);
+    }
+    int fdatasync(int fd) override {
+        if (fail_file_fsync)
+            return fail(fail_file_fsync);
+        add("fdatasync");
+        return syscalls::fdatasync(fd);
+    }
+    int ftruncate(int fd, off_t length) override {
+        if (fail_truncate)
+            return fail(fail_truncate);
+        add("ftruncate " + std::to_string(length));
+        return syscalls::ftruncate(fd, length);
     }
     int close(int fd) override {
         {

@@ -1,10 +1,22 @@
 #pragma once
-// A state_store on local disk: one JSON file per scope in a directory, for single-instance
-// deployments without Redis. Every record() and commit() rewrites the scope's file
-// atomically (temp file in the same directory, fsync, rename, fsync of the directory), so
-// after a crash at any instruction the file holds either the old or the new state, and
-// a completed call is durable. A file this build cannot read is reported as
-// errc::state_corrupt naming the file; it is never treated as empty.
+// A state_store on local disk, for single-instance deployments without Redis: one
+// append-only journal per scope in a directory (`scope-<id>.journal`). record() and
+// commit() append one small checksummed frame and fdatasync it, so their cost does not
+// grow with the number of open manifest entries; record() calls of one scope that overlap
+// (and a commit() overlapping them) share one frame and one fdatasync. load() replays the
+// journal: a torn frame at its end (a crash mid-append) is ignored, damage anywhere before
+// acknowledged frames is errc::state_corrupt naming the file and the byte offset, never
+// treated as empty. The binary format is described in src/detail/journal.hpp.
+//
+// Compaction: once a journal is larger than compact_ratio times the live state and at
+// least compact_min_bytes, it is replaced by a file holding one snapshot of the state
+// (temp file in the same directory, fsync, rename, fsync of the directory), so a crash at
+// any step leaves either the old journal or the new one.
+//
+// Migration: the JSON files of earlier versions (`scope-<id>.json`, file_name()) are read
+// on a scope's first use, written as a journal the same crash-safe way, and removed only
+// once the journal is durable; a JSON file next to a journal is a leftover of that step
+// and is removed. A JSON file this build cannot read is errc::state_corrupt, as before.
 //
 // File names: file_name(scope_id) escapes every byte outside [a-z0-9_-.] (upper case
 // included, so case-insensitive file systems cannot merge two scopes), so any db or
@@ -17,20 +29,22 @@
 // file::errc::state_dir_in_use instead of silently interleaving writes. Temp files left
 // by a crash are removed when the directory is opened.
 //
-// I/O is synchronous inside the coroutine: a write costs two fsyncs on local disk (about
-// a millisecond on SSDs) and happens once per sealed batch, not per event, so it blocks
-// the calling thread briefly. Do not point this store at a network file system.
+// I/O is synchronous inside the coroutine: an append costs one fdatasync on local disk
+// and happens once per sealed batch and per checkpoint, not per event, so it blocks the
+// calling thread briefly. Do not point this store at a network file system.
 //
 // Thread safety: different scopes may be used concurrently from different threads (a
-// mutex guards only the scope map, never I/O); calls for one scope must not overlap, as
-// the state_store contract requires. Cancellation: a cancelled coroutine does not start
-// its operation (errc::cancelled); once started, an operation runs to completion without
-// suspending, so it is never half applied. Lifetime: the store (and the syscalls object
-// passed to it) must outlive every coroutine using it; the lock is released on destruction.
+// mutex guards only the scope map, never I/O); the calls for one scope must come from one
+// strand (they may overlap there, as the state_store contract allows). Cancellation: a
+// cancelled coroutine does not start its operation (errc::cancelled); once started, an
+// operation is appended and completes whatever the cancellation state, so it is never
+// half applied. Lifetime: the store (and the syscalls object passed to it) must outlive
+// every coroutine using it; the lock is released on destruction.
 
 #include <penne/file/syscalls.hpp>
 #include <penne/state_store.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -40,13 +54,22 @@
 
 namespace penne::file {
 
+struct journal_options {
+    // A journal is compacted when it is larger than both of these: compact_ratio times the
+    // bytes a snapshot of the live state takes, and compact_min_bytes.
+    unsigned compact_ratio = 4;
+    std::uint64_t compact_min_bytes = 1u << 20;
+};
+
 class state_store final : public penne::state_store {
 public:
-    // The format version written into every file; files with a higher version are
-    // rejected as state_corrupt (written by a newer penne).
+    // The format version of the JSON files of earlier versions (read for migration);
+    // files with a higher version are rejected as state_corrupt (written by a newer penne).
+    // Journals carry their own version (detail::journal_version).
     static constexpr int format_version = 1;
 
     explicit state_store(std::filesystem::path dir, syscalls& sys = posix_syscalls());
+    state_store(std::filesystem::path dir, journal_options opts, syscalls& sys = posix_syscalls());
     ~state_store() override;
     state_store(const state_store&) = delete;
     state_store& operator=(const state_store&) = delete;
@@ -67,26 +90,34 @@ public:
     std::string describe() const override;
 
     const std::filesystem::path& directory() const noexcept { return dir_; }
-    // The name of the file (inside directory()) that holds `scope_id`'s state.
+    // The name of the journal (inside directory()) that holds `scope_id`'s state.
+    static std::string journal_name(std::string_view scope_id);
+    // The name of the JSON file earlier versions kept `scope_id`'s state in.
     static std::string file_name(std::string_view scope_id);
 
 private:
-    struct scope_slot {
-        bool loaded = false;
-        scope_state state;
-    };
+    struct scope_slot;
+    struct pending_op;
+    struct waiter;
 
     scope_slot& slot_for(const std::string& scope_id);
     error_code loaded_slot(const std::string& scope_id, scope_slot*& slot, diagnostics& diag);
     error_code read_scope(const std::string& scope_id, scope_slot& slot, diagnostics& diag);
-    error_code write_scope(const std::string& scope_id, scope_slot& slot, scope_state next,
-                           diagnostics& diag);
+    error_code migrate(const std::string& scope_id, scope_slot& slot, diagnostics& diag);
+    boost::asio::awaitable<error_code> submit(const std::string& scope_id, pending_op op,
+                                              diagnostics& diag);
+    void flush_group(const std::string& scope_id, scope_slot& slot);
+    error_code append(const std::string& scope_id, scope_slot& slot, std::string_view ops,
+                      diagnostics& diag);
+    void maybe_compact(const std::string& scope_id, scope_slot& slot);
 
     std::filesystem::path dir_;
+    journal_options opts_;
     syscalls& sys_;
     std::mutex mutex_;
     bool opened_ = false;
     int lock_fd_ = -1;
+    int dir_fd_ = -1;  // the state directory, open while the lock is held
     // unique_ptr: a slot's address must survive rehashing while its strand uses it.
     std::map<std::string, std::unique_ptr<scope_slot>, std::less<>> scopes_;
 };

@@ -23,6 +23,9 @@ public:
     virtual ssize_t read(int fd, void* buf, std::size_t size);
     virtual ssize_t write(int fd, const void* buf, std::size_t size);
     virtual int fsync(int fd);
+    // The state store's journal appends: data and the size, without the other metadata.
+    virtual int fdatasync(int fd);
+    virtual int ftruncate(int fd, off_t length);
     virtual int close(int fd);
     virtual int renameat(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path);
     virtual int mkdirat(int dirfd, const char* path, mode_t mode);
