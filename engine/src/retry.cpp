@@ -18,8 +18,10 @@ std::chrono::milliseconds backoff::ceiling() const noexcept {
 std::chrono::milliseconds backoff::next_delay() {
     const auto c = ceiling().count();
     ++attempts_;
+    if (!rng_)
+        rng_.emplace(seed_ ? *seed_ : std::uint64_t{std::random_device{}()});
     std::uniform_int_distribution<std::int64_t> dist(0, c);
-    return std::chrono::milliseconds(dist(rng_));
+    return std::chrono::milliseconds(dist(*rng_));
 }
 
 }  // namespace penne

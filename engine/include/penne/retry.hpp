@@ -6,11 +6,15 @@
 //
 // backoff is a small state machine: next_delay() advances it, reset() after a success.
 // Thread safety: none (one per retry loop). The random source is injected for tests.
+// Cost: constructing one is a few stores. The random engine is seeded (from
+// std::random_device unless a seed was given) only when a retry first waits: the engine
+// builds a backoff for every state write and upload, and almost all of them never retry.
 
 #include <penne/error.hpp>
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <random>
 
 namespace penne {
@@ -25,8 +29,8 @@ struct retry_policy {
 
 class backoff {
 public:
-    explicit backoff(retry_policy policy, std::uint64_t seed = std::random_device{}())
-        : policy_(policy), rng_(seed) {}
+    explicit backoff(retry_policy policy) : policy_(policy) {}
+    backoff(retry_policy policy, std::uint64_t seed) : policy_(policy), seed_(seed) {}
 
     // Whether another attempt is allowed after `ec` (the attempt that just failed).
     bool should_retry(const error_code& ec) const noexcept {
@@ -44,7 +48,8 @@ public:
 private:
     retry_policy policy_;
     std::uint32_t attempts_ = 0;
-    std::mt19937_64 rng_;
+    std::optional<std::uint64_t> seed_;  // empty: std::random_device on first use
+    std::optional<std::mt19937_64> rng_;
 };
 
 }  // namespace penne
