@@ -376,6 +376,8 @@ pipeline::pipeline(executor_type ex, config cfg, hooks h)
         }
     }
     pipeline_config pc = p.cfg.pipeline;
+    // More than one thread runs the executor: compress sealed batches off the scopes' strands.
+    pc.compress_off_strand = pc.compress_off_strand || p.cfg.threads > 1;
     if (!scopes_of(p.cfg, pc.scopes, pc.scope_start_at, error)) {
         p.build_error = make_error_code(errc::invalid_config);
         p.build_diag.message = error;

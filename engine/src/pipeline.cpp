@@ -75,6 +75,11 @@ double seconds_between(std::int64_t from_ns, std::int64_t to_ns) {
 
 constexpr std::int64_t never = INT64_MIN;
 
+// How much batch memory a routing scope accumulates before it adds it to the shared
+// buffered-bytes gauge (one atomic add per step instead of per event); other scopes' bound
+// checks may miss up to this much of it.
+constexpr std::int64_t gauge_step = 1 << 20;
+
 // Raises an atomic to `v` if it is lower (the lag's reference only moves forward).
 template <class T>
 void raise_to(std::atomic<T>& a, T v) {
@@ -345,12 +350,22 @@ private:
     };
     struct upload_job {
         manifest_entry entry;
-        std::string body;
+        std::string body;  // the object's bytes (compressed when a compressor is set)
         std::uint64_t batch_id = 0;
         coll_state* coll = nullptr;  // colls_ never drops an entry
         cluster_time last_time;
         clock::time_point opened;
         operation_counts ops{};
+        // Off-strand compression (pipeline_config::compress_off_strand): while `compressed`
+        // is false a handler on another thread reads `raw` and writes `body` and
+        // `compress_error`, and the strand touches neither.
+        std::string raw;  // the encoded batch, until compressed
+        error_code compress_error;
+        // Strand only.
+        std::int64_t counted = 0;  // what this job adds to the buffered-bytes gauge
+        bool compressed = true;
+        bool recorded = false;  // its manifest entry is written (upload once compressed)
+        bool dropped = false;   // given up while compressing: released when that ends
     };
     struct age_entry {
         clock::time_point deadline;
@@ -368,12 +383,26 @@ private:
     void caught_up_to(sys_clock::time_point t);
     void reply_received(bool empty);
     coll_state& lookup(std::string_view db, std::string_view coll);
-    void route(const event_batch& batch);
+    // Routes batch.events from `from` on; returns the index of the first event not routed:
+    // the size when done, less when `bounded` and the memory bound was reached (the rest is
+    // routed by a later call, after uploads freed memory).
+    std::size_t route(const event_batch& batch, std::size_t from, bool bounded);
+    // Whether reading must wait for memory to drain (max_buffered_bytes). May cut the
+    // largest open batch so that something can drain.
+    bool over_budget();
     void open_batch(coll_state& cs, const change_event& ev, std::uint64_t seq, byte_view before,
                     const manifest_entry* replayed);
     bool append(coll_state& cs, const change_event& ev, std::uint64_t seq, std::size_t op);
     void seal(coll_state& cs, seal_reason why);
-    void seal_largest();
+    // Cuts the largest open batch that may be cut; false when none (`forced_open`: a rebuilt
+    // batch, which must reach its recorded end, is open).
+    bool seal_largest(bool& forced_open);
+    void start_compression(std::shared_ptr<upload_job> job);
+    void compression_done(const std::shared_ptr<upload_job>& job);
+    // Recorded and compressed: upload it (or let it go, when it cannot be uploaded).
+    void ready_to_upload(std::shared_ptr<upload_job> job);
+    // The job leaves the pipeline without an upload: its memory and in-flight slot go.
+    void release(upload_job& job);
     void flush_stats();
     awaitable<void> upload(std::shared_ptr<upload_job> job);
     void start_upload(std::shared_ptr<upload_job> job);
@@ -417,6 +446,7 @@ private:
     asio::cancellation_signal sealer_sig_;
     std::uint64_t event_seq_ = 0;
     std::uint64_t unflushed_bytes_ = 0;     // encoded since the last flush_stats()
+    std::int64_t unflushed_held_ = 0;       // batch memory grown since then (the gauge's)
     std::uint64_t unflushed_events_ = 0;    // routed since the last flush_stats()
     std::uint64_t unflushed_filtered_ = 0;  // dropped by the filter since then
     filtered_event filtered_;               // the filter's replacement for the current event
@@ -641,6 +671,7 @@ void scope_runner::open_batch(coll_state& cs, const change_event& ev, std::uint6
     }
     auto enc = p_.svc.encoder->open(key);
     cs.b.open(std::move(enc), std::move(key), ev, id, seq, replayed ? replayed->seq : 0);
+    unflushed_held_ += static_cast<std::int64_t>(cs.b.held_bytes());  // room reserved up front
     cs.opened = clock::now();
     cs.batch_ops = {};
     cell_.open_batches.fetch_add(1, std::memory_order_relaxed);
@@ -655,14 +686,18 @@ void scope_runner::open_batch(coll_state& cs, const change_event& ev, std::uint6
 bool scope_runner::append(coll_state& cs, const change_event& ev, std::uint64_t seq,
                           std::size_t op) {
     const auto before = cs.b.buffered_bytes();
+    const auto held_before = static_cast<std::int64_t>(cs.b.held_bytes());
     diagnostics d;
     if (auto ec = cs.b.append(ev, seq, d)) {
         cs.m.failed(ec);
+        // A failed append may still have grown the buffer (it keeps its capacity).
+        unflushed_held_ += static_cast<std::int64_t>(cs.b.held_bytes()) - held_before;
         fail(ec, "cannot encode an event of " + cs.db + "." + cs.coll + ": " + describe(ec, d));
         return false;
     }
     const auto added = cs.b.buffered_bytes() - before;
     unflushed_bytes_ += added;
+    unflushed_held_ += static_cast<std::int64_t>(cs.b.held_bytes()) - held_before;
     cs.last_time = ev.time;
     if (metrics_) {
         ++cs.batch_ops[op];
@@ -675,8 +710,11 @@ bool scope_runner::append(coll_state& cs, const change_event& ev, std::uint64_t 
 // (and before a seal moves bytes around) instead of once per event keeps lock-prefixed
 // instructions off the per-event path.
 void scope_runner::flush_stats() {
+    if (unflushed_held_) {
+        p_.add_buffered(unflushed_held_, cell_);
+        unflushed_held_ = 0;
+    }
     if (unflushed_bytes_) {
-        p_.add_buffered(static_cast<std::int64_t>(unflushed_bytes_), cell_);
         p_.stats.bytes_encoded.fetch_add(unflushed_bytes_, std::memory_order_relaxed);
         unflushed_bytes_ = 0;
     }
@@ -699,9 +737,25 @@ void scope_runner::flush_stats() {
     dirty_.clear();
 }
 
-void scope_runner::route(const event_batch& batch) {
-    byte_view before = tracker_.position().bytes();
-    for (const change_event& in : batch.events) {
+std::size_t scope_runner::route(const event_batch& batch, std::size_t from, bool bounded) {
+    const std::size_t n = batch.events.size();
+    // The stream position before events[from]; mid-reply, the last routed event's token.
+    byte_view before = from == 0 ? tracker_.position().bytes() : batch.events[from - 1].token;
+    for (std::size_t i = from; i < n; ++i) {
+        if (bounded) {
+            // The bound is checked per event, not per reply: a 16 MiB reply encodes to more
+            // than that, which is what a check before reading let through. The shared gauge
+            // learns this scope's growth every gauge_step bytes, for the other scopes' checks.
+            if (unflushed_held_ >= gauge_step)
+                flush_stats();
+            if (over_budget()) {
+                flush_stats();
+                if (i > 0)
+                    tracker_.set_position(batch.events[i - 1].token);
+                return i;
+            }
+        }
+        const change_event& in = batch.events[i];
         const std::uint64_t seq = ++event_seq_;
         ++unflushed_events_;
         const change_event* evp = &in;
@@ -718,7 +772,8 @@ void scope_runner::route(const event_batch& batch) {
                 fail(make_error_code(errc::unencodable_event),
                      "the event filter rejected an event of " + std::string(in.db) + "." +
                          std::string(in.coll) + ": " + fd.message);
-                return flush_stats();
+                flush_stats();
+                return n;
             }
             if (verdict == filter_verdict::replace) {
                 if (!std::equal(in.token.begin(), in.token.end(), filtered_.event.token.begin(),
@@ -726,7 +781,8 @@ void scope_runner::route(const event_batch& batch) {
                     fail(make_error_code(errc::unencodable_event),
                          "the event filter changed the _id (resume token) of an event of " +
                              std::string(in.db) + "." + std::string(in.coll));
-                    return flush_stats();
+                    flush_stats();
+                    return n;
                 }
                 evp = &filtered_.event;
             }
@@ -769,8 +825,10 @@ void scope_runner::route(const event_batch& batch) {
                         seal(cs, seal_reason::replay);
                     open_batch(cs, ev, seq, before, &d.entry);
                 }
-                if (!append(cs, ev, seq, op))
-                    return flush_stats();
+                if (!append(cs, ev, seq, op)) {
+                    flush_stats();
+                    return n;
+                }
                 if (d.last)
                     seal(cs, seal_reason::replay);
                 before = in.token;
@@ -779,8 +837,10 @@ void scope_runner::route(const event_batch& batch) {
         }
         if (!cs.b.is_open())
             open_batch(cs, ev, seq, before, nullptr);
-        if (!append(cs, ev, seq, op))
-            return flush_stats();
+        if (!append(cs, ev, seq, op)) {
+            flush_stats();
+            return n;
+        }
         if (auto why = cs.b.should_seal(p_.cfg.batch))
             seal(cs, *why);
         before = in.token;
@@ -788,29 +848,59 @@ void scope_runner::route(const event_batch& batch) {
     flush_stats();
     if (!batch.post_batch_token.empty())
         tracker_.set_position(batch.post_batch_token);
+    return n;
+}
+
+bool scope_runner::over_budget() {
+    const auto held =
+        static_cast<std::int64_t>(p_.stats.buffered_bytes.load(std::memory_order_relaxed));
+    if (held + unflushed_held_ < static_cast<std::int64_t>(p_.cfg.max_buffered_bytes))
+        return false;
+    if (inflight_ > 0)
+        return true;  // our uploads will free memory
+    // Open batches alone can fill the budget; with nothing of ours in flight, no upload
+    // would ever free it. Cut the largest batch so memory drains.
+    flush_stats();
+    bool forced_open = false;
+    if (seal_largest(forced_open))
+        return true;
+    // Nothing to cut. A rebuilt batch must reach its recorded end before anything can be
+    // freed, so read on (it was within the limits when it was recorded). With nothing open
+    // here the memory is other scopes', and their uploads free it: wait.
+    return !forced_open;
 }
 
 void scope_runner::seal(coll_state& cs, seal_reason why) {
     flush_stats();
     const auto encoded = cs.b.buffered_bytes();
+    const auto held = static_cast<std::int64_t>(cs.b.held_bytes());  // what the gauge has
     sealed_batch sb = cs.b.seal(why);
     ++p_.stats.batches_sealed[static_cast<std::size_t>(sb.reason)];
     cell_.open_batches.fetch_sub(1, std::memory_order_relaxed);
     cs.m.sealed(sb.reason, sb.count, encoded);
 
     auto job = std::make_shared<upload_job>();
-    if (p_.svc.compression && !p_.svc.encoder->info().compresses_itself) {
+    const bool compress = p_.svc.compression && !p_.svc.encoder->info().compresses_itself;
+    if (compress && p_.cfg.compress_off_strand) {
+        // Compressed on another thread (start_compression below); the encoded bytes stay
+        // counted until then.
+        job->raw = std::move(sb.body);
+        job->compressed = false;
+        job->counted = static_cast<std::int64_t>(job->raw.capacity());
+    } else if (compress) {
         if (auto ec = p_.svc.compression->compress(sb.body, job->body)) {
             // The batch stays pending, so the watermark never passes it.
-            p_.add_buffered(-static_cast<std::int64_t>(encoded), cell_);
+            p_.add_buffered(-held, cell_);
             fail(ec, "compressing " + sb.key + " failed: " + ec.message());
             return;
         }
+        job->counted = static_cast<std::int64_t>(job->body.capacity());
     } else {
         job->body = std::move(sb.body);
+        job->counted = static_cast<std::int64_t>(job->body.capacity());
     }
-    p_.add_buffered(
-        static_cast<std::int64_t>(job->body.size()) - static_cast<std::int64_t>(encoded), cell_);
+    // The encoded buffer (when compressed inline) is freed when `sb` goes, below.
+    p_.add_buffered(job->counted - held, cell_);
 
     tracker_.sealed(sb.batch_id, sb.last_seq, sb.key);
     job->coll = &cs;
@@ -826,10 +916,61 @@ void scope_runner::seal(coll_state& cs, seal_reason why) {
     job->entry.last = std::move(sb.last);
     job->entry.count = sb.count;
 
-    // Recorded strictly in seal order (see recorder()); uploaded once recorded.
+    // Recorded strictly in seal order (see recorder()); uploaded once recorded and
+    // compressed, whichever comes last.
     ++inflight_;
-    record_queue_.push_back(std::move(job));
+    record_queue_.push_back(job);
     record_timer_.cancel();
+    if (!job->compressed)
+        start_compression(std::move(job));
+}
+
+void scope_runner::start_compression(std::shared_ptr<upload_job> job) {
+    // On the executor, not on this strand: another thread compresses while the strand goes
+    // on reading and encoding. The handler touches only raw, body and compress_error; the
+    // strand leaves them alone until compression_done. The job holds the scope (and through
+    // inflight_, run()) until then, so the compressor outlives the call.
+    asio::post(p_.ex, [self = shared_from_this(), job = std::move(job)]() mutable {
+        job->compress_error = self->p_.svc.compression->compress(job->raw, job->body);
+        auto& strand = self->strand;
+        asio::post(strand,
+                   [self = std::move(self), job = std::move(job)] { self->compression_done(job); });
+    });
+}
+
+void scope_runner::compression_done(const std::shared_ptr<upload_job>& job) {
+    job->compressed = true;
+    job->raw = std::string();  // the encoded bytes go now, not with the job
+    if (job->compress_error) {
+        // The batch stays pending, so the watermark never passes it.
+        if (!job->dropped && !hard_stop_)
+            fail(job->compress_error,
+                 "compressing " + job->entry.key + " failed: " + job->compress_error.message());
+        job->body = std::string();
+    }
+    p_.add_buffered(static_cast<std::int64_t>(job->body.capacity()) - job->counted, cell_);
+    job->counted = static_cast<std::int64_t>(job->body.capacity());
+    if (job->dropped)
+        release(*job);
+    else if (job->recorded)
+        ready_to_upload(job);
+}
+
+void scope_runner::ready_to_upload(std::shared_ptr<upload_job> job) {
+    if (job->compress_error || hard_stop_) {
+        // Not uploaded: still pending in the watermark, so the next start writes it.
+        release(*job);
+        return;
+    }
+    start_upload(std::move(job));
+}
+
+void scope_runner::release(upload_job& job) {
+    job.body = std::string();
+    p_.add_buffered(-job.counted, cell_);
+    job.counted = 0;
+    --inflight_;
+    notify();
 }
 
 void scope_runner::start_upload(std::shared_ptr<upload_job> job) {
@@ -879,13 +1020,17 @@ awaitable<void> scope_runner::recorder() {
             break;
         }
         record_queue_.pop_front();
-        start_upload(std::move(job));
+        job->recorded = true;
+        if (job->compressed)
+            ready_to_upload(std::move(job));
     }
     // Whatever was not recorded is dropped: it is still pending in the watermark, so the
     // next start reads those events again.
     for (auto& job : record_queue_) {
-        p_.add_buffered(-static_cast<std::int64_t>(job->body.size()), cell_);
-        --inflight_;
+        if (job->compressed)
+            release(*job);
+        else
+            job->dropped = true;  // released when its compression ends
     }
     record_queue_.clear();
     --helpers_running_;
@@ -916,11 +1061,14 @@ awaitable<void> scope_runner::upload(std::shared_ptr<upload_job> job) {
             p_.upload_slots.try_receive([](error_code) {});
         }
     }
-    p_.add_buffered(-static_cast<std::int64_t>(job->body.size()), cell_);
+    const auto object_bytes = job->body.size();
+    job->body = std::string();  // freed now, as the gauge says
+    p_.add_buffered(-job->counted, cell_);
+    job->counted = 0;
     if (!ec) {
         ++p_.stats.objects_written;
         p_.stats.events_written += job->entry.count;
-        p_.stats.bytes_written += job->body.size();
+        p_.stats.bytes_written += object_bytes;
         cell_.objects_written.fetch_add(1, std::memory_order_relaxed);
         cell_.events_written.fetch_add(job->entry.count, std::memory_order_relaxed);
         p_.log(log_level::debug, "scope " + id_ + ": wrote " + job->entry.key + " (" +
@@ -928,7 +1076,7 @@ awaitable<void> scope_runner::upload(std::shared_ptr<upload_job> job) {
         tracker_.durable(job->batch_id);
         const auto now = sys_clock::now();
         if (metrics_) {
-            job->coll->m.durable(job->ops, job->body.size(), clock::now() - job->opened,
+            job->coll->m.durable(job->ops, object_bytes, clock::now() - job->opened,
                                  now - sys_from_cluster(job->last_time));
         }
         raise_to(cell_.durable_time, pack(job->last_time));
@@ -943,15 +1091,22 @@ awaitable<void> scope_runner::upload(std::shared_ptr<upload_job> job) {
     notify();
 }
 
-void scope_runner::seal_largest() {
+bool scope_runner::seal_largest(bool& forced_open) {
     coll_state* largest = nullptr;
     for (auto& [name, cs] : colls_) {
-        if (cs->b.is_open() && !cs->b.is_forced() &&
-            (!largest || cs->b.buffered_bytes() > largest->b.buffered_bytes()))
+        if (!cs->b.is_open())
+            continue;
+        if (cs->b.is_forced()) {
+            forced_open = true;
+            continue;
+        }
+        if (!largest || cs->b.held_bytes() > largest->b.held_bytes())
             largest = cs.get();
     }
-    if (largest)
-        seal(*largest, seal_reason::bytes);
+    if (!largest)
+        return false;
+    seal(*largest, seal_reason::bytes);
+    return true;
 }
 
 awaitable<void> scope_runner::committer() {
@@ -1163,21 +1318,20 @@ awaitable<void> scope_runner::run() {
         asio::bind_cancellation_slot(
             sealer_sig_.slot(), [self](std::exception_ptr) { self->sealer_sig_.slot().clear(); }));
 
-    // 3. Read, route, seal.
+    // 3. Read, route, seal. At the memory bound the loop stops between two events, even in
+    // the middle of a reply, and issues no getMore until uploads have freed memory.
     event_batch batch;
+    std::size_t next_event = 0;  // the first event of `batch` not routed yet
+    bool reply_pending = false;  // `batch` was only partly routed (the bound was reached)
     asio::steady_timer pause(strand);
     backoff reopen(p_.cfg.retry);
     bool paused = false;
     while (!stopping_ && !ec) {
-        if (p_.stats.buffered_bytes.load(std::memory_order_relaxed) >= p_.cfg.max_buffered_bytes) {
+        if (over_budget()) {
             ++p_.stats.backpressure_waits;
             if (!paused && metrics_)
                 metrics_->backpressure_waits.inc();
             paused = true;
-            // Open batches alone can fill the budget; with nothing of ours in flight, no
-            // upload would ever free it. Cut the largest batch so memory drains.
-            if (inflight_ == 0)
-                seal_largest();
             const auto t0 = clock::now();
             pause.expires_after(std::chrono::milliseconds(5));
             co_await pause.async_wait(nothrow);
@@ -1189,51 +1343,57 @@ awaitable<void> scope_runner::run() {
             continue;
         }
         paused = false;
-        diag.clear();
-        auto rec = co_await source_->next(batch, diag);
-        if (stopping_) {
-            if (!rec)
-                route(batch);  // already read: keep it
-            break;
-        }
-        if (rec == errc::history_lost) {
-            set_stream_open(false);
-            ec = co_await history_lost(diag);
-            if (!ec && !needs_first_checkpoint_)
-                set_stream_open(true);
-            continue;
-        }
-        if (rec) {
-            if (!reopen.should_retry(rec)) {
-                fail(rec, "change stream failed: " + describe(rec, diag));
+        if (!reply_pending) {
+            diag.clear();
+            auto rec = co_await source_->next(batch, diag);
+            if (stopping_) {
+                if (!rec)
+                    route(batch, 0, false);  // already read: keep it
                 break;
             }
-            ++p_.stats.source_reopens;
-            set_stream_open(false);
-            cell_.set_error("change stream interrupted: " + describe(rec, diag));
-            sm_.stream_reconnect(metric_reason(rec));
-            begin_retry("reopening change stream");
-            auto delay = reopen.next_delay();
-            p_.log(log_level::warn, "scope " + id_ + ": change stream interrupted (" +
-                                        describe(rec, diag) + "); reopening in " +
-                                        std::to_string(delay.count()) + " ms");
-            pause.expires_after(delay);
-            co_await pause.async_wait(nothrow);
-            co_await source_->close();
-            std::optional<resume_token> from;
-            if (!tracker_.position().empty())
-                from = tracker_.position();
-            ec = co_await open_source(from);
-            end_retry();
-            if (!ec) {
-                p_.log(log_level::info, "scope " + id_ + ": change stream reopened");
-                if (!needs_first_checkpoint_)
+            if (rec == errc::history_lost) {
+                set_stream_open(false);
+                ec = co_await history_lost(diag);
+                if (!ec && !needs_first_checkpoint_)
                     set_stream_open(true);
+                continue;
             }
-            continue;
+            if (rec) {
+                if (!reopen.should_retry(rec)) {
+                    fail(rec, "change stream failed: " + describe(rec, diag));
+                    break;
+                }
+                ++p_.stats.source_reopens;
+                set_stream_open(false);
+                cell_.set_error("change stream interrupted: " + describe(rec, diag));
+                sm_.stream_reconnect(metric_reason(rec));
+                begin_retry("reopening change stream");
+                auto delay = reopen.next_delay();
+                p_.log(log_level::warn, "scope " + id_ + ": change stream interrupted (" +
+                                            describe(rec, diag) + "); reopening in " +
+                                            std::to_string(delay.count()) + " ms");
+                pause.expires_after(delay);
+                co_await pause.async_wait(nothrow);
+                co_await source_->close();
+                std::optional<resume_token> from;
+                if (!tracker_.position().empty())
+                    from = tracker_.position();
+                ec = co_await open_source(from);
+                end_retry();
+                if (!ec) {
+                    p_.log(log_level::info, "scope " + id_ + ": change stream reopened");
+                    if (!needs_first_checkpoint_)
+                        set_stream_open(true);
+                }
+                continue;
+            }
+            reopen.reset();
+            next_event = 0;
         }
-        reopen.reset();
-        route(batch);
+        next_event = route(batch, next_event, true);
+        reply_pending = next_event < batch.events.size();
+        if (reply_pending)
+            continue;
         reply_received(batch.events.empty());
         if (needs_first_checkpoint_ && tracker_.watermark()) {
             // A fresh start has no saved position: save the first one before reading on,
@@ -1249,6 +1409,8 @@ awaitable<void> scope_runner::run() {
             }
         }
     }
+    if (reply_pending && !hard_stop_)
+        route(batch, next_event, false);  // already read: keep it
     reading_ = false;
     co_await shutdown();
 }
@@ -1263,7 +1425,7 @@ awaitable<void> scope_runner::shutdown() {
         if (!cs->b.is_open())
             continue;
         if (hard_stop_ || cs->b.is_forced() || error == errc::lease_lost) {
-            p_.add_buffered(-static_cast<std::int64_t>(cs->b.buffered_bytes()), cell_);
+            p_.add_buffered(-static_cast<std::int64_t>(cs->b.held_bytes()), cell_);
             cs->b.drop();
             cell_.open_batches.fetch_sub(1, std::memory_order_relaxed);
         } else {

@@ -165,8 +165,9 @@ struct config {
     // parse_config fills pipeline.scopes from `watches`; from code, fill either (when
     // pipeline.scopes is empty, penne::pipeline derives it from `watches`).
     pipeline_config pipeline;
-    // The daemon's worker threads (`penne run`); the library never creates threads and
-    // ignores it: the embedder decides how many threads run its io_context.
+    // The daemon's worker threads (`penne run`); the library never creates threads (the
+    // embedder decides how many run its io_context) and only reads it to turn on
+    // pipeline.compress_off_strand when it is more than 1.
     unsigned threads = 1;
 };
 

@@ -434,6 +434,7 @@ public:
     }
 
     std::size_t buffered_bytes() const noexcept override { return out_.size() + block_.size(); }
+    std::size_t held_bytes() const noexcept override { return out_.capacity() + block_.capacity(); }
 
     void finish(std::string& out) override {
         if (flush_block())

@@ -142,6 +142,14 @@ struct compressor::context {
     ZSTD_CCtx* zstd = nullptr;
     z_stream zs{};
     bool zlib_ready = false;
+    // Room for the worst case (ZSTD_compressBound / deflateBound), reused by every call.
+    // Compressing straight into the caller's string would leave it holding that worst case
+    // (about the input's size) for an object that keeps a fraction of it: sealed objects
+    // waiting for their upload would hold several times the bytes they count against the
+    // pipeline's memory bound. Here the result is copied out at its exact size; the copy
+    // is of compressed bytes only, and the reused room costs no page faults or zero-fill
+    // per batch. Its size is the largest batch this context compressed.
+    std::string scratch;
 
     ~context() {
         if (zstd)
@@ -185,31 +193,36 @@ error_code compressor::compress(std::string_view in, std::string& out) {
             return {};
         case codec::zstd: {
             ZSTD_CCtx_reset(ctx_->zstd, ZSTD_reset_session_only);
-            out.resize(ZSTD_compressBound(in.size()));
+            std::string& room = ctx_->scratch;
+            if (room.size() < ZSTD_compressBound(in.size()))
+                room.resize(ZSTD_compressBound(in.size()));
             const std::size_t n =
-                ZSTD_compress2(ctx_->zstd, out.data(), out.size(), in.data(), in.size());
+                ZSTD_compress2(ctx_->zstd, room.data(), room.size(), in.data(), in.size());
             if (ZSTD_isError(n)) {
                 out.clear();
                 return errc::compression_failed;
             }
-            out.resize(n);
+            out.assign(room.data(), n);
             return {};
         }
         case codec::gzip: {
             z_stream& zs = ctx_->zs;
             if (deflateReset(&zs) != Z_OK)
                 return errc::compression_failed;
-            out.resize(static_cast<std::size_t>(deflateBound(&zs, in.size())) + 64);
+            std::string& room = ctx_->scratch;
+            const std::size_t bound = static_cast<std::size_t>(deflateBound(&zs, in.size())) + 64;
+            if (room.size() < bound)
+                room.resize(bound);
             std::size_t in_pos = 0, out_pos = 0;
             for (;;) {
                 const std::size_t in_take = std::min(in.size() - in_pos, zlib_slice);
                 const bool last = in_pos + in_take == in.size();
-                if (out_pos == out.size())
-                    out.resize(out.size() * 2);
-                const std::size_t out_take = std::min(out.size() - out_pos, zlib_slice);
+                if (out_pos == room.size())
+                    room.resize(room.size() * 2);
+                const std::size_t out_take = std::min(room.size() - out_pos, zlib_slice);
                 zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data() + in_pos));
                 zs.avail_in = static_cast<uInt>(in_take);
-                zs.next_out = reinterpret_cast<Bytef*>(out.data() + out_pos);
+                zs.next_out = reinterpret_cast<Bytef*>(room.data() + out_pos);
                 zs.avail_out = static_cast<uInt>(out_take);
                 const int rc = deflate(&zs, last ? Z_FINISH : Z_NO_FLUSH);
                 in_pos += in_take - zs.avail_in;
@@ -221,7 +234,7 @@ error_code compressor::compress(std::string_view in, std::string& out) {
                     return errc::compression_failed;
                 }
             }
-            out.resize(out_pos);
+            out.assign(room.data(), out_pos);
             return {};
         }
     }

@@ -55,6 +55,7 @@ public:
     }
 
     std::size_t buffered_bytes() const noexcept override { return buf_.size(); }
+    std::size_t held_bytes() const noexcept override { return buf_.capacity(); }
 
     void finish(std::string& out) override {
         out.swap(buf_);

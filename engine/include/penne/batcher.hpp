@@ -54,6 +54,8 @@ public:
     std::size_t buffered_bytes() const noexcept {
         return encoder_ ? encoder_->buffered_bytes() : 0;
     }
+    // Memory the open batch holds (batch_encoder::held_bytes): what backpressure counts.
+    std::size_t held_bytes() const noexcept { return encoder_ ? encoder_->held_bytes() : 0; }
 
     // Opens a batch whose first event is `first`.
     void open(std::unique_ptr<batch_encoder> enc, std::string key, const change_event& first,

@@ -24,8 +24,11 @@ public:
     virtual ~batch_encoder() = default;
     // Encodes one event. An error (unencodable_event) leaves the batch unchanged.
     virtual error_code append(const change_event& ev, diagnostics& diag) = 0;
-    // Bytes held for the batch so far (what the bytes limit and backpressure count).
+    // Encoded bytes of the batch so far (what the bytes limit counts).
     virtual std::size_t buffered_bytes() const noexcept = 0;
+    // Memory the batch holds: its buffers' capacity, which grows ahead of buffered_bytes().
+    // The pipeline's memory bound (max_buffered_bytes) counts this. Default: buffered_bytes().
+    virtual std::size_t held_bytes() const noexcept { return buffered_bytes(); }
     // Completes the object and moves its bytes into `out` (replacing its content). The
     // encoder is spent afterwards.
     virtual void finish(std::string& out) = 0;

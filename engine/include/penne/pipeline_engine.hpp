@@ -57,10 +57,20 @@ enum class history_lost_policy { fail, restart_from_now };
 struct pipeline_config {
     std::vector<watch_scope> scopes;
     batch_limits batch;
-    // Bytes held in open batches plus sealed objects not yet durable, across the process.
-    // When reached, streams stop reading until uploads drain (backpressure).
+    // Memory held in open batches (their buffers' capacity) plus sealed objects not yet
+    // durable (encoded while waiting for compression, then compressed), across the process.
+    // Streams check it before every event and stop reading at the bound until uploads drain
+    // (backpressure). The gauge (penne_buffered_bytes) stays within the bound plus one
+    // event and one growth of a batch buffer (at most batch.max_bytes), plus 1 MiB per
+    // further thread routing at the same moment. Not counted (fixed, see README
+    // "Backpressure"): each scope's two reply buffers and each compression context's room.
     std::uint64_t max_buffered_bytes = 256ull << 20;
     std::uint32_t max_concurrent_uploads = 8;
+    // Set when more than one thread runs the executor: sealed batches are then compressed
+    // by a handler posted to the executor (any thread) instead of on the scope's strand, so
+    // one busy scope uses every thread; their manifest entries are still recorded strictly
+    // in seal order. With one thread that handoff would only add cost: leave it false.
+    bool compress_off_strand = false;
     std::chrono::milliseconds shutdown_timeout{30'000};
     // How often an idle scope saves its advancing position (postBatchResumeToken).
     std::chrono::milliseconds checkpoint_interval{5'000};

@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace penne::test {
@@ -234,6 +235,10 @@ public:
             d.message = "injected";
             co_return make_error_code(errc::io_error);
         }
+        {
+            std::lock_guard lock(mu);
+            recorded.push_back(e.seq);
+        }
         co_return co_await inner.record(id, e, d);
     }
     asio::awaitable<error_code> commit(const std::string& id, const commit_request& r,
@@ -244,6 +249,8 @@ public:
 
     memory_state_store inner;
     std::atomic<int> record_failures{0};
+    std::mutex mu;
+    std::vector<std::uint64_t> recorded;  // manifest entries' seq, in the order written
 };
 
 class PipelineTest : public ::testing::Test {
@@ -273,6 +280,7 @@ protected:
         svc.keys = &keys_;
         svc.metrics = with_metrics ? pm_.get() : nullptr;
         svc.filter = filter_;
+        svc.compression = compressor_;
         pipe_ = std::make_unique<pipeline_engine>(ioc_.get_executor(), cfg_, svc);
     }
 
@@ -343,6 +351,7 @@ protected:
     std::unique_ptr<pipeline_metrics> pm_;
     std::unique_ptr<pipeline_engine> pipe_;
     const event_filter* filter_ = nullptr;  // set before make()
+    compressor* compressor_ = nullptr;      // likewise
     asio::cancellation_signal stop_;
     diagnostics diag_;
     error_code result_;
@@ -661,14 +670,19 @@ TEST_F(PipelineTest, BackpressureTimeIsCounted) {
     // Paused on purpose: readiness reflects the upload retries, not a silent stream.
     const auto reason = not_ready_reason();
     EXPECT_NE(reason.find("uploading"), std::string::npos) << reason;
+    // The bound is checked per event: reading stopped in the middle of the first reply,
+    // once an event filled it (those events were cut into a batch, waiting for S3).
+    EXPECT_LT(pipe_->stats().events_received, 4u);
+    EXPECT_EQ(pm_->batches_sealed.with({"d", "c", "bytes"}).value(), 1);
     dest_.fail_with({});
-    // The cut batch (4 events) is written; the fifth event waits in an open batch until
-    // the stop seals it.
-    ASSERT_TRUE(run_until([&] { return pipe_->stats().events_written == 4; }));
-    ASSERT_TRUE(run_until([&] { return pipe_->status().scopes[0].open_batches == 1; }));
+    // Each upload frees the room for one more event: the rest of the reply, then the
+    // next one, are read and written.
+    ASSERT_TRUE(run_until([&] { return pipe_->stats().events_received == 5; }));
+    ASSERT_TRUE(run_until([&] { return pipe_->stats().events_written >= 4; }));
     stop();
     EXPECT_EQ(pipe_->stats().events_written, 5u);
-    EXPECT_EQ(pm_->batches_sealed.with({"d", "c", "bytes"}).value(), 1);
+    EXPECT_GE(pm_->batches_sealed.with({"d", "c", "bytes"}).value(), 2);
+    EXPECT_EQ(pipe_->stats().buffered_bytes, 0u);
 }
 
 TEST_F(PipelineTest, CollectionLabelsOffAggregateIntoTheScope) {
@@ -752,6 +766,69 @@ TEST_F(PipelineTest, StatusAndScrapesFromOtherThreadsWhileRunning) {
             written += pm_->events_written.with({scope, "c" + std::to_string(c), "insert"}).value();
     EXPECT_EQ(written, 2 * replies);
     EXPECT_EQ(sample("penne_buffered_bytes"), 0);
+}
+
+// "Compresses" by prefixing "z:", on whichever thread calls it; the first call is slow, so
+// later batches finish compressing first.
+class slow_first_compressor final : public compressor {
+public:
+    std::string_view extension() const noexcept override { return "z"; }
+    std::string_view content_encoding() const noexcept override { return "test"; }
+    error_code compress(std::string_view in, std::string& out) override {
+        const int call = calls.fetch_add(1);
+        if (call == 0) {
+            // Long enough for the other batches to pass through the other thread.
+            for (int i = 0; i < 200 && finished < 3; ++i)
+                std::this_thread::sleep_for(5ms);
+            finished_while_first_ran = finished.load();
+        }
+        out = "z:";
+        out.append(in);
+        ++finished;
+        return {};
+    }
+    std::atomic<int> calls{0};
+    std::atomic<int> finished{0};
+    int finished_while_first_ran = -1;
+};
+
+TEST_F(PipelineTest, CompressionOffTheStrandKeepsSealOrderAndWritesEveryBatchOnce) {
+    slow_first_compressor z;
+    compressor_ = &z;
+    cfg_.compress_off_strand = true;
+    cfg_.batch.max_events = 2;
+    make({database("d")});
+    start();
+    std::vector<std::thread> workers;
+    for (int i = 0; i < 2; ++i)
+        workers.emplace_back([&] { ioc_.run(); });
+    constexpr std::uint32_t events = 40;
+    std::vector<scripted_event> reply;
+    for (std::uint32_t i = 1; i <= events; ++i)
+        reply.push_back(script_.event("d", "c", "insert", {now_seconds(), i}));
+    script_.push("d", std::move(reply));
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (pipe_->stats().events_written < events && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    asio::post(strand_, [&] { stop_.emit(asio::cancellation_type::terminal); });
+    for (auto& w : workers)
+        w.join();
+    ASSERT_TRUE(done_);
+    EXPECT_FALSE(result_) << diag_.message;
+    EXPECT_EQ(pipe_->stats().events_written, events);
+    EXPECT_EQ(z.calls, int(events / 2));
+    // Compression left the scope's strand: while the first batch was being compressed, the
+    // strand went on sealing and the other thread compressed later batches.
+    EXPECT_GE(z.finished_while_first_ran, 3);
+    EXPECT_EQ(dest_.count(), events / 2);
+    for (const auto& [key, body] : dest_.objects)
+        EXPECT_EQ(body.substr(0, 2), "z:") << key;
+    // Manifest entries were written strictly in seal order (their seq), each once.
+    std::lock_guard lock(state_.mu);
+    ASSERT_EQ(state_.recorded.size(), events / 2);
+    for (std::size_t i = 0; i < state_.recorded.size(); ++i)
+        EXPECT_EQ(state_.recorded[i], state_.recorded[0] + i);
+    EXPECT_EQ(pipe_->stats().buffered_bytes, 0u);
 }
 
 // By collection: "drop" is left out, "rewrite" gets its document with a marker appended

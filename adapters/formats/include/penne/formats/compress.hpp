@@ -4,8 +4,9 @@
 // 1-19, default 3).
 //
 // A compressor owns one library context (z_stream or ZSTD_CCtx, hundreds of KiB to a few
-// MiB). Batches do not own one: they borrow one from a compressor_pool when they seal and
-// give it back right after, so thousands of idle collections cost no compressor memory.
+// MiB) and room for the worst-case output of the largest input it compressed. Batches do not own
+// one: they borrow one from a compressor_pool when they seal and give it back right after, so
+// thousands of idle collections cost no compressor memory.
 //
 // Determinism: compress() output depends only on the input bytes and the options (the gzip
 // header carries no file name and a zero mtime), so a replayed batch yields the same
@@ -64,7 +65,9 @@ public:
     compressor& operator=(const compressor&) = delete;
 
     // Replaces the content of `out` with the compressed form of `in` (one gzip member or
-    // one zstd frame; a copy for codec::none). Reuses `out`'s capacity.
+    // one zstd frame; a copy for codec::none). Reuses `out`'s capacity; an empty `out` gets
+    // exactly the compressed size (the worst-case room is the compressor's own, kept for
+    // the next call), so an object waiting for its upload holds no more than it counts.
     error_code compress(std::string_view in, std::string& out);
 
     const compression_options& options() const noexcept { return opts_; }
