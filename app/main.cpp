@@ -8,6 +8,9 @@
 
 #include <cstdio>
 #include <iostream>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <string>
 
 #include "config_file.hpp"
@@ -52,5 +55,14 @@ int main(int argc, char** argv) {
     }
     if (cli.got_subcommand("check-config"))
         return penne::app::check_config(cfg);
+#if defined(__GLIBC__)
+    // Every batch is one buffer of up to batch.max_bytes, freed after compression. By default
+    // glibc hands a freed block at the top of the heap back to the kernel and serves large
+    // ones with fresh mmaps, so each batch faulted in and zeroed new pages again: ~13 % of
+    // penne's CPU in a JSONL+zstd drain (bench/RESULTS.md). Keep up to 128 MiB of freed heap
+    // for reuse and serve blocks up to 32 MiB from it; RSS then stays at its high-water mark.
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
+#endif
     return penne::app::run_pipeline(cfg);
 }

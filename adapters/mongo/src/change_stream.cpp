@@ -294,10 +294,12 @@ awaitable<error_code> change_stream::start(std::unique_ptr<connection>& c, diagn
 
 error_code change_stream::deliver(std::vector<std::uint8_t>& frame, const cursor_view& cursor,
                                   event_batch& out, diagnostics& diag) {
-    // Swapping moves the heap buffer, so `cursor`'s views now point into out.storage.
+    // Swapping moves the heap buffer, so `cursor`'s views now point into out.storage (a
+    // frame read into out.storage itself swaps with itself: nothing moves).
     out.storage.swap(frame);
     out.events.clear();
-    if (auto ec = parse_change_events(cursor.batch, out.events)) {
+    std::size_t fragments = 0;
+    if (auto ec = parse_change_events(cursor.batch, out.events, &fragments)) {
         out.events.clear();
         diag.message = ec == client_errc::missing_resume_token
                            ? "change event on " + scope_.id() +
@@ -305,7 +307,10 @@ error_code change_stream::deliver(std::vector<std::uint8_t>& frame, const cursor
                            : "malformed change event batch on " + scope_.id();
         return ec;
     }
-    if (spec_.split_large_events || user_split_stage_) {
+    // A reply without fragments passes the assembler unchanged unless it is holding part of
+    // an event (it then fails the sequence): skip its per-event look-up otherwise.
+    if ((spec_.split_large_events || user_split_stage_) &&
+        (fragments > 0 || assembler_.assembling())) {
         // Fragments of split events become whole events (or are held for the next reply).
         if (auto ec = assembler_.process(out.events, position_.cached, diag)) {
             out.events.clear();
@@ -350,7 +355,11 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
             // "now"). After a resume an empty first batch is skipped.
             has_pending_ = false;
             const bool first_after_open = std::exchange(first_after_open_, false);
-            if (auto ec = deliver(pending_, pending_cursor_, out, diag))
+            auto ec = deliver(pending_, pending_cursor_, out, diag);
+            // pending_ got the batch's previous buffer in the swap: let it go, rather than
+            // keep a third reply buffer until the next open or resume.
+            std::vector<std::uint8_t>().swap(pending_);
+            if (ec)
                 co_return ec;
             if (first_after_open || !out.events.empty())
                 co_return error_code{};
@@ -383,13 +392,16 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
         if (conn_ && conn_->is_open()) {
             wire = conn_->hello().max_wire_version;
             document cmd = make_get_more(cursor_id_, ns_, o.max_await, o.batch_size);
-            ec = co_await conn_->run_command(cmd.bytes(), scratch_, reply, o.max_await, diag);
+            // Read straight into the batch's storage: its views died with this call, and the
+            // frame reader keeps the old buffer in exchange, so a busy scope holds two reply
+            // buffers (the one being read and the one being routed), not a third idle one.
+            ec = co_await conn_->run_command(cmd.bytes(), out.storage, reply, o.max_await, diag);
             if (!ec) {
                 if (!reply.cursor) {
                     diag.message = "getMore reply for " + scope_.id() + " has no cursor";
                     co_return make_error_code(client_errc::malformed_reply);
                 }
-                co_return deliver(scratch_, *reply.cursor, out, diag);
+                co_return deliver(out.storage, *reply.cursor, out, diag);
             }
         } else {
             ec = make_error_code(client_errc::connection_closed);

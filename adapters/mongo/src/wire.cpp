@@ -225,8 +225,18 @@ error_code decode_op_compressed(byte_view frame, op_compressed_view& out) {
 std::span<std::uint8_t> frame_reader::prepare() {
     if (failed_ || ready())
         return {};
-    if (buf_.size() < need_)
+    if (buf_.size() < need_) {
+        if (buf_.capacity() < need_) {
+            // Exactly the frame's size: vector growth would double the capacity, and reply
+            // buffers kept for reuse would hold up to twice the largest reply each (32 MiB
+            // for a 16 MiB getMore), outside the pipeline's memory bound.
+            std::vector<std::uint8_t> room;
+            room.reserve(need_);
+            room.assign(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(filled_));
+            buf_.swap(room);
+        }
         buf_.resize(need_);
+    }
     return {buf_.data() + filled_, need_ - filled_};
 }
 
@@ -264,15 +274,16 @@ std::size_t frame_reader::feed(byte_view in, error_code& ec) {
 void frame_reader::take(std::vector<std::uint8_t>& out) {
     buf_.resize(filled_);
     out.swap(buf_);
-    buf_.clear();
+    // buf_ now holds the caller's old buffer. Its bytes stay (its size is not cleared):
+    // prepare() only grows it, so a reused buffer is not zero-filled again for every
+    // frame (a 16 MiB getMore reply would be memset before each read).
     filled_ = 0;
     need_ = header_size;
     have_header_ = false;
 }
 
 void frame_reader::reset() noexcept {
-    buf_.clear();
-    filled_ = 0;
+    filled_ = 0;  // buf_ keeps its size for the next frame (see take())
     need_ = header_size;
     have_header_ = false;
     failed_.clear();

@@ -239,6 +239,89 @@ TEST(Events, ParseChangeEventViews) {
               client_errc::missing_resume_token);
 }
 
+// The event scanner skips every BSON type it does not read and still finds the fields
+// after it; its results match libbson's view of the same bytes.
+TEST(Events, ScannerSkipsEveryValueType) {
+    auto ev = json(R"js({"pre": {"$binary": {"base64": "AAEC", "subType": "04"}},
+        "re": {"$regularExpression": {"pattern": "a.*", "options": "i"}},
+        "code": {"$code": "f()"}, "sym": {"$symbol": "s"},
+        "cws": {"$code": "g()", "$scope": {"x": 1}},
+        "dbp": {"$dbPointer": {"$ref": "c", "$id": {"$oid": "5f0c7bd3a6d1f2b2c3d4e5f6"}}},
+        "dec": {"$numberDecimal": "1.5"}, "oid": {"$oid": "5f0c7bd3a6d1f2b2c3d4e5f6"},
+        "b": true, "n": null, "u": {"$undefined": true}, "mn": {"$minKey": 1},
+        "mx": {"$maxKey": 1}, "i": 1, "l": {"$numberLong": "2"}, "d": 2.5, "arr": [1, "x"],
+        "_id": {"_data": "A1"}, "operationType": "update",
+        "clusterTime": {"$timestamp": {"t": 7, "i": 9}}, "wallTime": {"$date": 12345},
+        "ns": {"x": 1, "db": "d1", "coll": "c1"}})js");
+    change_event e;
+    ASSERT_FALSE(parse_change_event(ev.bytes(), e));
+    EXPECT_EQ(e.operation, "update");
+    EXPECT_EQ(e.db, "d1");
+    EXPECT_EQ(e.coll, "c1");
+    EXPECT_EQ(e.time, (cluster_time{7, 9}));
+    EXPECT_EQ(e.wall_time_ms, 12345);
+    EXPECT_TRUE(e.token_equals(token_of(R"({"_data": "A1"})")));
+
+    // Fields of the wrong type are ignored, as before.
+    auto odd = json(R"({"_id": {"_data": "1"}, "operationType": 5, "ns": {"db": 1, "coll": "c"},
+        "clusterTime": 3, "wallTime": "x"})");
+    ASSERT_FALSE(parse_change_event(odd.bytes(), e));
+    EXPECT_TRUE(e.operation.empty());
+    EXPECT_TRUE(e.db.empty());
+    EXPECT_EQ(e.coll, "c");
+    EXPECT_EQ(e.time, cluster_time{});
+    EXPECT_EQ(e.wall_time_ms, -1);
+}
+
+TEST(Events, ScannerRejectsMalformedElements) {
+    auto good = json(R"({"_id": {"_data": "1"}, "operationType": "insert", "s": "abc"})");
+    const auto bytes = good.bytes();
+    change_event e;
+    ASSERT_FALSE(parse_change_event(bytes, e));
+    // Find the string "abc": its length prefix is 4 (with the NUL).
+    std::vector<std::uint8_t> bad(bytes.begin(), bytes.end());
+    const std::size_t at = bad.size() - 1 - 4 - 4;  // before "abc\0" and the terminator
+    ASSERT_EQ(bad[at], 4);
+    bad[at] = 40;  // runs past the document
+    EXPECT_EQ(parse_change_event(bad, e), client_errc::malformed_reply);
+    bad[at] = 0;  // a string needs at least its NUL
+    EXPECT_EQ(parse_change_event(bad, e), client_errc::malformed_reply);
+    bad[at] = 4;
+    bad[at + 4 + 3] = 'x';  // the string's NUL overwritten
+    EXPECT_EQ(parse_change_event(bad, e), client_errc::malformed_reply);
+    bad[at + 4 + 3] = 0;
+    bad[at - 3] = 0x42;  // an unknown type byte (the element's type is before "s\0")
+    EXPECT_EQ(parse_change_event(bad, e), client_errc::malformed_reply);
+    bad[at - 3] = 0x02;
+    ASSERT_FALSE(parse_change_event(bad, e));
+    // A length that disagrees with the bytes, and a missing terminator.
+    std::vector<std::uint8_t> cut(bytes.begin(), bytes.end() - 1);
+    EXPECT_EQ(parse_change_event(cut, e), client_errc::malformed_reply);
+    std::vector<std::uint8_t> unterminated(bytes.begin(), bytes.end());
+    unterminated.back() = 1;
+    EXPECT_EQ(parse_change_event(unterminated, e), client_errc::malformed_reply);
+}
+
+TEST(Events, BatchCountsSplitFragments) {
+    auto arr = json(R"({"0": {"_id": {"_data": "1"}, "operationType": "insert"},
+        "1": {"_id": {"_data": "2"}, "splitEvent": {"fragment": 1, "of": 2}},
+        "2": {"_id": {"_data": "3"}, "splitEvent": {"fragment": 2, "of": 2}}})");
+    std::vector<change_event> out;
+    std::size_t split = 99;
+    ASSERT_FALSE(parse_change_events(arr.bytes(), out, &split));
+    EXPECT_EQ(out.size(), 3u);
+    EXPECT_EQ(split, 2u);
+    out.clear();
+    auto plain = json(R"({"0": {"_id": {"_data": "1"}, "operationType": "insert"}})");
+    ASSERT_FALSE(parse_change_events(plain.bytes(), out, &split));
+    EXPECT_EQ(split, 0u);
+    // An event without _id fails the batch with missing_resume_token, nothing half-added.
+    out.clear();
+    auto no_id = json(R"({"0": {"_id": {"_data": "1"}}, "1": {"operationType": "insert"}})");
+    EXPECT_EQ(parse_change_events(no_id.bytes(), out), client_errc::missing_resume_token);
+    EXPECT_EQ(out.size(), 1u);
+}
+
 TEST(Events, ParseBatchArray) {
     auto reply = json(R"({"cursor": {"id": 0, "ns": "d.c", "nextBatch": [
         {"_id": {"_data": "1"}, "operationType": "insert", "ns": {"db": "d", "coll": "c"}},

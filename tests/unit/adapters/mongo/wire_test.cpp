@@ -219,5 +219,29 @@ TEST(FrameReader, TakeRecyclesTheCallersBuffer) {
     EXPECT_EQ(span.data(), old);
 }
 
+TEST(FrameReader, ReusedBufferHoldingAnOlderFrameYieldsOnlyTheNewFrame) {
+    // The recycled buffer keeps its old bytes (it is not cleared or zero-filled); frames
+    // larger and smaller than it must both come out exactly, at their own size.
+    auto small = sample_msg(1);
+    std::vector<std::uint8_t> big = sample_msg(2);
+    big.insert(big.end(), 300, 0xAB);
+    big[0] = static_cast<std::uint8_t>(big.size());
+    big[1] = static_cast<std::uint8_t>(big.size() >> 8);
+    frame_reader r;
+    std::vector<std::uint8_t> held(1000, 0xCD);  // the caller's stale buffer
+    error_code ec;
+    for (const auto* f : {&big, &small, &big, &small}) {
+        r.feed(*f, ec);
+        ASSERT_FALSE(ec);
+        ASSERT_TRUE(r.ready());
+        r.take(held);
+        EXPECT_EQ(held, *f);
+    }
+    r.reset();  // as a new exchange does: the next frame starts from scratch
+    r.feed(small, ec);
+    r.take(held);
+    EXPECT_EQ(held, small);
+}
+
 }  // namespace
 }  // namespace penne::mongo::wire

@@ -141,7 +141,6 @@ private:
     bool first_after_open_ = false;  // the pending batch is open()'s, not a resume's
     std::vector<std::uint8_t> pending_;
     cursor_view pending_cursor_;  // views into pending_ (kept valid across buffer swaps)
-    std::vector<std::uint8_t> scratch_;
     std::uint64_t resumes_ = 0;
     resume_token invalidate_token_;  // set when a batch held an invalidate event
     std::uint64_t restarts_after_invalidate_ = 0;

@@ -155,7 +155,10 @@ error_code parse_hello(byte_view body, hello_reply& out);
 // `_id` is absent or not a document, malformed_reply for other structural problems.
 error_code parse_change_event(byte_view doc, change_event& out);
 
-// Appends every event of a batch array to `out` (whose capacity is reused).
-error_code parse_change_events(byte_view batch_array, std::vector<change_event>& out);
+// Appends every event of a batch array to `out` (whose capacity is reused). With
+// `split_events`, also counts the events that carry a top-level splitEvent field (fragments
+// of $changeStreamSplitLargeEvent), so a reply without any skips the assembler.
+error_code parse_change_events(byte_view batch_array, std::vector<change_event>& out,
+                               std::size_t* split_events = nullptr);
 
 }  // namespace penne::mongo
