@@ -2,6 +2,7 @@
 """penne end-to-end benchmark: one command, one JSON report (issue #9).
 
     bench/e2e/run.sh [--quick] [--build build/bench] [--skip rgw,density,...] [--keep-dir]
+                     [--jsonl-only] [--penne-runs N] [--perf FILE]
 
 Runs, in order, each phase with its own processes (mongosim, penne, a Ceph RGW from
 tests/support/rgw/rgw.sh for the S3 phases), and prints ONE JSON object with every figure on
@@ -25,6 +26,8 @@ Phases (names for --skip):
               simulator's commit time): p50/p99 next to batch.max_age_ms.
   density     10,000 collections under one database scope, and 1,000 collection scopes: RSS
               and CPU while idle and with a trickle of writes to every collection.
+  scaling, memory  (only with --only) the threads = 1/2 runs of throughput and the memory
+              bound of rgw, alone.
 
 Numbers depend on the machine and on what else runs on it: the report records the load
 average before and after each phase.
@@ -130,6 +133,10 @@ class Bench:
             "source": os.path.join(self.build, "bench/e2e/penne-source-bench"),
             "loadgen": os.path.join(self.build, "bench/e2e/penne-loadgen"),
         }
+        # Another build's binary, e.g. to compare two penne builds against one simulator.
+        for name in ("mongosim", "penne"):
+            if getattr(args, name, None):
+                self.bin[name] = os.path.abspath(getattr(args, name))
         self.work = tempfile.mkdtemp(prefix="penne-bench-")
         self.report = {"machine": self.machine(), "quick": args.quick, "errors": {}}
         self.quick = args.quick
@@ -241,14 +248,19 @@ class Bench:
     def start_penne(self, name, config):
         return Proc(name, [self.bin["penne"], "run", "-c", config], self.work)
 
-    def drain_with_penne(self, label, watch_db="bench", timeout=900, **cfg):
-        """penne drains the preloaded stream; returns throughput and CPU figures."""
+    def drain_with_penne(self, label, watch_db="bench", timeout=900, perf=None, **cfg):
+        """penne drains the preloaded stream; returns throughput and CPU figures. With `perf`
+        (a file name), `perf record -g` samples the penne process for the whole drain."""
         d, path, mport = self.penne_config(label, self.sim_port,
                                            f'[[watch]]\nlevel = "database"\ndatabase = "{watch_db}"',
                                            **cfg)
         self.seed_state(os.path.join(d, "state"), watch_db)
         t0 = time.time()
         p = self.start_penne(label, path)
+        rec = None
+        if perf:
+            rec = subprocess.Popen(["perf", "record", "-g", "-o", perf, "-p", str(p.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         done = None
         first = read_all = None
         rss_max = 0.0
@@ -273,6 +285,9 @@ class Bench:
             if done is None:
                 raise RuntimeError(f"{label}: not all {self.n} events written in {timeout} s")
         finally:
+            if rec:
+                rec.send_signal(signal.SIGINT)
+                rec.wait(60)
             p.stop()
         t1, cpu, m = done
         # The rate is taken over the reading of the stream (first event received to the last
@@ -299,7 +314,8 @@ class Bench:
         self.sim, self.sim_port = self.start_sim(self.n)
         uri = f"mongodb://127.0.0.1:{self.sim_port}/?directConnection=true"
         keep = "100000" if self.quick else "200000"
-        runs = [("jsonl", "zstd")] if self.quick else [("jsonl", "zstd"), ("jsonl", "gzip"),
+        runs = [("jsonl", "zstd")] if self.quick or self.args.jsonl_only else [
+                                                        ("jsonl", "zstd"), ("jsonl", "gzip"),
                                                         ("csv", "zstd"), ("parquet", "zstd"),
                                                         ("avro", "zstd")]
         ceilings = {}
@@ -335,13 +351,31 @@ class Bench:
             self.sim, self.sim_port = self.start_sim(self.n)
         runs = {}
         log("throughput: jsonl+zstd, local directory, 1 thread")
-        r = self.drain_with_penne("tp-jsonl-zstd-local")
+        bs = {"batch_size": self.args.batch_size} if self.args.batch_size else {}
+        r = self.drain_with_penne("tp-jsonl-zstd-local", **bs)
+        # --penne-runs N: the drain N times, the run with the least CPU counts (the ceiling's
+        # stages are the fastest of 3 the same way); every run's figure is in the report.
+        cpu_runs = [r["cpu_ns_per_event"]]
+        for i in range(1, self.args.penne_runs):
+            log(f"throughput: jsonl+zstd, local directory, 1 thread, run {i + 1}")
+            ri = self.drain_with_penne(f"tp-jsonl-zstd-local-{i + 1}", **bs)
+            cpu_runs.append(ri["cpu_ns_per_event"])
+            if ri["cpu_ns_per_event"] < r["cpu_ns_per_event"]:
+                r = ri
+        r["cpu_ns_per_event_runs"] = cpu_runs
         runs["jsonl+zstd/local/1"] = r
+        if self.args.perf:
+            log(f"throughput: jsonl+zstd, 1 thread, under perf record -> {self.args.perf}")
+            runs["jsonl+zstd/local/1/perf"] = self.drain_with_penne(
+                "tp-jsonl-zstd-local-perf", perf=os.path.abspath(self.args.perf), **bs)
         self.report["events_per_s"] = r["events_per_s"]
         self.report["mb_per_s"] = r["mb_per_s"]
         self.report["cpu_ns_per_event"] = r["cpu_ns_per_event"]
         if self.report.get("ceiling_ns_per_event"):
             self.report["ratio"] = round(r["cpu_ns_per_event"] / self.report["ceiling_ns_per_event"], 2)
+        if self.args.jsonl_only:
+            self.report["throughput"] = runs
+            return
         log("throughput: jsonl+zstd, local directory, 2 threads")
         r2 = self.drain_with_penne("tp-jsonl-zstd-local-t2", threads=2)
         runs["jsonl+zstd/local/2"] = r2
@@ -452,6 +486,31 @@ class Bench:
             p.stop()
         self.report["memory_bound"] = res
         self.report["rss_max_stalled_mib"] = res.get("rss_max_during_stall_mib")
+
+    # Parts of the phases above, alone (--only scaling,memory): for tuning one of them.
+    def phase_scaling(self):
+        """threads = 1 and 2, jsonl+zstd into a local directory (also done by throughput)."""
+        if self.sim is None:
+            self.sim, self.sim_port = self.start_sim(self.n)
+        runs = {}
+        for t in (1, 2):
+            log(f"scaling: jsonl+zstd, local directory, {t} thread(s)")
+            runs[t] = self.drain_with_penne(f"sc-jsonl-zstd-local-t{t}", threads=t)
+        self.report["scaling"] = {
+            "threads_1_events_per_s": runs[1]["events_per_s"],
+            "threads_1_cpu_ns_per_event": runs[1]["cpu_ns_per_event"],
+            "threads_2_events_per_s": runs[2]["events_per_s"],
+            "threads_2_events_per_s_per_thread": round(runs[2]["events_per_s"] / 2),
+            "threads_2_cpu_ns_per_event": runs[2]["cpu_ns_per_event"],
+        }
+
+    def phase_memory(self):
+        """The memory bound alone (also done by rgw): the gateway stopped under load."""
+        if self.sim is None:
+            self.sim, self.sim_port = self.start_sim(self.n)
+        if self.rgw_env is None:
+            self.start_rgw()
+        self.memory_bound()
 
     def phase_latency(self):
         rate = 1000
@@ -607,6 +666,8 @@ class Bench:
     # -- driver -----------------------------------------------------------------------------
     def run(self):
         phases = ["ceiling", "throughput", "rgw", "latency", "density"]
+        if self.args.only:
+            phases = [p for p in self.args.only.split(",") if p]
         skip = set(filter(None, (self.args.skip or "").split(",")))
         missing = [p for p in self.bin.values() if not os.path.exists(p)]
         if missing:
@@ -660,8 +721,23 @@ def main():
     ap.add_argument("--build", default=None, help="build directory (default build/bench)")
     ap.add_argument("--events", type=int, default=0, help="preloaded events (default 1M, quick 200k)")
     ap.add_argument("--skip", default="", help="phases to skip: ceiling,throughput,rgw,latency,density")
+    ap.add_argument("--only", default="",
+                    help="run only these phases, in this order (also: scaling, memory)")
     ap.add_argument("--stall", type=int, default=0, help="seconds the gateway is stopped (60)")
     ap.add_argument("--keep-dir", action="store_true", help="keep the work directory and logs")
+    ap.add_argument("--jsonl-only", action="store_true",
+                    help="ceiling and throughput for jsonl+zstd on 1 thread only (no other "
+                         "formats, no threads = 2): the ratio in minutes")
+    ap.add_argument("--penne-runs", type=int, default=1,
+                    help="drains of jsonl+zstd/1 thread; the least CPU per event counts (1)")
+    ap.add_argument("--batch-size", type=int, default=0,
+                    help="penne's [mongodb] batch_size in the jsonl+zstd/1 thread drains "
+                         "(0: the server's default, up to 16 MiB per reply)")
+    ap.add_argument("--mongosim", default=None, help="mongosim binary (default: the build's)")
+    ap.add_argument("--penne", default=None, help="penne binary (default: the build's)")
+    ap.add_argument("--perf", default=None,
+                    help="one more jsonl+zstd drain under `perf record -g`, written to this "
+                         "file (not counted in the figures)")
     args = ap.parse_args()
     if args.build is None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
