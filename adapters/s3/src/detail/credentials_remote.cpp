@@ -1,20 +1,15 @@
 // The providers that fetch credentials over HTTP through the injected fetcher: STS
-// AssumeRoleWithWebIdentity (XML, pugixml), ECS/EKS container credentials and EC2 IMDSv2
-// (JSON, Boost.JSON). Every message names the endpoint and the HTTP status; none quotes a
-// token, a secret or the body of a successful reply.
+// AssumeRoleWithWebIdentity (XML), ECS/EKS container credentials and EC2 IMDSv2 (JSON); their
+// replies are parsed in credentials_replies.cpp. Every message names the endpoint and the HTTP
+// status; none quotes a token, a secret or the body of a successful reply.
 #include "credentials_detail.hpp"
-
-#include <boost/json/parse.hpp>
-#include <boost/json/value.hpp>
-
-#include <pugixml.hpp>
+#include "credentials_replies.hpp"
 
 #include <utility>
 
 namespace penne::s3 {
 
 namespace asio = boost::asio;
-using std::chrono::system_clock;
 
 namespace detail {
 
@@ -116,88 +111,6 @@ std::string transport_failure(std::string_view what, std::string_view origin, co
                               const diagnostics& fd) {
     return std::string(what) + " to " + std::string(origin) +
            " failed: " + (fd.message.empty() ? ec.message() : fd.message);
-}
-
-// ---- JSON credentials (ECS and IMDS) ----
-
-struct json_credentials {
-    std::string code;  // IMDS "Code"
-    http::credentials creds;
-    std::optional<system_clock::time_point> expiration;
-};
-
-// Fills `out` from a JSON object; on failure `problem` says what is wrong without quoting
-// any value.
-bool parse_credentials_json(std::string_view body, json_credentials& out, std::string& problem) {
-    boost::system::error_code jec;
-    const boost::json::value v = boost::json::parse(body, jec);
-    if (jec) {
-        problem = "the reply is not JSON";
-        return false;
-    }
-    const auto* obj = v.if_object();
-    if (!obj) {
-        problem = "the reply is not a JSON object";
-        return false;
-    }
-    auto str = [&](std::string_view key, std::string& dst, bool required) {
-        const auto* f = obj->if_contains(key);
-        if (!f || f->is_null()) {
-            if (required)
-                problem = "the reply has no " + std::string(key);
-            return !required;
-        }
-        const auto* s = f->if_string();
-        if (!s) {
-            problem = "the reply's " + std::string(key) + " is not a string";
-            return false;
-        }
-        dst.assign(s->data(), s->size());
-        if (required && dst.empty()) {
-            problem = "the reply's " + std::string(key) + " is empty";
-            return false;
-        }
-        return true;
-    };
-    std::string expiration;
-    if (!str("Code", out.code, false) || !str("AccessKeyId", out.creds.access_key_id, true) ||
-        !str("SecretAccessKey", out.creds.secret_access_key, true) ||
-        !str("Token", out.creds.session_token, false) || !str("Expiration", expiration, false))
-        return false;
-    if (!expiration.empty()) {
-        system_clock::time_point t;
-        if (!parse_iso8601(expiration, t)) {
-            problem = "the reply's Expiration is not an ISO 8601 time";
-            return false;
-        }
-        out.expiration = t;
-    }
-    return true;
-}
-
-// "code: message" from an error reply in JSON ({"code","message"} from the ECS agent, or
-// {"Code","Message"}), empty when the body is not such an object.
-std::string json_error_summary(std::string_view body, std::string_view secret) {
-    boost::system::error_code jec;
-    const boost::json::value v = boost::json::parse(body, jec);
-    const auto* obj = jec ? nullptr : v.if_object();
-    if (!obj)
-        return {};
-    auto get = [&](std::string_view a, std::string_view b) -> std::string {
-        for (auto key : {a, b}) {
-            if (const auto* f = obj->if_contains(key); f && f->is_string())
-                return std::string(f->as_string().data(), f->as_string().size());
-        }
-        return {};
-    };
-    const auto code = get("code", "Code");
-    const auto message = get("message", "Message");
-    if (code.empty() && message.empty())
-        return {};
-    // Scrub before shortening: a cut secret would no longer be recognised.
-    auto text = code.empty() ? message : (message.empty() ? code : code + ": " + message);
-    scrub(text, secret);
-    return excerpt(text);
 }
 
 bool valid_region(std::string_view r) {
@@ -314,19 +227,10 @@ asio::awaitable<error_code> assume_role_with_web_identity(const web_identity_set
         co_return ec;
     }
 
-    pugi::xml_document doc;
-    const bool xml_ok =
-        doc.load_buffer(resp.body.data(), resp.body.size()).status == pugi::status_ok;
     if (resp.status != 200) {
-        std::string code, message;
-        if (xml_ok) {
-            const auto err = doc.child("ErrorResponse").child("Error");
-            code = err.child_value("Code");
-            message = err.child_value("Message");
-            // Scrub before shortening: a cut token would no longer be recognised.
-            scrub(code, token);
-            scrub(message, token);
-        }
+        const auto err = parse_sts_error(resp.body, token);
+        const std::string& code = err.code;
+        const std::string& message = err.message;
         auto kind = classify_status(resp.status);
         std::string hint;
         if (code == "Throttling" || code == "ThrottlingException" ||
@@ -350,30 +254,12 @@ asio::awaitable<error_code> assume_role_with_web_identity(const web_identity_set
         scrub(diag.message, token);
         co_return make_error_code(kind);
     }
-    if (!xml_ok)
-        co_return fail(diag, credentials_errc::malformed_response,
-                       what + ": the reply from " + u.origin + " is not XML");
-    const auto result =
-        doc.child("AssumeRoleWithWebIdentityResponse").child("AssumeRoleWithWebIdentityResult");
-    const auto c = result.child("Credentials");
-    if (!c)
-        co_return fail(diag, credentials_errc::malformed_response,
-                       what + ": the reply from " + u.origin +
-                           " has no AssumeRoleWithWebIdentityResult/Credentials");
-    const char* fields[] = {"AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"};
-    for (const char* f : fields) {
-        if (*c.child_value(f) == '\0')
-            co_return fail(diag, credentials_errc::malformed_response,
-                           what + ": the reply from " + u.origin + " has no Credentials/" + f);
-    }
-    system_clock::time_point expiration;
-    if (!parse_iso8601(c.child_value("Expiration"), expiration))
-        co_return fail(diag, credentials_errc::malformed_response,
-                       what + ": the reply's Expiration is not an ISO 8601 time");
-    out.creds.access_key_id = trim(c.child_value("AccessKeyId"));
-    out.creds.secret_access_key = trim(c.child_value("SecretAccessKey"));
-    out.creds.session_token = trim(c.child_value("SessionToken"));
-    out.expiration = expiration;
+    sts_credentials parsed;
+    std::string problem;
+    if (!parse_sts_credentials(resp.body, u.origin, parsed, problem))
+        co_return fail(diag, credentials_errc::malformed_response, what + ": " + problem);
+    out.creds = std::move(parsed.creds);
+    out.expiration = parsed.expiration;
     out.source = s.source;
     co_return error_code{};
 }
