@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "mongoc_support.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -23,20 +25,7 @@
 
 namespace {
 
-using mongosim::bson_ptr;
-
-struct client_deleter {
-    void operator()(mongoc_client_t* c) const { mongoc_client_destroy(c); }
-};
-using client_ptr = std::unique_ptr<mongoc_client_t, client_deleter>;
-
-bson_ptr json(const std::string& text) {
-    bson_error_t err;
-    bson_t* b = bson_new_from_json(reinterpret_cast<const std::uint8_t*>(text.data()),
-                                   static_cast<ssize_t>(text.size()), &err);
-    EXPECT_NE(b, nullptr) << err.message << " in " << text;
-    return bson_ptr(b ? b : bson_new());
-}
+using namespace mongosim_test;
 
 std::int64_t num(const bson_t* doc, const char* path) {
     bson_iter_t it, f;
@@ -51,13 +40,6 @@ std::string str(const bson_t* doc, const char* path) {
         !BSON_ITER_HOLDS_UTF8(&f))
         return {};
     return bson_iter_utf8(&f, nullptr);
-}
-
-std::string relaxed(const bson_t* b) {
-    char* s = bson_as_relaxed_extended_json(b, nullptr);
-    std::string out = s != nullptr ? s : "";
-    bson_free(s);
-    return out;
 }
 
 client_ptr connect(const std::string& uri) {

@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include "mongoc_support.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -30,39 +32,9 @@
 namespace {
 
 using namespace std::chrono_literals;
-using mongosim::bson_ptr;
+using namespace mongosim_test;
 
-class mongoc_environment : public ::testing::Environment {
-public:
-    void SetUp() override { mongoc_init(); }
-    void TearDown() override { mongoc_cleanup(); }
-};
 [[maybe_unused]] auto* const env = ::testing::AddGlobalTestEnvironment(new mongoc_environment);
-
-struct client_deleter {
-    void operator()(mongoc_client_t* c) const { mongoc_client_destroy(c); }
-};
-struct coll_deleter {
-    void operator()(mongoc_collection_t* c) const { mongoc_collection_destroy(c); }
-};
-struct stream_deleter {
-    void operator()(mongoc_change_stream_t* c) const { mongoc_change_stream_destroy(c); }
-};
-struct cursor_deleter {
-    void operator()(mongoc_cursor_t* c) const { mongoc_cursor_destroy(c); }
-};
-using client_ptr = std::unique_ptr<mongoc_client_t, client_deleter>;
-using coll_ptr = std::unique_ptr<mongoc_collection_t, coll_deleter>;
-using stream_ptr = std::unique_ptr<mongoc_change_stream_t, stream_deleter>;
-using cursor_ptr = std::unique_ptr<mongoc_cursor_t, cursor_deleter>;
-
-bson_ptr json(const std::string& text) {
-    bson_error_t err;
-    bson_t* b = bson_new_from_json(reinterpret_cast<const std::uint8_t*>(text.data()),
-                                   static_cast<ssize_t>(text.size()), &err);
-    EXPECT_NE(b, nullptr) << err.message << " in " << text;
-    return bson_ptr(b ? b : bson_new());
-}
 
 std::string str(const bson_t* doc, const char* path) {
     bson_iter_t it, f;

@@ -20,6 +20,8 @@
 
 #include <gtest/gtest.h>
 
+#include "mongoc_support.hpp"
+
 #include <chrono>
 #include <csignal>
 #include <map>
@@ -30,54 +32,9 @@
 namespace {
 
 using namespace std::chrono_literals;
-using mongosim::bson_ptr;
+using namespace mongosim_test;
 
-class mongoc_environment : public ::testing::Environment {
-public:
-    void SetUp() override { mongoc_init(); }
-    void TearDown() override { mongoc_cleanup(); }
-};
 [[maybe_unused]] auto* const env = ::testing::AddGlobalTestEnvironment(new mongoc_environment);
-
-struct client_deleter {
-    void operator()(mongoc_client_t* c) const { mongoc_client_destroy(c); }
-};
-struct coll_deleter {
-    void operator()(mongoc_collection_t* c) const { mongoc_collection_destroy(c); }
-};
-struct db_deleter {
-    void operator()(mongoc_database_t* d) const { mongoc_database_destroy(d); }
-};
-struct stream_deleter {
-    void operator()(mongoc_change_stream_t* c) const { mongoc_change_stream_destroy(c); }
-};
-struct session_deleter {
-    void operator()(mongoc_client_session_t* s) const { mongoc_client_session_destroy(s); }
-};
-struct cursor_deleter {
-    void operator()(mongoc_cursor_t* c) const { mongoc_cursor_destroy(c); }
-};
-using client_ptr = std::unique_ptr<mongoc_client_t, client_deleter>;
-using coll_ptr = std::unique_ptr<mongoc_collection_t, coll_deleter>;
-using db_ptr = std::unique_ptr<mongoc_database_t, db_deleter>;
-using stream_ptr = std::unique_ptr<mongoc_change_stream_t, stream_deleter>;
-using session_ptr = std::unique_ptr<mongoc_client_session_t, session_deleter>;
-using cursor_ptr = std::unique_ptr<mongoc_cursor_t, cursor_deleter>;
-
-bson_ptr json(const std::string& text) {
-    bson_error_t err;
-    bson_t* b = bson_new_from_json(reinterpret_cast<const std::uint8_t*>(text.data()),
-                                   static_cast<ssize_t>(text.size()), &err);
-    EXPECT_NE(b, nullptr) << err.message << " in " << text;
-    return bson_ptr(b ? b : bson_new());
-}
-
-std::string to_json(const bson_t* doc) {
-    char* s = bson_as_relaxed_extended_json(doc, nullptr);
-    std::string out = s ? s : "";
-    bson_free(s);
-    return out;
-}
 
 bool find(const bson_t* doc, const char* path, bson_iter_t& out) {
     bson_iter_t it;
@@ -188,7 +145,7 @@ protected:
         bson_error_t err;
         bson_t reply;
         const bool ok = mongoc_client_session_commit_transaction(s, &reply, &err);
-        EXPECT_TRUE(ok) << err.message << " " << to_json(&reply);
+        EXPECT_TRUE(ok) << err.message << " " << relaxed(&reply);
         bson_destroy(&reply);
     }
     static void insert(mongoc_collection_t* c, const std::string& doc,
@@ -221,7 +178,7 @@ protected:
         std::vector<std::string> out;
         const bson_t* doc;
         while (mongoc_cursor_next(cur.get(), &doc))
-            out.push_back(to_json(doc));
+            out.push_back(relaxed(doc));
         bson_error_t err;
         EXPECT_FALSE(mongoc_cursor_error(cur.get(), &err)) << err.message;
         return out;
@@ -274,17 +231,17 @@ protected:
     bson_ptr ok_command(const std::string& cmd, const char* db = "txn") const {
         bool ok = false;
         bson_ptr r = command(cmd, ok, db);
-        EXPECT_TRUE(ok) << cmd << " -> " << to_json(r.get());
+        EXPECT_TRUE(ok) << cmd << " -> " << relaxed(r.get());
         return r;
     }
     void expect_error(const std::string& cmd, int code, bool transient) const {
         bool ok = true;
         bson_ptr r = command(cmd, ok);
         EXPECT_FALSE(ok) << cmd;
-        EXPECT_EQ(num(r.get(), "code"), code) << cmd << " -> " << to_json(r.get());
+        EXPECT_EQ(num(r.get(), "code"), code) << cmd << " -> " << relaxed(r.get());
         auto l = labels(r.get());
         const bool has = std::find(l.begin(), l.end(), "TransientTransactionError") != l.end();
-        EXPECT_EQ(has, transient) << cmd << " -> " << to_json(r.get());
+        EXPECT_EQ(has, transient) << cmd << " -> " << relaxed(r.get());
     }
 
     penne::test::temp_dir tmp_{"mongosim-txn"};
@@ -336,15 +293,15 @@ TEST_F(TransactionsTest, CommittedEventsAppearOnlyAfterCommitAtOneClusterTime) {
     ASSERT_EQ(lsid_id.size(), 16u);
     for (std::size_t k = 0; k < 4; ++k) {
         const bson_t* e = evs[k].get();
-        EXPECT_EQ(str(e, "operationType"), types[k]) << to_json(e);
-        EXPECT_EQ(str(e, "ns.coll"), colls[k]) << to_json(e);
-        EXPECT_EQ(cluster_time(e), cluster_time(evs[0].get())) << to_json(e);
+        EXPECT_EQ(str(e, "operationType"), types[k]) << relaxed(e);
+        EXPECT_EQ(str(e, "ns.coll"), colls[k]) << relaxed(e);
+        EXPECT_EQ(cluster_time(e), cluster_time(evs[0].get())) << relaxed(e);
         bson_subtype_t st;
         EXPECT_EQ(binary(e, "lsid.id", &st), lsid_id);
         EXPECT_EQ(st, BSON_SUBTYPE_UUID);
-        EXPECT_EQ(binary(e, "lsid.uid").size(), 32u) << to_json(e);
+        EXPECT_EQ(binary(e, "lsid.uid").size(), 32u) << relaxed(e);
         bson_iter_t n;
-        ASSERT_TRUE(find(e, "txnNumber", n)) << to_json(e);
+        ASSERT_TRUE(find(e, "txnNumber", n)) << relaxed(e);
         EXPECT_TRUE(BSON_ITER_HOLDS_INT64(&n));
         EXPECT_EQ(bson_iter_int64(&n), num(evs[0].get(), "txnNumber"));
         if (k > 0) {
@@ -389,11 +346,11 @@ TEST_F(TransactionsTest, AbortLeavesNoEventAndTheDataAsBefore) {
     bool ok = false;
     auto listed = command(R"({"listCollections": 1, "filter": {"name": "fresh"}})", ok);
     EXPECT_TRUE(ok);
-    EXPECT_EQ(str(listed.get(), "cursor.firstBatch.0.name"), "") << to_json(listed.get());
+    EXPECT_EQ(str(listed.get(), "cursor.firstBatch.0.name"), "") << relaxed(listed.get());
     insert(a.get(), R"({"_id": "marker"})");
     auto evs = events(cs.get(), 1);
     ASSERT_EQ(evs.size(), 1u);
-    EXPECT_EQ(str(evs[0].get(), "documentKey._id"), "marker") << to_json(evs[0].get());
+    EXPECT_EQ(str(evs[0].get(), "documentKey._id"), "marker") << relaxed(evs[0].get());
 }
 
 TEST_F(TransactionsTest, ResumeFromTheMiddleOfATransactionYieldsTheRest) {
@@ -432,7 +389,7 @@ TEST_F(TransactionsTest, ResumeFromTheMiddleOfATransactionYieldsTheRest) {
         BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "resumeAfter", &resume);
         BSON_APPEND_UTF8(&resume, "_data", token(evs[from].get()).c_str());
         bson_append_document_end(opts.get(), &resume);
-        auto again = watch_db(to_json(opts.get()));
+        auto again = watch_db(relaxed(opts.get()));
         auto rest = events(again.get(), 3 - from);
         ASSERT_EQ(rest.size(), 3 - from);
         for (std::size_t k = 0; k < rest.size(); ++k) {
@@ -465,7 +422,7 @@ TEST_F(TransactionsTest, MongodErrorsAndCommitRetry) {
     bool ok = true;
     auto r = command(txn_cmd(R"("abortTransaction": 1)", session_a, 1), ok, "admin");
     EXPECT_FALSE(ok);
-    EXPECT_EQ(num(r.get(), "code"), 256) << to_json(r.get());
+    EXPECT_EQ(num(r.get(), "code"), 256) << relaxed(r.get());
     // An older txnNumber is TransactionTooOld; the same number cannot start again.
     expect_error(txn_cmd(R"("insert": "a", "documents": [{"_id": 2}])", session_a, 0, true), 225,
                  false);
@@ -552,10 +509,10 @@ TEST_F(TransactionsTest, StepDownAbortsOpenTransactions) {
     bson_error_t err;
     bson_t reply;
     EXPECT_FALSE(mongoc_client_session_commit_transaction(s.get(), &reply, &err));
-    EXPECT_EQ(err.code, 251u) << err.message << " " << to_json(&reply);
+    EXPECT_EQ(err.code, 251u) << err.message << " " << relaxed(&reply);
     auto l = labels(&reply);
     EXPECT_NE(std::find(l.begin(), l.end(), "TransientTransactionError"), l.end())
-        << to_json(&reply);
+        << relaxed(&reply);
     bson_destroy(&reply);
     EXPECT_TRUE(all(a.get()).empty());
 }
@@ -585,7 +542,7 @@ TEST_F(TransactionsTest, ByteBoundedOplogLosesTheOldestHistory) {
         BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "resumeAfter", &r);
         BSON_APPEND_UTF8(&r, "_data", token(event).c_str());
         bson_append_document_end(opts.get(), &r);
-        return watch_db(to_json(opts.get()));
+        return watch_db(relaxed(opts.get()));
     };
     auto lost = resume(first[0].get());
     const bson_t* doc;
@@ -594,7 +551,7 @@ TEST_F(TransactionsTest, ByteBoundedOplogLosesTheOldestHistory) {
     const bson_t* reply;
     ASSERT_TRUE(mongoc_change_stream_error_document(lost.get(), &err, &reply));
     EXPECT_EQ(err.code, 286u) << err.message;
-    EXPECT_EQ(str(reply, "codeName"), "ChangeStreamHistoryLost") << to_json(reply);
+    EXPECT_EQ(str(reply, "codeName"), "ChangeStreamHistoryLost") << relaxed(reply);
 
     // The newest entries are kept, within the bound (about 100 of these 10 kB documents).
     auto kept = resume(recent[200].get());
@@ -625,7 +582,7 @@ TEST_F(TransactionsTest, EventCountBoundStillWorks) {
     BSON_APPEND_DOCUMENT_BEGIN(from_start.get(), "resumeAfter", &r0);
     BSON_APPEND_UTF8(&r0, "_data", token(evs[8].get()).c_str());
     bson_append_document_end(from_start.get(), &r0);
-    auto recent = watch_db(to_json(from_start.get()));
+    auto recent = watch_db(relaxed(from_start.get()));
     auto last = events(recent.get(), 1);
     ASSERT_EQ(last.size(), 1u);
     EXPECT_EQ(num(last[0].get(), "documentKey._id"), 9);
@@ -634,7 +591,7 @@ TEST_F(TransactionsTest, EventCountBoundStillWorks) {
     BSON_APPEND_DOCUMENT_BEGIN(opts.get(), "resumeAfter", &r);
     BSON_APPEND_UTF8(&r, "_data", token(evs[1].get()).c_str());
     bson_append_document_end(opts.get(), &r);
-    auto lost = watch_db(to_json(opts.get()));
+    auto lost = watch_db(relaxed(opts.get()));
     const bson_t* doc;
     EXPECT_FALSE(mongoc_change_stream_next(lost.get(), &doc));
     bson_error_t err;
