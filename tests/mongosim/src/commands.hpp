@@ -143,7 +143,7 @@ private:
         int block_ms = 0;
         std::string app_name;
         bson_ptr write_concern_error;  // {code, errmsg}: the command runs, then this is added
-        std::int64_t skip = 0;                // mode {skip: n}: let n matching commands pass
+        std::int64_t skip = 0;         // mode {skip: n}: let n matching commands pass
         double activation_probability = 1.0;  // mode {activationProbability: p}
     };
     using handler = outcome (command_processor::*)(const request&, client_info&, exec_context&);

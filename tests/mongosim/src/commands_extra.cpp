@@ -1,9 +1,9 @@
 // More of the command layer (commands.hpp): distinct, findAndModify, what happens around
 // every retryable write (the session table answering retries, a failCommand
 // writeConcernError attached after the write), fail point modes {skip} and
-// {activationProbability}, and the failGetMoreAfterCursorCheckout fail point. Kept apart from commands.cpp, whose handlers
-// findAndModify reuses for the write itself so its change events and pre-images are the same
-// as those of update and delete.
+// {activationProbability}, and the failGetMoreAfterCursorCheckout fail point. Kept apart from
+// commands.cpp, whose handlers findAndModify reuses for the write itself so its change events and
+// pre-images are the same as those of update and delete.
 
 #include "commands.hpp"
 
