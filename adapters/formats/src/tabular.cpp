@@ -1,114 +1,19 @@
 #include <penne/formats/tabular.hpp>
 
-#include <bit>
+#include <penne/detail/bson_layout.hpp>
+
 #include <cstring>
 #include <iterator>
 
 namespace penne::formats {
 namespace {
 
-constexpr std::size_t npos = static_cast<std::size_t>(-1);
-
-std::uint32_t le32(const std::uint8_t* p) noexcept {
-    std::uint32_t v;
-    std::memcpy(&v, p, 4);
-    if constexpr (std::endian::native == std::endian::big)
-        v = __builtin_bswap32(v);
-    return v;
-}
-
-std::uint64_t le64(const std::uint8_t* p) noexcept {
-    std::uint64_t v;
-    std::memcpy(&v, p, 8);
-    if constexpr (std::endian::native == std::endian::big)
-        v = __builtin_bswap64(v);
-    return v;
-}
-
-// Length of a BSON string value (int32 length, bytes, NUL) at v, or npos.
-std::size_t string_size(const std::uint8_t* v, std::size_t avail) noexcept {
-    if (avail < 5)
-        return npos;
-    const std::size_t n = le32(v);
-    if (n < 1 || n > avail - 4 || v[4 + n - 1] != 0)
-        return npos;
-    return 4 + n;
-}
-
-std::size_t cstring_size(const std::uint8_t* v, std::size_t avail) noexcept {
-    const void* nul = std::memchr(v, 0, avail);
-    return nul ? static_cast<std::size_t>(static_cast<const std::uint8_t*>(nul) - v) + 1 : npos;
-}
-
-// Bytes taken by a value of BSON type `type` at v, checked against `avail`; npos when the
-// type is unknown or the value does not fit. The insides of nested documents are not
-// checked here: the walker checks the ones that are rendered, the rest are opaque.
-std::size_t value_size(std::uint8_t type, const std::uint8_t* v, std::size_t avail) noexcept {
-    std::size_t n;
-    switch (type) {
-        case 0x01:  // double
-        case 0x09:  // UTC datetime
-        case 0x11:  // timestamp
-        case 0x12:  // int64
-            n = 8;
-            break;
-        case 0x02:  // string
-        case 0x0D:  // JavaScript code
-        case 0x0E:  // symbol
-            return string_size(v, avail);
-        case 0x03:  // document
-        case 0x04:  // array
-        case 0x0F:  // code with scope
-            if (avail < 4)
-                return npos;
-            n = le32(v);
-            if (n < (type == 0x0F ? 14u : 5u) || n > avail)
-                return npos;
-            if (type != 0x0F && v[n - 1] != 0)
-                return npos;
-            return n;
-        case 0x05:  // binary: length, subtype, bytes
-            if (avail < 5)
-                return npos;
-            n = le32(v);
-            if (n > avail - 5)
-                return npos;
-            return 5 + n;
-        case 0x06:  // undefined
-        case 0x0A:  // null
-        case 0x7F:  // max key
-        case 0xFF:  // min key
-            return 0;
-        case 0x07:  // ObjectId
-            n = 12;
-            break;
-        case 0x08:  // bool
-            n = 1;
-            break;
-        case 0x0B: {  // regex: pattern and options, both C strings
-            const std::size_t a = cstring_size(v, avail);
-            if (a == npos)
-                return npos;
-            const std::size_t b = cstring_size(v + a, avail - a);
-            return b == npos ? npos : a + b;
-        }
-        case 0x0C: {  // DBPointer: string and ObjectId
-            const std::size_t s = string_size(v, avail);
-            if (s == npos || avail - s < 12)
-                return npos;
-            return s + 12;
-        }
-        case 0x10:  // int32
-            n = 4;
-            break;
-        case 0x13:  // decimal128
-            n = 16;
-            break;
-        default:
-            return npos;
-    }
-    return n <= avail ? n : npos;
-}
+using penne::detail::bson_cstring_size;
+using penne::detail::bson_le32;
+using penne::detail::bson_le64;
+using penne::detail::bson_string_size;
+using penne::detail::bson_value_size;
+constexpr std::size_t npos = penne::detail::bson_npos;
 
 // Valid UTF-8 without NUL (shortest forms, no surrogates, at most U+10FFFF).
 bool valid_text(std::string_view s) noexcept {
@@ -154,7 +59,7 @@ bool valid_text(std::string_view s) noexcept {
 // A string value's text (without the terminator), or nullopt when it is not valid text.
 std::optional<std::string_view> text_of(const std::uint8_t* v) noexcept {
     // The caller has checked the value with value_size, so the length is in range.
-    const std::string_view s(reinterpret_cast<const char*>(v + 4), le32(v) - 1);
+    const std::string_view s(reinterpret_cast<const char*>(v + 4), bson_le32(v) - 1);
     if (!valid_text(s))
         return std::nullopt;
     return s;
@@ -267,18 +172,18 @@ error_code wrong_type(const change_event& ev, diagnostics& diag, std::string_vie
 // each. Returns false when the framing is broken (the caller reports it).
 template <typename F>
 bool for_each_element(const std::uint8_t* p, std::size_t len, F&& f) {
-    if (len < 5 || le32(p) != len || p[len - 1] != 0)
+    if (len < 5 || bson_le32(p) != len || p[len - 1] != 0)
         return false;
     const std::size_t end = len - 1;
     std::size_t pos = 4;
     while (pos < end) {
         const std::uint8_t type = p[pos++];
-        const std::size_t klen = cstring_size(p + pos, end - pos);
+        const std::size_t klen = bson_cstring_size(p + pos, end - pos);
         if (klen == npos)
             return false;
         const std::string_view key(reinterpret_cast<const char*>(p + pos), klen - 1);
         pos += klen;
-        const std::size_t vsize = value_size(type, p + pos, end - pos);
+        const std::size_t vsize = bson_value_size(type, p + pos, end - pos);
         if (vsize == npos)
             return false;
         if (!f(type, key, p + pos, vsize))
@@ -423,7 +328,7 @@ error_code tabular_extractor::extract(const change_event& ev, tabular_row& row, 
                     ec = wrong_type(ev, diag, key, type, "timestamp");
                     return false;
                 }
-                const std::uint64_t ts = le64(v);
+                const std::uint64_t ts = bson_le64(v);
                 row.cluster_time_seconds = static_cast<std::uint32_t>(ts >> 32);
                 row.cluster_time_increment = static_cast<std::uint32_t>(ts);
                 have_cluster_time = true;
@@ -436,7 +341,7 @@ error_code tabular_extractor::extract(const change_event& ev, tabular_row& row, 
                     ec = wrong_type(ev, diag, key, type, "date or null");
                     return false;
                 }
-                row.wall_time_ms = static_cast<std::int64_t>(le64(v));
+                row.wall_time_ms = static_cast<std::int64_t>(bson_le64(v));
                 return true;
             case 5:
                 return document_or_null(slot_document_key, type, key, v, size);
@@ -448,9 +353,9 @@ error_code tabular_extractor::extract(const change_event& ev, tabular_row& row, 
                 return document_or_null(slot_before_change, type, key, v, size);
             case 9:
                 if (type == 0x12) {
-                    row.txn_number = static_cast<std::int64_t>(le64(v));
+                    row.txn_number = static_cast<std::int64_t>(bson_le64(v));
                 } else if (type == 0x10) {
-                    row.txn_number = static_cast<std::int32_t>(le32(v));
+                    row.txn_number = static_cast<std::int32_t>(bson_le32(v));
                 } else if (type != 0x0A) {
                     ec = wrong_type(ev, diag, key, type, "int64 or null");
                     return false;

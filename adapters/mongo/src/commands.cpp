@@ -1,5 +1,7 @@
 #include <penne/mongo/commands.hpp>
 
+#include <penne/detail/bson_layout.hpp>
+
 #include <penne/version.hpp>
 
 #include <sys/utsname.h>
@@ -453,109 +455,13 @@ error_code parse_hello(byte_view body, hello_reply& out) {
 // are only skipped; the encoder checks the whole event again when it writes it.
 namespace {
 
-constexpr std::size_t bad_size = static_cast<std::size_t>(-1);
-
-std::uint32_t le32(const std::uint8_t* p) noexcept {
-    return std::uint32_t(p[0]) | std::uint32_t(p[1]) << 8 | std::uint32_t(p[2]) << 16 |
-           std::uint32_t(p[3]) << 24;
-}
-
-std::uint64_t le64(const std::uint8_t* p) noexcept {
-    return std::uint64_t(le32(p)) | std::uint64_t(le32(p + 4)) << 32;
-}
-
-// A BSON string (int32 length, bytes, NUL) in `avail` bytes: its size, or bad_size.
-std::size_t string_size(const std::uint8_t* p, std::size_t avail) noexcept {
-    if (avail < 5)
-        return bad_size;
-    const std::uint32_t n = le32(p);
-    if (n < 1 || n > avail - 4 || p[4 + n - 1] != 0)
-        return bad_size;
-    return 4 + std::size_t(n);
-}
-
-std::size_t document_size(const std::uint8_t* p, std::size_t avail) noexcept {
-    if (avail < 5)
-        return bad_size;
-    const std::uint32_t n = le32(p);
-    if (n < 5 || n > avail || p[n - 1] != 0)
-        return bad_size;
-    return n;
-}
-
-std::size_t cstring_size(const std::uint8_t* p, std::size_t avail) noexcept {
-    const auto* nul = static_cast<const std::uint8_t*>(std::memchr(p, 0, avail));
-    return nul ? std::size_t(nul - p) + 1 : bad_size;
-}
-
-// Bytes taken by a value of BSON type `type` at `p`, `avail` bytes before the end of its
-// document's elements; bad_size when it does not fit or the type is unknown.
-std::size_t value_size(std::uint8_t type, const std::uint8_t* p, std::size_t avail) noexcept {
-    std::size_t fixed = 0;
-    switch (type) {
-        case 0x01:  // double
-        case 0x09:  // UTC datetime
-        case 0x11:  // timestamp
-        case 0x12:  // int64
-            fixed = 8;
-            break;
-        case 0x02:  // string
-        case 0x0D:  // JavaScript code
-        case 0x0E:  // symbol
-            return string_size(p, avail);
-        case 0x03:  // document
-        case 0x04:  // array
-            return document_size(p, avail);
-        case 0x05: {  // binary: int32 length, subtype, bytes
-            if (avail < 5 || le32(p) > avail - 5)
-                return bad_size;
-            return 5 + std::size_t(le32(p));
-        }
-        case 0x06:  // undefined
-        case 0x0A:  // null
-        case 0x7F:  // max key
-        case 0xFF:  // min key
-            return 0;
-        case 0x07:  // ObjectId
-            fixed = 12;
-            break;
-        case 0x08:  // bool
-            fixed = 1;
-            break;
-        case 0x0B: {  // regex: pattern and options, both C strings
-            const std::size_t a = cstring_size(p, avail);
-            if (a == bad_size)
-                return bad_size;
-            const std::size_t b = cstring_size(p + a, avail - a);
-            return b == bad_size ? bad_size : a + b;
-        }
-        case 0x0C: {  // DBPointer: string, ObjectId
-            const std::size_t a = string_size(p, avail);
-            return a == bad_size || avail - a < 12 ? bad_size : a + 12;
-        }
-        case 0x0F: {  // code with scope: int32 total, string, document
-            if (avail < 4)
-                return bad_size;
-            const std::uint32_t n = le32(p);
-            if (n < 14 || n > avail)
-                return bad_size;
-            const std::size_t a = string_size(p + 4, n - 4);
-            if (a == bad_size)
-                return bad_size;
-            const std::size_t b = document_size(p + 4 + a, n - 4 - a);
-            return b == bad_size || 4 + a + b != n ? bad_size : n;
-        }
-        case 0x10:  // int32
-            fixed = 4;
-            break;
-        case 0x13:  // decimal128
-            fixed = 16;
-            break;
-        default:
-            return bad_size;
-    }
-    return fixed <= avail ? fixed : bad_size;
-}
+using penne::detail::bson_cstring_size;
+using penne::detail::bson_document_size;
+using penne::detail::bson_le32;
+using penne::detail::bson_le64;
+using penne::detail::bson_string_size;
+using penne::detail::bson_value_size;
+constexpr std::size_t bad_size = penne::detail::bson_npos;
 
 // Calls on_element(type, key, value, value_size) for each element of the document `doc`
 // (whose own length and terminator the caller checked); false when an element is malformed
@@ -575,7 +481,7 @@ bool for_each_element(byte_view doc, F&& on_element) {
             return false;
         const std::string_view key(reinterpret_cast<const char*>(p + pos), key_end - pos);
         pos = key_end + 1;
-        const std::size_t n = value_size(type, p + pos, end - pos);
+        const std::size_t n = bson_value_size(type, p + pos, end - pos);
         if (n == bad_size)
             return false;
         if (!on_element(type, key, p + pos, n))
@@ -621,7 +527,7 @@ error_code scan_change_event(byte_view doc, change_event& out, bool& split) {
                 break;
             case 8:
                 if (type == 0x09 && key == "wallTime")
-                    out.wall_time_ms = static_cast<std::int64_t>(le64(v));
+                    out.wall_time_ms = static_cast<std::int64_t>(bson_le64(v));
                 break;
             case 10:
                 if (key == "splitEvent")
@@ -629,8 +535,8 @@ error_code scan_change_event(byte_view doc, change_event& out, bool& split) {
                 break;
             case 11:
                 if (type == 0x11 && key == "clusterTime") {
-                    out.time.increment = le32(v);
-                    out.time.seconds = le32(v + 4);
+                    out.time.increment = bson_le32(v);
+                    out.time.seconds = bson_le32(v + 4);
                 }
                 break;
             case 13:
