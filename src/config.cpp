@@ -486,6 +486,7 @@ bool parse_config(std::string_view text, std::string_view source_name,
         m.millis("max_await_ms", c.mongodb.max_await, 1, 3'600'000);
         m.millis("connect_timeout_ms", c.mongodb.connect_timeout, 1, 600'000);
         m.integer("batch_size", c.mongodb.batch_size, 0, 1'000'000);
+        m.boolean("prefetch", c.mongodb.prefetch);
         m.string("full_document", c.mongodb.full_document,
                  {"default", "updateLookup", "whenAvailable", "required"});
         m.string("full_document_before_change", c.mongodb.full_document_before_change,

@@ -119,6 +119,7 @@ bool build(const config& cfg, const hooks& h, asio::any_io_executor ex, services
     mo.max_await = cfg.mongodb.max_await;
     mo.connect_timeout = cfg.mongodb.connect_timeout;
     mo.batch_size = static_cast<std::int32_t>(cfg.mongodb.batch_size);
+    mo.prefetch = cfg.mongodb.prefetch;
     mo.full_document = mongo::parse_full_document_mode(cfg.mongodb.full_document)
                            .value_or(mongo::full_document_mode::server_default);
     mo.full_document_before_change =

@@ -32,6 +32,7 @@ struct mongo_settings {
     std::chrono::milliseconds max_await{1000};
     std::chrono::milliseconds connect_timeout{10'000};
     std::uint32_t batch_size = 0;  // 0: the server's default
+    bool prefetch = true;          // send the next getMore while a reply is processed
     std::string full_document = "default";
     std::string full_document_before_change =
         "default";  // default | off | whenAvailable | required

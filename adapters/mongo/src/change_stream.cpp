@@ -232,6 +232,8 @@ awaitable<error_code> change_stream::start(std::unique_ptr<connection>& c, diagn
     conn_.reset();
     cursor_id_ = 0;
     has_pending_ = false;
+    prefetch_error_ = {};
+    prefetch_diag_.clear();
     const read_mode mode = config_->uri.read_preference;
     // A direct connection to a member that is not primary reads with primaryPreferred (as
     // the server selection rules say), so a secondary serves it.
@@ -361,8 +363,10 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
             std::vector<std::uint8_t>().swap(pending_);
             if (ec)
                 co_return ec;
-            if (first_after_open || !out.events.empty())
+            if (first_after_open || !out.events.empty()) {
+                co_await prefetch();
                 co_return error_code{};
+            }
         }
         if (cursor_id_ == 0 && !invalidate_token_.empty()) {
             // The collection or database was dropped or renamed: the server closed the
@@ -389,19 +393,33 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
         error_code ec;
         command_reply reply;
         std::int32_t wire = 0;
-        if (conn_ && conn_->is_open()) {
+        if (prefetch_error_) {
+            // The prefetched getMore could not be sent (the connection is closed): handle it
+            // here, like any failed getMore.
+            wire = conn_ ? conn_->hello().max_wire_version : 0;
+            ec = std::exchange(prefetch_error_, error_code{});
+            diag.message = std::move(prefetch_diag_);
+            prefetch_diag_.clear();
+        } else if (conn_ && conn_->is_open()) {
             wire = conn_->hello().max_wire_version;
-            document cmd = make_get_more(cursor_id_, ns_, o.max_await, o.batch_size);
+            if (!conn_->awaiting_reply()) {
+                document cmd = make_get_more(cursor_id_, ns_, o.max_await, o.batch_size);
+                ec = co_await conn_->send(cmd.bytes(), diag);
+            }
             // Read straight into the batch's storage: its views died with this call, and the
             // frame reader keeps the old buffer in exchange, so a busy scope holds two reply
             // buffers (the one being read and the one being routed), not a third idle one.
-            ec = co_await conn_->run_command(cmd.bytes(), out.storage, reply, o.max_await, diag);
+            if (!ec)
+                ec = co_await conn_->receive(out.storage, reply, o.max_await, diag);
             if (!ec) {
                 if (!reply.cursor) {
                     diag.message = "getMore reply for " + scope_.id() + " has no cursor";
                     co_return make_error_code(client_errc::malformed_reply);
                 }
-                co_return deliver(out.storage, *reply.cursor, out, diag);
+                error_code dec = deliver(out.storage, *reply.cursor, out, diag);
+                if (!dec)
+                    co_await prefetch();
+                co_return dec;
             }
         } else {
             ec = make_error_code(client_errc::connection_closed);
@@ -471,14 +489,40 @@ awaitable<error_code> change_stream::resume(diagnostics& diag) {
     co_return ec;
 }
 
+awaitable<void> change_stream::prefetch() {
+    const source_options& o = config_->options;
+    if (!o.prefetch || !conn_ || !conn_->is_open() || conn_->awaiting_reply() || cursor_id_ == 0 ||
+        !invalidate_token_.empty())
+        co_return;
+    // The server gathers the next batch while the caller processes this one. Nothing is
+    // lost if the reply is never read (close, a crash): its events were not delivered, so
+    // the position has not moved past them.
+    document cmd = make_get_more(cursor_id_, ns_, o.max_await, o.batch_size);
+    diagnostics diag;
+    error_code ec = co_await conn_->send(cmd.bytes(), diag);
+    if (ec) {
+        prefetch_error_ = ec;
+        prefetch_diag_ = std::move(diag.message);
+    }
+}
+
 awaitable<void> change_stream::kill_cursor() {
     if (!conn_ || !conn_->is_open() || cursor_id_ == 0 || ns_.empty())
         co_return;
-    std::int64_t ids[] = {cursor_id_};
-    document cmd = make_kill_cursors(ns_, ids);
     std::vector<std::uint8_t> frame;
     command_reply reply;
     diagnostics ignored;
+    if (conn_->awaiting_reply()) {
+        // A prefetched getMore is out: its reply comes first (within maxTimeMS), and its
+        // events are dropped (never delivered, so read again after the next open).
+        co_await conn_->receive(frame, reply, config_->options.max_await, ignored);
+        if (!conn_->is_open()) {
+            cursor_id_ = 0;
+            co_return;
+        }
+    }
+    std::int64_t ids[] = {cursor_id_};
+    document cmd = make_kill_cursors(ns_, ids);
     co_await conn_->run_command(cmd.bytes(), frame, reply, {}, ignored);
     cursor_id_ = 0;
 }
@@ -491,6 +535,8 @@ awaitable<void> change_stream::close() {
     cursor_id_ = 0;
     opened_ = false;
     has_pending_ = false;
+    prefetch_error_ = {};
+    prefetch_diag_.clear();
 }
 
 error_code source_factory::create(const source_options& opts, std::unique_ptr<source_factory>& out,

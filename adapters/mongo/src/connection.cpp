@@ -93,6 +93,8 @@ struct connection::impl {
     std::int32_t next_request_id = 1;
     bool busy = false;
     bool open = false;
+    std::int32_t outstanding = 0;  // the request id send() wrote and receive() has not read
+    std::string outstanding_name;  // its command's name, for diagnostics
     hello_reply hello;
     host_port peer;
     connection_options opts;
@@ -103,11 +105,12 @@ struct connection::impl {
         socket.close(ignored);
         reader.reset();
         open = false;
+        outstanding = 0;
         compressor.reset();
     }
 
-    // Writes `out` and reads the frame answering `request_id` into `frame`.
-    awaitable<error_code> exchange(std::int32_t request_id, std::vector<std::uint8_t>& frame) {
+    // Writes `out` (one encoded request).
+    awaitable<error_code> write_out() {
         error_code wec;
         std::size_t written = 0;
         if (tls)
@@ -115,8 +118,11 @@ struct connection::impl {
         else
             std::tie(wec, written) =
                 co_await asio::async_write(socket, asio::buffer(out), use_tuple);
-        if (wec)
-            co_return wec;
+        co_return wec;
+    }
+
+    // Reads the frame answering `request_id` into `frame` (inflated when compressed).
+    awaitable<error_code> read_reply(std::int32_t request_id, std::vector<std::uint8_t>& frame) {
         reader.reset();
         while (!reader.ready()) {
             auto space = reader.prepare();
@@ -148,15 +154,23 @@ struct connection::impl {
         co_return error_code{};
     }
 
-    // One OP_MSG round trip with a deadline; fills `reply` from the frame.
-    awaitable<error_code> round_trip(byte_view command, std::vector<std::uint8_t>& frame,
-                                     command_reply& reply, std::chrono::milliseconds deadline,
-                                     diagnostics& diag) {
+    // Writes `out` and reads the frame answering `request_id` into `frame`.
+    awaitable<error_code> exchange(std::int32_t request_id, std::vector<std::uint8_t>& frame) {
+        error_code wec = co_await write_out();
+        if (wec)
+            co_return wec;
+        co_return co_await read_reply(request_id, frame);
+    }
+
+    // Encodes and writes one OP_MSG command; its reply is read by receive(). At most one
+    // request is outstanding.
+    awaitable<error_code> send(byte_view command, std::chrono::milliseconds deadline,
+                               diagnostics& diag) {
         if (!open) {
             diag.message = "MongoDB connection to " + peer.to_string() + " is closed";
             co_return make_error_code(client_errc::not_connected);
         }
-        if (busy)
+        if (busy || outstanding != 0)
             co_return make_error_code(client_errc::busy);
         busy = true;
         std::int32_t id = next_request_id++;
@@ -173,7 +187,30 @@ struct connection::impl {
                 co_return cec;
             }
         }
-        error_code ec = co_await with_deadline(exchange(id, frame), deadline);
+        error_code ec = co_await with_deadline(write_out(), deadline);
+        busy = false;
+        if (ec) {
+            shut();
+            co_return exchange_failed(ec, name, diag);
+        }
+        outstanding = id;
+        outstanding_name.assign(name);
+        co_return error_code{};
+    }
+
+    // Reads and checks the reply to the request send() wrote; fills `reply` from the frame.
+    awaitable<error_code> receive(std::vector<std::uint8_t>& frame, command_reply& reply,
+                                  std::chrono::milliseconds deadline, diagnostics& diag) {
+        if (!open) {
+            diag.message = "MongoDB connection to " + peer.to_string() + " is closed";
+            co_return make_error_code(client_errc::not_connected);
+        }
+        if (busy || outstanding == 0)
+            co_return make_error_code(client_errc::busy);
+        busy = true;
+        const std::int32_t id = std::exchange(outstanding, 0);
+        const std::string& name = outstanding_name;
+        error_code ec = co_await with_deadline(read_reply(id, frame), deadline);
         busy = false;
         if (ec) {
             shut();
@@ -182,19 +219,19 @@ struct connection::impl {
         wire::op_msg_view msg;
         if (auto dec = wire::decode_op_msg(frame, msg)) {
             shut();
-            diag.message = "unreadable reply to " + std::string(name) + " from " +
-                           peer.to_string() + ": " + dec.message();
+            diag.message =
+                "unreadable reply to " + name + " from " + peer.to_string() + ": " + dec.message();
             co_return dec;
         }
         if (msg.more_to_come()) {
             // We never set exhaustAllowed, so a streamed reply means the peer is confused.
             shut();
-            diag.message = "unexpected moreToCome reply to " + std::string(name);
+            diag.message = "unexpected moreToCome reply to " + name;
             co_return make_error_code(client_errc::malformed_message);
         }
         if (auto pec = parse_reply(msg.body, reply)) {
             shut();
-            diag.message = "malformed reply to " + std::string(name) + " from " + peer.to_string();
+            diag.message = "malformed reply to " + name + " from " + peer.to_string();
             co_return pec;
         }
         if (!reply.ok) {
@@ -202,6 +239,16 @@ struct connection::impl {
             co_return make_server_error(reply.code);
         }
         co_return error_code{};
+    }
+
+    // One OP_MSG round trip with a deadline for each half; fills `reply` from the frame.
+    awaitable<error_code> round_trip(byte_view command, std::vector<std::uint8_t>& frame,
+                                     command_reply& reply, std::chrono::milliseconds deadline,
+                                     diagnostics& diag) {
+        error_code sec = co_await send(command, deadline, diag);
+        if (sec)
+            co_return sec;
+        co_return co_await receive(frame, reply, deadline, diag);
     }
 
     // The error and diagnostics of a failed exchange. A TLS-layer error while connecting
@@ -516,6 +563,20 @@ awaitable<error_code> connection::run_command(byte_view command, std::vector<std
                                               diagnostics& diag) {
     co_return co_await impl_->round_trip(command, frame, reply,
                                          server_wait + impl_->opts.socket_timeout, diag);
+}
+
+awaitable<error_code> connection::send(byte_view command, diagnostics& diag) {
+    co_return co_await impl_->send(command, impl_->opts.socket_timeout, diag);
+}
+
+awaitable<error_code> connection::receive(std::vector<std::uint8_t>& frame, command_reply& reply,
+                                          std::chrono::milliseconds server_wait,
+                                          diagnostics& diag) {
+    co_return co_await impl_->receive(frame, reply, server_wait + impl_->opts.socket_timeout, diag);
+}
+
+bool connection::awaiting_reply() const noexcept {
+    return impl_->open && impl_->outstanding != 0;
 }
 
 void connection::close() noexcept {

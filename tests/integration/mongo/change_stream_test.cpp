@@ -326,6 +326,50 @@ TEST_F(MongoIntegration, ResumeFromSavedTokenGetsExactlyTheRest) {
     });
 }
 
+// A prefetched getMore's reply that was never delivered is dropped by close(); the
+// position stays before its events, so a stream resumed from cached_token() reads them.
+TEST_F(MongoIntegration, PrefetchedReplyIsReadAgainAfterCloseAndResume) {
+    run([&](asio::io_context& io) -> awaitable<void> {
+        auto o = options(sim_->port());
+        o.batch_size = 3;
+        auto cfg = config(o);
+        penne::resume_token position;
+        std::vector<received> first;
+        {
+            change_stream cs(io.get_executor(), collection("db", "c"), cfg);
+            penne::diagnostics d;
+            auto ec = co_await cs.open({}, d);
+            EXPECT_FALSE(ec) << d.message;
+            if (ec)
+                co_return;
+            insert("db", "c", 0, 10);
+            // At least one reply with events; each holds at most batch_size (3), so at most
+            // 5 of the 10 arrive and the stream has a getMore out for more when it closes.
+            first = co_await read_events(cs, 3);
+            EXPECT_GE(first.size(), 3u);
+            EXPECT_LE(first.size(), 5u);
+            position = cs.cached_token();
+            co_await cs.close();
+        }
+        change_stream again(io.get_executor(), collection("db", "c"), cfg);
+        penne::diagnostics d;
+        penne::start_position from;
+        from.resume_after = position;
+        auto ec = co_await again.open(from, d);
+        EXPECT_FALSE(ec) << d.message;
+        if (ec)
+            co_return;
+        const std::size_t n = first.size();
+        auto rest = co_await read_events(again, 11 - n, 10);  // asks for one more than exists
+        CO_ASSERT_EQ(rest.size(), 10 - n);
+        for (std::size_t i = 0; i < n; ++i)
+            EXPECT_EQ(first[i].id, static_cast<int>(i));
+        for (std::size_t i = 0; i < rest.size(); ++i)
+            EXPECT_EQ(rest[i].id, static_cast<int>(n + i));
+        co_await again.close();
+    });
+}
+
 TEST_F(MongoIntegration, IdleStreamTokenAdvances) {
     run([&](asio::io_context& io) -> awaitable<void> {
         change_stream cs(io.get_executor(), collection("quiet", "c"),

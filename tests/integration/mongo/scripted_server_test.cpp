@@ -256,13 +256,73 @@ TEST(ScriptedServer, OpenNextCloseCommandShapes) {
                                R"({ "$changeStreamSplitLargeEvent" : {  } } ])"),
               std::string::npos)
         << agg[0].json;
+    // The first batch came with the aggregate; each batch returned sent the next getMore
+    // ahead (prefetch), so three went out for two answered, and close() read the third's
+    // reply before killing the cursor.
     auto gm = srv.commands("getMore");
-    ASSERT_EQ(gm.size(), 2u);  // the first batch came with the aggregate
+    ASSERT_EQ(gm.size(), 3u);
     EXPECT_EQ(gm[0].json,
               R"({ "getMore" : 7, "collection" : "c", "maxTimeMS" : 200, "$db" : "d" })");
     auto kc = srv.commands("killCursors");
     ASSERT_EQ(kc.size(), 1u);
     EXPECT_EQ(kc[0].json, R"({ "killCursors" : "c", "cursors" : [ 7 ], "$db" : "d" })");
+    EXPECT_EQ(srv.log.back().name, "killCursors");
+}
+
+// With prefetch (the default) the next getMore is on the wire as soon as a batch is
+// returned, before the caller asks for it; without, only when next() is called.
+TEST(ScriptedServer, PrefetchSendsTheNextGetMoreBeforeItIsAskedFor) {
+    for (bool prefetch : {true, false}) {
+        SCOPED_TRACE(prefetch ? "prefetch" : "no prefetch");
+        asio::io_context io;
+        int getmores = 0;
+        scripted_server* self = nullptr;
+        scripted_server srv(io, [&](const received& r) -> action {
+            if (r.name == "hello")
+                return answer(primary_hello(self->address()));
+            if (r.name == "aggregate")
+                return answer(batch_reply(true, 7, {}, "P0"));
+            if (r.name == "getMore") {
+                ++getmores;
+                return answer(batch_reply(false, 7, {2 * getmores, 2 * getmores + 1},
+                                          "P" + std::to_string(2 * getmores + 1)));
+            }
+            return answer(R"({"ok": 1})");
+        });
+        self = &srv;
+        run(io, [&]() -> awaitable<void> {
+            penne::mongo::source_options o;
+            o.uri = "mongodb://" + srv.address();
+            o.max_await = 200ms;
+            o.socket_timeout = 300ms;
+            o.prefetch = prefetch;
+            auto cfg = std::make_shared<penne::mongo::stream_config>();
+            penne::diagnostics d;
+            EXPECT_FALSE(penne::mongo::prepare(o, *cfg, d)) << d.message;
+            penne::mongo::change_stream cs(io.get_executor(), coll_scope(), cfg);
+            auto ec = co_await cs.open({}, d);
+            EXPECT_FALSE(ec) << d.message;
+            penne::event_batch b;
+            std::vector<int> seen;
+            for (int i = 0; i < 3; ++i) {
+                ec = co_await cs.next(b, d);
+                EXPECT_FALSE(ec) << d.message;
+                for (const auto& e : b.events)
+                    seen.push_back(static_cast<int>(e.time.increment));
+                // Give the server time to read whatever is on the wire.
+                asio::steady_timer t(io, 50ms);
+                co_await t.async_wait(use_tuple);
+                EXPECT_EQ(srv.commands("getMore").size(), std::size_t(prefetch ? i + 1 : i));
+            }
+            // Every event once, in order: the prefetched replies are delivered, not skipped.
+            EXPECT_EQ(seen, (std::vector<int>{2, 3, 4, 5}));
+            EXPECT_EQ(penne::mongo::to_json(cs.cached_token().bytes()), R"({ "_data" : "P5" })");
+            co_await cs.close();
+        });
+        // close() answers for the outstanding getMore first, then kills the cursor.
+        EXPECT_EQ(srv.log.back().name, "killCursors");
+        EXPECT_EQ(srv.commands("getMore").size(), prefetch ? 3u : 2u);
+    }
 }
 
 TEST(ScriptedServer, ResumableErrorResumesFromCachedToken) {

@@ -92,9 +92,12 @@ TEST(config, document_images_expanded_events_and_split_events) {
     EXPECT_EQ(c.mongodb.full_document_before_change, "default");
     EXPECT_FALSE(c.mongodb.show_expanded_events);
     EXPECT_TRUE(c.mongodb.split_large_events);
+    EXPECT_TRUE(c.mongodb.prefetch);
     c = parse_ok(
         "[mongodb]\nfull_document_before_change = \"whenAvailable\"\n"
-        "show_expanded_events = true\nsplit_large_events = false\n[[watch]]\ndatabase = \"a\"\n");
+        "show_expanded_events = true\nsplit_large_events = false\nprefetch = false\n"
+        "[[watch]]\ndatabase = \"a\"\n");
+    EXPECT_FALSE(c.mongodb.prefetch);
     EXPECT_EQ(c.mongodb.full_document_before_change, "whenAvailable");
     EXPECT_TRUE(c.mongodb.show_expanded_events);
     EXPECT_FALSE(c.mongodb.split_large_events);
@@ -104,6 +107,8 @@ TEST(config, document_images_expanded_events_and_split_events) {
     EXPECT_NE(e.find("mongodb.full_document_before_change"), std::string::npos) << e;
     e = parse_error("[mongodb]\nsplit_large_events = \"yes\"\n[[watch]]\ndatabase = \"a\"\n");
     EXPECT_NE(e.find("mongodb.split_large_events"), std::string::npos) << e;
+    e = parse_error("[mongodb]\nprefetch = 1\n[[watch]]\ndatabase = \"a\"\n");
+    EXPECT_NE(e.find("mongodb.prefetch"), std::string::npos) << e;
 }
 
 TEST(config, csv_output_options) {

@@ -46,6 +46,9 @@ struct source_options {
     std::string uri = "mongodb://127.0.0.1:27017";
     std::chrono::milliseconds max_await{1000};  // getMore maxTimeMS
     std::int32_t batch_size = 0;                // 0: server default
+    // Send the next getMore as soon as a reply arrives, so the server gathers the next
+    // batch while the caller processes this one (one request outstanding per stream).
+    bool prefetch = true;
     std::chrono::milliseconds connect_timeout{10'000};
     std::chrono::milliseconds socket_timeout{30'000};
     full_document_mode full_document = full_document_mode::server_default;
@@ -116,6 +119,9 @@ private:
     boost::asio::awaitable<error_code> start(std::unique_ptr<connection>& c, diagnostics& diag);
     boost::asio::awaitable<error_code> resume(diagnostics& diag);
     boost::asio::awaitable<void> kill_cursor();
+    // Sends the next getMore ahead of next() (source_options::prefetch); a failure to send
+    // is kept for next() to report.
+    boost::asio::awaitable<void> prefetch();
     error_code deliver(std::vector<std::uint8_t>& frame, const cursor_view& cursor,
                        event_batch& out, diagnostics& diag);
 
@@ -137,7 +143,9 @@ private:
     std::int64_t cursor_id_ = 0;
     std::string ns_;
     bool opened_ = false;
-    bool has_pending_ = false;       // the aggregate's firstBatch, not yet returned
+    bool has_pending_ = false;   // the aggregate's firstBatch, not yet returned
+    error_code prefetch_error_;  // sending the prefetched getMore failed
+    std::string prefetch_diag_;
     bool first_after_open_ = false;  // the pending batch is open()'s, not a resume's
     std::vector<std::uint8_t> pending_;
     cursor_view pending_cursor_;  // views into pending_ (kept valid across buffer swaps)

@@ -7,7 +7,9 @@
 // each awaited to its reply. The socket, TLS and Asio details stay in connection.cpp.
 //
 // Thread safety: none; use from one strand. At most one command is outstanding (a second
-// concurrent run_command fails with client_errc::busy).
+// concurrent run_command fails with client_errc::busy). send() and receive() split a
+// round trip in two, so a caller can have the server work on its next command (a
+// prefetched getMore) while it processes the last reply.
 // Cancellation: every operation honours the awaiting coroutine's cancellation slot; a
 // cancelled or timed-out operation leaves the connection closed (a half-read reply cannot
 // be resynchronised). Timeouts surface as penne::errc::timeout.
@@ -76,6 +78,17 @@ public:
                                                    command_reply& reply,
                                                    std::chrono::milliseconds server_wait,
                                                    diagnostics& diag);
+
+    // The two halves of run_command: send() writes `command` and completes once it is on
+    // the wire; receive() awaits its reply (same contract as run_command). One command may
+    // be outstanding: send() while one is, or receive() without one, fails with busy.
+    boost::asio::awaitable<error_code> send(byte_view command, diagnostics& diag);
+    boost::asio::awaitable<error_code> receive(std::vector<std::uint8_t>& frame,
+                                               command_reply& reply,
+                                               std::chrono::milliseconds server_wait,
+                                               diagnostics& diag);
+    // A command was sent and its reply not received yet.
+    bool awaiting_reply() const noexcept;
 
     void close() noexcept;
     bool is_open() const noexcept;
