@@ -20,6 +20,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <span>
 #include <unordered_map>
 
 namespace penne {
@@ -996,6 +997,9 @@ void scope_runner::start_upload(std::shared_ptr<upload_job> job) {
 awaitable<void> scope_runner::recorder() {
     co_await asio::this_coro::throw_if_cancelled(false);
     diagnostics diag;
+    // At most this many entries per record_many() call (a bounded frame / script call).
+    constexpr std::size_t max_record_group = 256;
+    std::vector<manifest_entry> record_group;
     for (;;) {
         if (hard_stop_)
             break;
@@ -1006,23 +1010,40 @@ awaitable<void> scope_runner::recorder() {
             co_await record_timer_.async_wait(nothrow);
             continue;
         }
-        auto job = record_queue_.front();
+        // Every entry queued meanwhile goes in one call: a store writes them together (one
+        // journal frame and fsync, one round trip), and since what is durable after a failure
+        // is a prefix, "recorded implies every earlier batch recorded" still holds. A retry
+        // records the whole group again (replacing an entry by key is idempotent).
+        const std::size_t n = std::min(record_queue_.size(), max_record_group);
+        std::span<const manifest_entry> entries(&record_queue_.front()->entry, 1);
+        if (n > 1) {
+            record_group.clear();
+            for (std::size_t i = 0; i < n; ++i)
+                record_group.push_back(record_queue_[i]->entry);
+            entries = record_group;
+        }
+        const std::string what =
+            n == 1 ? "recording manifest entry " + entries[0].key
+                   : "recording " + std::to_string(n) + " manifest entries from " + entries[0].key;
         error_code ec = co_await retrying(
-            "recording manifest entry " + job->entry.key, retry_kind::record,
+            what, retry_kind::record,
             [&](diagnostics& d) {
-                return p_.svc.leases ? p_.svc.leases->record(id_, fence_, job->entry, d)
-                                     : p_.svc.state->record(id_, job->entry, d);
+                return p_.svc.leases ? p_.svc.leases->record_many(id_, fence_, entries, d)
+                                     : p_.svc.state->record_many(id_, entries, d);
             },
             p_.stats.state_retries, diag);
         if (ec) {
             if (!hard_stop_ && ec != errc::cancelled)
-                fail(ec, "recording " + job->entry.key + " failed: " + describe(ec, diag));
+                fail(ec, what + " failed: " + describe(ec, diag));
             break;
         }
-        record_queue_.pop_front();
-        job->recorded = true;
-        if (job->compressed)
-            ready_to_upload(std::move(job));
+        for (std::size_t i = 0; i < n; ++i) {
+            auto job = std::move(record_queue_.front());
+            record_queue_.pop_front();
+            job->recorded = true;
+            if (job->compressed)
+                ready_to_upload(std::move(job));
+        }
     }
     // Whatever was not recorded is dropped: it is still pending in the watermark, so the
     // next start reads those events again.

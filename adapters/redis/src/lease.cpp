@@ -255,6 +255,15 @@ asio::awaitable<error_code> lease_store::record(const std::string& scope_id, std
     co_return ec;
 }
 
+asio::awaitable<error_code> lease_store::record_many(const std::string& scope_id,
+                                                     std::uint64_t fence,
+                                                     std::span<const manifest_entry> entries,
+                                                     diagnostics& diag) {
+    const fence_token token{owner_, fence};
+    error_code ec = co_await store_.record_many(scope_id, entries, token, diag);
+    co_return ec;
+}
+
 asio::awaitable<error_code> lease_store::commit(const std::string& scope_id, std::uint64_t fence,
                                                 const commit_request& req, diagnostics& diag) {
     const fence_token token{owner_, fence};

@@ -71,11 +71,16 @@ end
 )lua";
 
 // KEYS: manifest, recorded, fence, lease.
-// ARGV: owner, fence, entry key, durable flag, payload.
+// ARGV: owner, fence, then per entry (in recording order): entry key, durable flag,
+// payload; the identity check's argument comes last. One call records every entry given,
+// atomically.
 const script& record_script() {
     static const script s(checked(fence_check) + R"lua(
-local n = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[3], ARGV[4] .. ':' .. n .. ':' .. ARGV[5])
+local n = 0
+for i = 3, #ARGV - 3, 3 do
+  n = redis.call('INCR', KEYS[2])
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. ':' .. n .. ':' .. ARGV[i + 2])
+end
 return {'ok', n}
 )lua");
     return s;
@@ -276,9 +281,20 @@ bool decode_stored_entry(std::string_view stored, manifest_entry& out, std::uint
 }
 
 script_call record_call(const scope_keys& k, const fence_token& f, const manifest_entry& e) {
-    return {
-        .keys = {k.manifest, k.recorded, k.fence, k.lease},
-        .args = {f.owner, std::to_string(f.fence), e.key, e.durable ? "1" : "0", encode_entry(e)}};
+    return record_call(k, f, std::span<const manifest_entry>(&e, 1));
+}
+
+script_call record_call(const scope_keys& k, const fence_token& f,
+                        std::span<const manifest_entry> entries) {
+    script_call c{.keys = {k.manifest, k.recorded, k.fence, k.lease},
+                  .args = {f.owner, std::to_string(f.fence)}};
+    c.args.reserve(2 + 3 * entries.size());
+    for (const auto& e : entries) {
+        c.args.push_back(e.key);
+        c.args.push_back(e.durable ? "1" : "0");
+        c.args.push_back(encode_entry(e));
+    }
+    return c;
 }
 
 script_call commit_call(const scope_keys& k, const fence_token& f, const commit_request& req) {
@@ -692,6 +708,16 @@ asio::awaitable<error_code> state_store::record(const std::string& scope_id,
     co_return ec;
 }
 
+asio::awaitable<error_code> state_store::record_many(const std::string& scope_id,
+                                                     std::span<const manifest_entry> entries,
+                                                     const fence_token& fence, diagnostics& diag) {
+    if (entries.empty())
+        co_return error_code{};
+    const auto call = record_call(keys_for(opts_.key_prefix, scope_id), fence, entries);
+    error_code ec = co_await write(scope_id, record_script(), call, "manifest record", diag);
+    co_return ec;
+}
+
 asio::awaitable<error_code> state_store::commit(const std::string& scope_id,
                                                 const commit_request& req, const fence_token& fence,
                                                 diagnostics& diag) {
@@ -704,6 +730,14 @@ asio::awaitable<error_code> state_store::record(const std::string& scope_id,
                                                 const manifest_entry& entry, diagnostics& diag) {
     const fence_token unfenced;
     error_code ec = co_await record(scope_id, entry, unfenced, diag);
+    co_return ec;
+}
+
+asio::awaitable<error_code> state_store::record_many(const std::string& scope_id,
+                                                     std::span<const manifest_entry> entries,
+                                                     diagnostics& diag) {
+    const fence_token unfenced;
+    error_code ec = co_await record_many(scope_id, entries, unfenced, diag);
     co_return ec;
 }
 

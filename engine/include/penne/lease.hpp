@@ -78,6 +78,11 @@ public:
                                                       std::uint64_t fence,
                                                       const commit_request& req,
                                                       diagnostics& diag) = 0;
+    // As state_store::record_many(), fenced. The default calls record() for each in turn.
+    virtual boost::asio::awaitable<error_code> record_many(const std::string& scope_id,
+                                                           std::uint64_t fence,
+                                                           std::span<const manifest_entry> entries,
+                                                           diagnostics& diag);
 };
 
 // One scope's lease as this instance sees it. Times are when requests were SENT: a lease

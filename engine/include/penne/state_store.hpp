@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,14 @@ public:
     virtual boost::asio::awaitable<error_code> record(const std::string& scope_id,
                                                       const manifest_entry& entry,
                                                       diagnostics& diag) = 0;
+    // Records several sealed batches, in this order, as record() would one after the
+    // other. On success all are durable; after an error a prefix of them may be (never an
+    // entry without every entry before it), and the engine records them all again. The
+    // default calls record() for each in turn; a store that can write them together (one
+    // frame and one fsync, one round trip) overrides it.
+    virtual boost::asio::awaitable<error_code> record_many(const std::string& scope_id,
+                                                           std::span<const manifest_entry> entries,
+                                                           diagnostics& diag);
     // Marks entries durable, moves the watermark and retires entries, atomically.
     virtual boost::asio::awaitable<error_code> commit(const std::string& scope_id,
                                                       const commit_request& req,

@@ -135,6 +135,9 @@ TEST_F(RedisLease, FencedWritesOfAStaleOwnerAreRefused) {
     // a is a zombie now: it still believes fence 1 is valid.
     e.key = "k2";
     EXPECT_EQ(io.run(a->record(scope, g.fence, e, d)), errc::lease_lost);
+    std::vector<manifest_entry> group(2, e);
+    group[1].key = "k3";
+    EXPECT_EQ(io.run(a->record_many(scope, g.fence, group, d)), errc::lease_lost);
     commit_request req;
     req.durable_keys = {"k1"};
     EXPECT_EQ(io.run(a->commit(scope, g.fence, req, d)), errc::lease_lost);

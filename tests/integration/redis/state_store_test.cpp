@@ -19,6 +19,7 @@
 #include <future>
 #include <random>
 #include <set>
+#include <span>
 #include <thread>
 
 namespace penne::redis::test {
@@ -137,6 +138,40 @@ TEST_F(RedisStateStore, EqualSeqKeepsRecordingOrder) {
     record("s", entry(1, "z"));
     record("s", entry(1, "y"));  // re-recorded: behind the others of its seq
     EXPECT_EQ(keys_of(load("s")), (std::vector<std::string>{"x", "z", "y"}));
+}
+
+// record_many: one script call, entries kept in the order given (the recording order
+// breaks seq ties), a fenced call refused as a whole.
+TEST_F(RedisStateStore, RecordManyWritesEveryEntryInOrderOrNoneWhenFenced) {
+    record("s", entry(1, "a"));
+    std::vector<manifest_entry> group = {entry(2, "c"), entry(2, "b"), entry(3, "d", 7)};
+    group[2].durable = true;
+    diagnostics diag;
+    auto ec = io.run(store->record_many("s", group, diag));
+    ASSERT_FALSE(ec) << diag.message;
+    auto s = load("s");
+    ASSERT_EQ(keys_of(s), (std::vector<std::string>{"a", "c", "b", "d"}));
+    EXPECT_EQ(s.entries[3], group[2]);
+    // Re-recording a group (a retry) replaces its entries; an empty group changes nothing.
+    group[0].count = 5;
+    ec = io.run(store->record_many("s", group, diag));
+    ASSERT_FALSE(ec) << diag.message;
+    ec = io.run(store->record_many("s", std::span<const manifest_entry>(), diag));
+    ASSERT_FALSE(ec) << diag.message;
+    s = load("s");
+    ASSERT_EQ(keys_of(s), (std::vector<std::string>{"a", "c", "b", "d"}));
+    EXPECT_EQ(s.entries[1].count, 5u);
+
+    const auto k = keys_for("penne", "s");
+    raw(request{"SET", k.fence, "10"});
+    raw(request{"SET", k.lease, "host-a:10", "PX", "60000"});
+    std::vector<manifest_entry> more = {entry(4, "e"), entry(5, "f")};
+    ec = io.run(store->record_many("s", more, fence_token{.owner = "host-a", .fence = 9}, diag));
+    EXPECT_EQ(ec, errc::lease_lost);
+    EXPECT_EQ(keys_of(load("s")).size(), 4u);  // neither entry of the refused call
+    ec = io.run(store->record_many("s", more, fence_token{.owner = "host-a", .fence = 10}, diag));
+    ASSERT_FALSE(ec) << diag.message;
+    EXPECT_EQ(keys_of(load("s")), (std::vector<std::string>{"a", "c", "b", "d", "e", "f"}));
 }
 
 TEST_F(RedisStateStore, CommitMarksDurableMovesWatermarkAndRetiresTogether) {

@@ -27,6 +27,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <span>
 #include <thread>
 
 namespace penne::test {
@@ -241,6 +242,32 @@ public:
         }
         co_return co_await inner.record(id, e, d);
     }
+    // Records each entry through record() above. While `hold_records` is set, a call waits
+    // before writing anything; `fail_groups_after_first` makes that many calls of two or
+    // more entries fail after writing their first entry (a prefix is durable).
+    asio::awaitable<error_code> record_many(const std::string& id,
+                                            std::span<const manifest_entry> es,
+                                            diagnostics& d) override {
+        {
+            std::lock_guard lock(mu);
+            groups.push_back(es.size());
+        }
+        while (hold_records) {
+            asio::steady_timer t(co_await asio::this_coro::executor, 1ms);
+            co_await t.async_wait(nothrow);
+        }
+        for (std::size_t i = 0; i < es.size(); ++i) {
+            if (i == 1 && fail_groups_after_first > 0) {
+                --fail_groups_after_first;
+                d.message = "injected after the first entry";
+                co_return make_error_code(errc::io_error);
+            }
+            error_code ec = co_await record(id, es[i], d);
+            if (ec)
+                co_return ec;
+        }
+        co_return error_code{};
+    }
     asio::awaitable<error_code> commit(const std::string& id, const commit_request& r,
                                        diagnostics& d) override {
         co_return co_await inner.commit(id, r, d);
@@ -249,8 +276,11 @@ public:
 
     memory_state_store inner;
     std::atomic<int> record_failures{0};
+    std::atomic<bool> hold_records{false};
+    std::atomic<int> fail_groups_after_first{0};
     std::mutex mu;
     std::vector<std::uint64_t> recorded;  // manifest entries' seq, in the order written
+    std::vector<std::size_t> groups;      // entries per record_many() call
 };
 
 class PipelineTest : public ::testing::Test {
@@ -420,7 +450,9 @@ TEST_F(PipelineTest, MetricsCountEveryEventBatchAndByte) {
     EXPECT_EQ(pm.upload_attempt.with({"d"}).count(), 3u);
     EXPECT_EQ(pm.rig.write_duration.with({"memory"}).count(), 3u);
     EXPECT_GE(pm.checkpoints_saved.with({"d"}).value(), 1);
-    EXPECT_GE(pm.state_store_duration.with({"record"}).count(), 3u);
+    // One record operation per call: batches sealed from one reply are recorded together.
+    EXPECT_GE(pm.state_store_duration.with({"record"}).count(), 1u);
+    EXPECT_LE(pm.state_store_duration.with({"record"}).count(), 3u);
     EXPECT_EQ(pm.state_store_duration.with({"load"}).count(), 1u);
     EXPECT_GE(pm.state_store_duration.with({"checkpoint"}).count(), 1u);
     EXPECT_EQ(sample("penne_active_collections"), 2);
@@ -829,6 +861,62 @@ TEST_F(PipelineTest, CompressionOffTheStrandKeepsSealOrderAndWritesEveryBatchOnc
     for (std::size_t i = 0; i < state_.recorded.size(); ++i)
         EXPECT_EQ(state_.recorded[i], state_.recorded[0] + i);
     EXPECT_EQ(pipe_->stats().buffered_bytes, 0u);
+}
+
+// Batches sealed while a manifest record is in flight are recorded together, in one
+// record_many() call, in seal order; a call that fails after a prefix is repeated whole.
+class RecordGroupTest : public PipelineTest {
+protected:
+    void check(bool fail_once) {
+        state_.hold_records = true;
+        state_.fail_groups_after_first = fail_once ? 1 : 0;
+        cfg_.batch.max_events = 2;
+        make({database("d")});
+        start();
+        std::vector<scripted_event> reply;
+        for (std::uint32_t i = 1; i <= 2; ++i)
+            reply.push_back(script_.event("d", "c", "insert", {now_seconds(), i}));
+        script_.push("d", std::move(reply));
+        // The first batch's record is held; nine more batches seal meanwhile.
+        ASSERT_TRUE(run_until([&] {
+            std::lock_guard lock(state_.mu);
+            return state_.groups.size() == 1;
+        }));
+        reply.clear();
+        for (std::uint32_t i = 3; i <= 20; ++i)
+            reply.push_back(script_.event("d", "c", "insert", {now_seconds(), i}));
+        script_.push("d", std::move(reply));
+        ASSERT_TRUE(run_until([&] { return pipe_->stats().batches_sealed[0] == 10; }));
+        state_.hold_records = false;
+        ASSERT_TRUE(run_until([&] { return pipe_->stats().events_written == 20; }));
+        stop();
+        EXPECT_FALSE(result_) << diag_.message;
+        EXPECT_EQ(dest_.count(), 10u);
+        std::lock_guard lock(state_.mu);
+        // One call for the first batch, one for the nine sealed while it was held (twice when
+        // the first attempt failed after writing its first entry).
+        const std::vector<std::size_t> want =
+            fail_once ? std::vector<std::size_t>{1, 9, 9} : std::vector<std::size_t>{1, 9};
+        EXPECT_EQ(state_.groups, want);
+        // Seal order, each entry once; after the failure the group's first entry is written
+        // again by the retry (an idempotent replace), never a later one before it.
+        std::vector<std::uint64_t> want_seq;
+        for (std::uint64_t i = 0; i < 10; ++i) {
+            want_seq.push_back(state_.recorded[0] + i);
+            if (fail_once && i == 1)
+                want_seq.push_back(state_.recorded[0] + i);
+        }
+        EXPECT_EQ(state_.recorded, want_seq);
+        EXPECT_EQ(pipe_->stats().buffered_bytes, 0u);
+    }
+};
+
+TEST_F(RecordGroupTest, BatchesSealedWhileARecordIsInFlightAreRecordedTogether) {
+    check(false);
+}
+
+TEST_F(RecordGroupTest, AGroupThatFailsAfterAPrefixIsRecordedAgainWhole) {
+    check(true);
 }
 
 // By collection: "drop" is left out, "rewrite" gets its document with a marker appended

@@ -106,6 +106,16 @@ TEST(RedisStateScripts, RecordArguments) {
     EXPECT_EQ(call.args[0], "");
     EXPECT_EQ(call.args[1], "0");
     EXPECT_EQ(call.args[3], "0");
+    // Several entries: one (key, durable, payload) triple each, in the order given.
+    std::vector<manifest_entry> group = {entry(1, "a"), e};
+    call = record_call(k, fence_token{.owner = "host-a", .fence = 12}, group);
+    ASSERT_EQ(call.args.size(), 8u);
+    EXPECT_EQ(call.args[2], "a");
+    EXPECT_EQ(call.args[3], "0");
+    EXPECT_EQ(call.args[4], encode_entry(group[0]));
+    EXPECT_EQ(call.args[5], "obj-5");
+    EXPECT_EQ(call.args[6], "1");
+    EXPECT_EQ(call.args[7], encode_entry(e));
 }
 
 TEST(RedisStateScripts, CommitArguments) {

@@ -72,6 +72,9 @@ public:
     boost::asio::awaitable<error_code> record(const std::string& scope_id, std::uint64_t fence,
                                               const manifest_entry& entry,
                                               diagnostics& diag) override;
+    boost::asio::awaitable<error_code> record_many(const std::string& scope_id, std::uint64_t fence,
+                                                   std::span<const manifest_entry> entries,
+                                                   diagnostics& diag) override;
     boost::asio::awaitable<error_code> commit(const std::string& scope_id, std::uint64_t fence,
                                               const commit_request& req,
                                               diagnostics& diag) override;

@@ -63,6 +63,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -102,6 +103,9 @@ struct script_call {
     std::vector<std::string> args;
 };
 script_call record_call(const scope_keys& k, const fence_token& f, const manifest_entry& e);
+// Several entries in one call, recorded in this order, atomically.
+script_call record_call(const scope_keys& k, const fence_token& f,
+                        std::span<const manifest_entry> entries);
 script_call commit_call(const scope_keys& k, const fence_token& f, const commit_request& req);
 
 // The store identity key, "<prefix>:store".
@@ -177,6 +181,10 @@ public:
     boost::asio::awaitable<error_code> record(const std::string& scope_id,
                                               const manifest_entry& entry,
                                               diagnostics& diag) override;
+    // Every entry in one script call: all recorded, atomically, or none.
+    boost::asio::awaitable<error_code> record_many(const std::string& scope_id,
+                                                   std::span<const manifest_entry> entries,
+                                                   diagnostics& diag) override;
     boost::asio::awaitable<error_code> commit(const std::string& scope_id,
                                               const commit_request& req,
                                               diagnostics& diag) override;
@@ -187,6 +195,9 @@ public:
     boost::asio::awaitable<error_code> record(const std::string& scope_id,
                                               const manifest_entry& entry, const fence_token& fence,
                                               diagnostics& diag);
+    boost::asio::awaitable<error_code> record_many(const std::string& scope_id,
+                                                   std::span<const manifest_entry> entries,
+                                                   const fence_token& fence, diagnostics& diag);
     boost::asio::awaitable<error_code> commit(const std::string& scope_id,
                                               const commit_request& req, const fence_token& fence,
                                               diagnostics& diag);
