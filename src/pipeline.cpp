@@ -238,7 +238,8 @@ bool build(const config& cfg, const hooks& h, asio::any_io_executor ex, services
         dopts.put = s.s3.put;
         s.dest = std::make_shared<s3::destination>(s.s3.client, dopts);
     } else if (cfg.destination.type == "local" && !cfg.destination.path.empty()) {
-        s.dest = std::make_shared<file::destination>(cfg.destination.path);
+        s.dest = std::make_shared<file::destination>(
+            cfg.destination.path, file::destination_options{.blocking = h.blocking});
     } else {
         error = "destination.type: '" + cfg.destination.type +
                 "' needs a path, or is not allowed; use local (with a path) or s3";
@@ -282,7 +283,8 @@ bool build(const config& cfg, const hooks& h, asio::any_io_executor ex, services
         }
         s.state = std::move(store);
     } else if (cfg.state.type == "file" && !cfg.state.path.empty()) {
-        s.state = std::make_shared<file::state_store>(cfg.state.path);
+        s.state = std::make_shared<file::state_store>(
+            cfg.state.path, file::journal_options{.blocking = h.blocking});
     } else {
         error = "state.type: '" + cfg.state.type +
                 "' needs a path, or is not allowed; use file (with a path), memory or redis";

@@ -25,6 +25,8 @@
 #include <penne/pipeline_engine.hpp>
 #include <penne/state_store.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include <functional>
 #include <memory>
 #include <optional>
@@ -55,6 +57,12 @@ struct hooks {
     // Where the S3 destination looks up AWS_REGION, AWS_ENDPOINT_URL, AWS_PROFILE and the
     // credentials chain's variables. Empty: the process environment, as the AWS SDKs do.
     environment_function environment;
+    // Where the file destination and the file state store make their blocking calls
+    // (write, fsync, rename, mkdir): e.g. the executor of a boost::asio::thread_pool that
+    // outlives the pipeline. Empty: on the pipeline's own threads, where each fsync holds
+    // one of them (fine on fast disks and tmpfs; on a disk with millisecond syncs, many
+    // collections then wait on each other). The daemon passes a pool of 4 threads.
+    boost::asio::any_io_executor blocking;
 };
 
 }  // namespace penne

@@ -1,5 +1,6 @@
 #include <penne/file/destination.hpp>
 
+#include "detail/offload.hpp"
 #include "detail/posix_io.hpp"
 
 #include <boost/asio/cancellation_state.hpp>
@@ -7,6 +8,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string_view>
 #include <vector>
@@ -98,7 +100,15 @@ bool split_key(std::string_view key, std::vector<std::string_view>& segments, st
 }  // namespace
 
 destination::destination(std::filesystem::path root, syscalls& sys)
-    : root_(std::move(root)), sys_(sys) {}
+    : destination(std::move(root), destination_options{}, sys) {}
+
+destination::destination(std::filesystem::path root, destination_options opts, syscalls& sys)
+    : root_(std::move(root)),
+      sys_(sys),
+      dirs_(std::make_unique<detail::creating_dirs>()),
+      blocking_(std::move(opts.blocking)) {}
+
+destination::~destination() = default;
 
 std::string destination::describe() const {
     return "file:" + root_.string();
@@ -110,7 +120,12 @@ asio::awaitable<error_code> destination::put(const sealed_object& obj, diagnosti
         diag.message = "write of '" + std::string(obj.key) + "' cancelled before it started";
         co_return errc::cancelled;
     }
-    co_return write(obj, diag);
+    // Not cancelled now, and nothing runs on this strand before the write is submitted:
+    // from here on it runs to completion and the coroutine waits for it.
+    error_code ec;
+    auto work = [this, &obj, &ec, &diag] { ec = write(obj, diag); };
+    co_await detail::offload(blocking_, work);
+    co_return ec;
 }
 
 asio::awaitable<error_code> destination::check(diagnostics& diag) {
@@ -119,7 +134,10 @@ asio::awaitable<error_code> destination::check(diagnostics& diag) {
         diag.message = "check of " + describe() + " cancelled before it started";
         co_return errc::cancelled;
     }
-    co_return verify_root(diag);
+    error_code ec;
+    auto work = [this, &ec, &diag] { ec = verify_root(diag); };
+    co_await detail::offload(blocking_, work);
+    co_return ec;
 }
 
 error_code destination::write(const sealed_object& obj, diagnostics& diag) {
@@ -133,9 +151,14 @@ error_code destination::write(const sealed_object& obj, diagnostics& diag) {
     const std::string what = "cannot write object '" + std::string(obj.key) + "'";
     detail::io_failure fail;
     // The root is the user's configured path (symlinks allowed); everything below it is
-    // opened without following links.
-    if (!detail::make_directories(sys_, root_, fail))
-        return classify(fail, what, diag);
+    // opened without following links. Serialised: a put that finds the root made by
+    // another put must not write into it before its entry was fsynced. Cheap: one open
+    // and close when the root exists.
+    {
+        std::lock_guard lock(root_mutex_);
+        if (!detail::make_directories(sys_, root_, fail))
+            return classify(fail, what, diag);
+    }
     detail::unique_fd dir;
     if (int err = detail::open_directory(sys_, root_, dir)) {
         return classify({err, "open directory", root_.string()}, what, diag);
@@ -146,7 +169,8 @@ error_code destination::write(const sealed_object& obj, diagnostics& diag) {
         display += '/';
         display += name;
         detail::unique_fd sub;
-        if (!detail::open_or_create_subdir(sys_, dir.get(), name, display, sub, fail)) {
+        if (!detail::open_or_create_subdir(sys_, dir.get(), name, display, sub, fail,
+                                           dirs_.get())) {
             return classify(fail, what, diag);
         }
         dir = std::move(sub);
@@ -160,8 +184,11 @@ error_code destination::write(const sealed_object& obj, diagnostics& diag) {
 error_code destination::verify_root(diagnostics& diag) {
     const std::string what = "destination directory " + root_.string() + " is not usable";
     detail::io_failure fail;
-    if (!detail::make_directories(sys_, root_, fail))
-        return classify(fail, what, diag);
+    {
+        std::lock_guard lock(root_mutex_);
+        if (!detail::make_directories(sys_, root_, fail))
+            return classify(fail, what, diag);
+    }
     detail::unique_fd dir;
     if (int err = detail::open_directory(sys_, root_, dir)) {
         return classify({err, "open directory", root_.string()}, what, diag);

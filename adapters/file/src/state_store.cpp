@@ -3,6 +3,7 @@
 #include <penne/memory_state_store.hpp>
 
 #include "detail/journal.hpp"
+#include "detail/offload.hpp"
 #include "detail/posix_io.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -234,24 +235,55 @@ std::string journal_advice(const std::string& path, std::uint64_t offset) {
 // One call waiting for the frame its operation was put in.
 struct state_store::waiter {
     bool done = false;
+    bool lead = false;  // this call writes the next group (and hands over afterwards)
     error_code ec;
     std::string message;
-    asio::steady_timer* timer = nullptr;  // null for the call that writes the frame
+    scope_state* out = nullptr;  // a load(): filled from the state once the group is done
+    asio::steady_timer* timer = nullptr;
 };
 
 struct state_store::pending_op {
-    std::variant<manifest_entry, commit_request> op;
+    // monostate: a load(), which writes nothing but must wait for the scope to be read.
+    std::variant<std::monostate, manifest_entry, commit_request, std::vector<manifest_entry>> op;
+};
+
+namespace {
+
+// The journal on disk as the store last left it.
+struct journal_file {
+    std::uint64_t file_size = 0;   // bytes in the journal; 0: there is none yet
+    std::uint64_t valid_size = 0;  // its intact prefix (shorter after a torn tail)
+    std::uint64_t last_seq = 0;    // number of its last intact frame
+};
+
+}  // namespace
+
+// A scope read from disk by a blocking job, moved into its slot on the strand.
+struct state_store::loaded_journal {
+    detail::journal_state state;
+    journal_file file;
+};
+
+// One frame to write in a blocking job: the bytes, built on the strand, and the file's layout;
+// the job updates `file` and the flags, which the strand copies back into the slot.
+struct state_store::append_job {
+    std::string bytes;
+    bool create = false;  // a whole new journal (header and snapshot first)
+    journal_file file;
+    error_code ec;
+    bool reread = false;   // nothing is known about the file any more: read it again
+    bool missing = false;  // removed behind our back: start it again from memory
 };
 
 struct state_store::scope_slot {
+    // Touched only on the scope's strand; blocking jobs get copies (see append_job).
     bool loaded = false;
     detail::journal_state state;
-    std::uint64_t file_size = 0;        // bytes in the journal; 0: there is none yet
-    std::uint64_t valid_size = 0;       // its intact prefix (shorter after a torn tail)
-    std::uint64_t last_seq = 0;         // number of its last intact frame
+    journal_file file;
     std::uint64_t next_compaction = 0;  // after a failed compaction: retry from this size
     // The group being gathered: its encoded operations, the operations themselves (applied
-    // to `state` once durable) and the calls waiting for it.
+    // to `state` once durable) and the calls waiting for it. `flushing`: some call of this
+    // scope is writing a group (or reading the journal); calls arriving meanwhile wait.
     bool flushing = false;
     std::string pending;
     std::vector<pending_op> ops;
@@ -265,6 +297,8 @@ state_store::state_store(std::filesystem::path dir, journal_options opts, syscal
     : dir_(std::move(dir)), opts_(opts), sys_(sys) {}
 
 state_store::~state_store() {
+    // Every operation has completed (the lifetime rule): no blocking job can use the
+    // descriptors closed below.
     if (dir_fd_ >= 0)
         sys_.close(dir_fd_);
     if (lock_fd_ >= 0)
@@ -284,7 +318,7 @@ std::string state_store::journal_name(std::string_view scope_id) {
 }
 error_code state_store::open(diagnostics& diag) {
     std::lock_guard lock(mutex_);
-    if (opened_)
+    if (opened_.load(std::memory_order_relaxed))
         return {};
     detail::io_failure fail;
     const std::string dir = dir_.string();
@@ -344,7 +378,7 @@ error_code state_store::open(diagnostics& diag) {
     }
     lock_fd_ = lock_fd.release();  // held until destruction: the flock lives with it
     dir_fd_ = dirfd.release();
-    opened_ = true;
+    opened_.store(true, std::memory_order_release);  // publishes the descriptors
     return {};
 }
 
@@ -357,7 +391,7 @@ state_store::scope_slot& state_store::slot_for(const std::string& scope_id) {
     return *it->second;
 }
 
-error_code state_store::read_scope(const std::string& scope_id, scope_slot& slot,
+error_code state_store::read_scope(const std::string& scope_id, loaded_journal& out,
                                    diagnostics& diag) {
     const std::string name = journal_name(scope_id);
     const std::string path = (dir_ / name).string();
@@ -370,20 +404,18 @@ error_code state_store::read_scope(const std::string& scope_id, scope_slot& slot
         return penne::errc::io_error;
     }
     if (missing)
-        return migrate(scope_id, slot, diag);
+        return migrate(scope_id, out, diag);
 
-    auto r = detail::replay_journal(bytes, scope_id, slot.state);
+    auto r = detail::replay_journal(bytes, scope_id, out.state);
     switch (r.result) {
         case detail::replay_result::outcome::ok:
             break;
         case detail::replay_result::outcome::corrupt:
-            slot.state.clear();
             diag.message = "state journal " + path + " of scope '" + scope_id +
                            "' is corrupt at byte offset " + std::to_string(r.bad_offset) + ": " +
                            r.why + "." + journal_advice(path, r.bad_offset);
             return penne::errc::state_corrupt;
         case detail::replay_result::outcome::newer_version:
-            slot.state.clear();
             diag.message = "state journal " + path + " of scope '" + scope_id +
                            "' has format version " + std::to_string(r.version) +
                            ", but this penne reads only version " +
@@ -392,11 +424,7 @@ error_code state_store::read_scope(const std::string& scope_id, scope_slot& slot
                            move_aside_advice(path);
             return penne::errc::state_corrupt;
     }
-    slot.file_size = bytes.size();
-    slot.valid_size = r.valid_size;
-    slot.last_seq = r.last_seq;
-    slot.next_compaction = 0;
-    slot.loaded = true;
+    out.file = {.file_size = bytes.size(), .valid_size = r.valid_size, .last_seq = r.last_seq};
     // A JSON file next to a journal outlived a migration interrupted after the journal
     // became durable: the journal is the state.
     const std::string legacy = file_name(scope_id);
@@ -406,7 +434,8 @@ error_code state_store::read_scope(const std::string& scope_id, scope_slot& slot
 }
 
 // No journal yet: start from the JSON file of an earlier version, if there is one.
-error_code state_store::migrate(const std::string& scope_id, scope_slot& slot, diagnostics& diag) {
+error_code state_store::migrate(const std::string& scope_id, loaded_journal& out,
+                                diagnostics& diag) {
     const std::string name = file_name(scope_id);
     const std::string path = (dir_ / name).string();
     std::string text;
@@ -417,12 +446,10 @@ error_code state_store::migrate(const std::string& scope_id, scope_slot& slot, d
                        ". Check that the penne user may read and write " + dir_.string() + ".";
         return penne::errc::io_error;
     }
-    slot.state.clear();
-    slot.file_size = slot.valid_size = slot.last_seq = slot.next_compaction = 0;
-    if (missing) {
-        slot.loaded = true;  // a new scope: its first append creates the journal
-        return {};
-    }
+    out.state.clear();
+    out.file = {};
+    if (missing)
+        return {};  // a new scope: its first append creates the journal
     scope_state old;
     std::string why;
     std::int64_t version = 0;
@@ -463,65 +490,37 @@ error_code state_store::migrate(const std::string& scope_id, scope_slot& slot, d
                        ". The state file is still in place; the engine retries.";
         return penne::errc::io_error;
     }
-    slot.state = std::move(state);
-    slot.file_size = slot.valid_size = bytes.size();
-    slot.last_seq = 1;
-    slot.loaded = true;
+    out.state = std::move(state);
+    out.file = {.file_size = bytes.size(), .valid_size = bytes.size(), .last_seq = 1};
     if (sys_.unlinkat(dir_fd_, name.c_str(), 0) == 0)
         sys_.fsync(dir_fd_);
     return {};
 }
 
-// The scope's in-memory copy, read from disk on first use (after opening the directory).
-error_code state_store::loaded_slot(const std::string& scope_id, scope_slot*& slot,
-                                    diagnostics& diag) {
-    if (auto ec = open(diag))
-        return ec;
-    slot = &slot_for(scope_id);
-    if (!slot->loaded) {
-        if (auto ec = read_scope(scope_id, *slot, diag))
-            return ec;
-    }
-    return {};
-}
-
-// Appends one frame holding `ops` and makes it durable; the caller applies the operations
-// once this succeeded. On failure the journal is cut back to what it held before, or, when
-// even that fails, the scope is re-read before its next operation.
-error_code state_store::append(const std::string& scope_id, scope_slot& slot, std::string_view ops,
-                               diagnostics& diag) {
+// Writes one frame (or a whole new journal) and makes it durable. On failure the journal
+// is cut back to what it held before, or, when even that fails, job.reread asks for the
+// scope to be read again before its next operation.
+void state_store::write_frame(const std::string& scope_id, append_job& job, diagnostics& diag) {
     const std::string name = journal_name(scope_id);
     const std::string path = (dir_ / name).string();
-    std::string bytes;
-    if (slot.file_size == 0) {
-        // A new journal: written whole (its snapshot and this frame's operations) before
-        // it gets its name, so that a journal that exists always has its first frame.
-        detail::append_journal_header(bytes);
-        const auto frame = detail::begin_frame(bytes, 1);
-        detail::append_snapshot(bytes, scope_id, slot.state);
-        bytes += ops;
-        detail::end_frame(bytes, frame);
+    if (job.create) {
         detail::io_failure fail;
-        if (!detail::write_atomically(sys_, dir_fd_, dir_.string(), name, bytes, fail)) {
+        if (!detail::write_atomically(sys_, dir_fd_, dir_.string(), name, job.bytes, fail)) {
             // The rename may have happened before the directory fsync failed.
-            slot.loaded = false;
+            job.reread = true;
             diag.message = "cannot save state of scope '" + scope_id + "': " + fail.describe() +
                            ". The previous state is still in place; the engine retries.";
-            return penne::errc::io_error;
+            job.ec = penne::errc::io_error;
+            return;
         }
-        slot.file_size = slot.valid_size = bytes.size();
-        slot.last_seq = 1;
-        return {};
+        job.file = {.file_size = job.bytes.size(), .valid_size = job.bytes.size(), .last_seq = 1};
+        return;
     }
-
-    const auto frame = detail::begin_frame(bytes, slot.last_seq + 1);
-    bytes += ops;
-    detail::end_frame(bytes, frame);
     auto failed = [&](int err, const char* op) {
         diag.message = "cannot save state of scope '" + scope_id + "': " + op + " of " + path +
                        " failed: " + detail::errno_text(err) +
                        ". The previous state is still in place; the engine retries.";
-        return penne::errc::io_error;
+        job.ec = penne::errc::io_error;
     };
     int raw = -1;
     for (;;) {
@@ -530,33 +529,32 @@ error_code state_store::append(const std::string& scope_id, scope_slot& slot, st
             break;
     }
     if (raw < 0 && errno == ENOENT) {
-        // Removed behind our back: the state in memory is what was durable, so it starts
-        // the journal again rather than the scope starting from scratch.
-        slot.file_size = slot.valid_size = 0;
-        return append(scope_id, slot, ops, diag);
+        job.missing = true;
+        job.file = {};
+        return;
     }
     if (raw < 0) {
         int err = errno;
-        slot.loaded = false;  // whatever happened to the file, read it again
+        job.reread = true;  // whatever happened to the file, read it again
         return failed(err, "open");
     }
     detail::unique_fd fd(sys_, raw);
-    const auto good = static_cast<off_t>(slot.valid_size);
-    if (slot.file_size != slot.valid_size) {
+    const auto good = static_cast<off_t>(job.file.valid_size);
+    if (job.file.file_size != job.file.valid_size) {
         // The torn tail of a crash: appending after it would bury it mid-file.
         if (sys_.ftruncate(fd.get(), good) != 0)
             return failed(errno, "truncating the torn tail");
-        slot.file_size = slot.valid_size;
+        job.file.file_size = job.file.valid_size;
     }
     auto undo = [&](int err, const char* op) {
         // Cut the partial or unsynced frame off, so that the next frame follows an intact
         // one; when that fails too, nothing is known about the file any more.
         if (sys_.ftruncate(fd.get(), good) != 0)
-            slot.loaded = false;
+            job.reread = true;
         return failed(err, op);
     };
-    const char* p = bytes.data();
-    std::size_t left = bytes.size();
+    const char* p = job.bytes.data();
+    std::size_t left = job.bytes.size();
     while (left > 0) {
         ssize_t n = sys_.write(fd.get(), p, left);
         if (n < 0) {
@@ -569,17 +567,52 @@ error_code state_store::append(const std::string& scope_id, scope_slot& slot, st
     }
     if (sys_.fdatasync(fd.get()) != 0)
         return undo(errno, "fdatasync");
-    slot.file_size = slot.valid_size = slot.valid_size + bytes.size();
-    slot.last_seq += 1;
-    return {};
+    job.file.file_size = job.file.valid_size = job.file.valid_size + job.bytes.size();
+    job.file.last_seq += 1;
 }
 
-void state_store::maybe_compact(const std::string& scope_id, scope_slot& slot) {
+// Appends one frame holding `ops` (encoded operations) and makes it durable; the caller
+// applies the operations once this succeeded. The bytes are built here, on the strand
+// (a new journal starts with a snapshot of the state), and written by a blocking job.
+asio::awaitable<error_code> state_store::append(const std::string& scope_id, scope_slot& slot,
+                                                const std::string& ops, diagnostics& diag) {
+    for (;;) {
+        append_job job;
+        job.file = slot.file;
+        job.create = slot.file.file_size == 0;
+        if (job.create) {
+            // A new journal: written whole (its snapshot and this frame's operations)
+            // before it gets its name, so that a journal that exists always has its first
+            // frame.
+            detail::append_journal_header(job.bytes);
+            const auto frame = detail::begin_frame(job.bytes, 1);
+            detail::append_snapshot(job.bytes, scope_id, slot.state);
+            job.bytes += ops;
+            detail::end_frame(job.bytes, frame);
+        } else {
+            const auto frame = detail::begin_frame(job.bytes, slot.file.last_seq + 1);
+            job.bytes += ops;
+            detail::end_frame(job.bytes, frame);
+        }
+        auto work = [this, &scope_id, &job, &diag] { write_frame(scope_id, job, diag); };
+        co_await detail::offload(opts_.blocking, work);
+        slot.file = job.file;
+        if (job.reread)
+            slot.loaded = false;
+        // Removed behind our back: the state in memory is what was durable, so the journal
+        // starts again (create: never missing) rather than the scope from scratch.
+        if (!job.missing)
+            co_return job.ec;
+    }
+}
+
+asio::awaitable<void> state_store::maybe_compact(const std::string& scope_id, scope_slot& slot) {
     const std::uint64_t live = slot.state.snapshot_bytes(scope_id) + detail::journal_header_size +
                                detail::frame_header_size;
-    if (slot.file_size < opts_.compact_min_bytes || slot.file_size < slot.next_compaction ||
-        slot.file_size / std::max(1u, opts_.compact_ratio) <= live)
-        return;
+    const std::uint64_t size = slot.file.file_size;
+    if (size < opts_.compact_min_bytes || size < slot.next_compaction ||
+        size / std::max(1u, opts_.compact_ratio) <= live)
+        co_return;
     std::string bytes;
     bytes.reserve(live);
     detail::append_journal_header(bytes);
@@ -587,22 +620,30 @@ void state_store::maybe_compact(const std::string& scope_id, scope_slot& slot) {
     detail::append_snapshot(bytes, scope_id, slot.state);
     detail::end_frame(bytes, frame);
     detail::io_failure fail;
-    if (!detail::write_atomically(sys_, dir_fd_, dir_.string(), journal_name(scope_id), bytes,
-                                  fail)) {
+    bool ok = false;
+    auto work = [&] {
+        ok = detail::write_atomically(sys_, dir_fd_, dir_.string(), journal_name(scope_id), bytes,
+                                      fail);
+    };
+    co_await detail::offload(opts_.blocking, work);
+    if (!ok) {
         // The operation that got here is durable either way; compaction is retried once
         // the journal has grown by half again. After a rename whose directory fsync failed
         // the file on disk is the new one: re-read it.
-        slot.next_compaction = slot.file_size + slot.file_size / 2;
+        slot.next_compaction = size + size / 2;
         if (fail.op == "fsync directory")
             slot.loaded = false;
-        return;
+        co_return;
     }
-    slot.file_size = slot.valid_size = bytes.size();
-    slot.last_seq = 1;
+    slot.file = {.file_size = bytes.size(), .valid_size = bytes.size(), .last_seq = 1};
     slot.next_compaction = 0;
 }
 
-void state_store::flush_group(const std::string& scope_id, scope_slot& slot) {
+// Writes the group gathered so far: reads the scope first when it is not in memory (first
+// use, or after a failure that left the file unknown), appends the operations as one frame,
+// applies them, and completes the group's calls. Runs on the scope's strand; only the
+// offloaded jobs leave it, and they touch no slot.
+asio::awaitable<void> state_store::flush_group(const std::string& scope_id, scope_slot& slot) {
     std::string ops = std::move(slot.pending);
     auto applied = std::move(slot.ops);
     auto waiters = std::move(slot.waiters);
@@ -610,18 +651,38 @@ void state_store::flush_group(const std::string& scope_id, scope_slot& slot) {
     slot.ops.clear();
     slot.waiters.clear();
     diagnostics diag;
-    error_code ec = append(scope_id, slot, ops, diag);
-    if (!ec) {
+    error_code ec;
+    if (!slot.loaded) {
+        loaded_journal fresh;
+        auto work = [this, &scope_id, &fresh, &ec, &diag] {
+            ec = read_scope(scope_id, fresh, diag);
+        };
+        co_await detail::offload(opts_.blocking, work);
+        if (!ec) {
+            slot.state = std::move(fresh.state);
+            slot.file = fresh.file;
+            slot.next_compaction = 0;
+            slot.loaded = true;
+        }
+    }
+    if (!ec && !ops.empty())
+        ec = co_await append(scope_id, slot, ops, diag);
+    if (!ec && !applied.empty()) {
         for (auto& op : applied) {
             if (auto* e = std::get_if<manifest_entry>(&op.op)) {
                 slot.state.record(*e);
-            } else {
-                slot.state.commit(std::get<commit_request>(op.op));
+            } else if (auto* many = std::get_if<std::vector<manifest_entry>>(&op.op)) {
+                for (const auto& m : *many)
+                    slot.state.record(m);
+            } else if (auto* c = std::get_if<commit_request>(&op.op)) {
+                slot.state.commit(*c);
             }
         }
-        maybe_compact(scope_id, slot);
+        co_await maybe_compact(scope_id, slot);
     }
     for (auto* w : waiters) {
+        if (!ec && w->out)
+            *w->out = slot.state.to_scope_state();
         w->done = true;
         w->ec = ec;
         w->message = diag.message;
@@ -630,40 +691,66 @@ void state_store::flush_group(const std::string& scope_id, scope_slot& slot) {
     }
 }
 
-// Puts `op` in the scope's current group. The first call of a group yields once, so that
-// the calls overlapping it on the scope's strand join, then writes the group as one frame
-// with one fdatasync; the others wait for it.
+// Puts `op` in the scope's current group. Exactly one call of a scope is the leader at a
+// time: it yields once, so that the calls overlapping it on the scope's strand join, then
+// writes the group as one frame with one fdatasync (a blocking job). Calls arriving while it
+// writes gather into the next group; when the leader's group is done it hands the lead to
+// the first of them and returns, so no caller waits for more than the group before its
+// own and its own.
 asio::awaitable<error_code> state_store::submit(const std::string& scope_id, pending_op op,
-                                                diagnostics& diag) {
-    scope_slot* slot = nullptr;
-    if (auto ec = loaded_slot(scope_id, slot, diag))
-        co_return ec;
+                                                scope_state* out, diagnostics& diag) {
+    if (!opened_.load(std::memory_order_acquire)) {
+        error_code ec;
+        auto work = [this, &ec, &diag] { ec = open(diag); };
+        co_await detail::offload(opts_.blocking, work);
+        if (ec)
+            co_return ec;
+    }
+    scope_slot* slot = &slot_for(scope_id);
+    if (out && slot->loaded) {
+        // In memory: what the completed calls made durable (a group being written is not
+        // applied until it is).
+        *out = slot->state.to_scope_state();
+        co_return error_code{};
+    }
     if (auto* e = std::get_if<manifest_entry>(&op.op)) {
         detail::append_record(slot->pending, *e);
-    } else {
-        detail::append_commit(slot->pending, std::get<commit_request>(op.op));
+    } else if (auto* many = std::get_if<std::vector<manifest_entry>>(&op.op)) {
+        for (const auto& m : *many)
+            detail::append_record(slot->pending, m);
+    } else if (auto* c = std::get_if<commit_request>(&op.op)) {
+        detail::append_commit(slot->pending, *c);
     }
-    slot->ops.push_back(std::move(op));
+    if (!std::holds_alternative<std::monostate>(op.op))
+        slot->ops.push_back(std::move(op));
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer timer(ex, asio::steady_timer::time_point::max());
     waiter w;
+    w.out = out;
+    w.timer = &timer;
     slot->waiters.push_back(&w);
     // Once queued the operation is written whatever the cancellation state: asio must not
     // throw out of the waits below.
     const bool throws = co_await asio::this_coro::throw_if_cancelled();
     co_await asio::this_coro::throw_if_cancelled(false);
-    auto ex = co_await asio::this_coro::executor;
     if (!slot->flushing) {
         slot->flushing = true;
+        w.lead = true;
         co_await asio::post(ex, asio::use_awaitable);
-        while (!slot->waiters.empty())
-            flush_group(scope_id, *slot);
-        slot->flushing = false;
-    } else {
-        asio::steady_timer timer(ex, asio::steady_timer::time_point::max());
-        w.timer = &timer;
-        // A cancellation only ends one wait early; the frame is being written anyway.
-        while (!w.done) {
-            auto [ignored] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-            (void)ignored;
+    }
+    // A cancellation only ends one wait early; the frame is being written anyway.
+    while (!w.done && !w.lead) {
+        auto [ignored] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        (void)ignored;
+    }
+    if (!w.done) {
+        co_await flush_group(scope_id, *slot);
+        if (slot->waiters.empty()) {
+            slot->flushing = false;
+        } else {
+            waiter* next = slot->waiters.front();
+            next->lead = true;
+            next->timer->cancel();
         }
     }
     co_await asio::this_coro::throw_if_cancelled(throws);
@@ -679,11 +766,9 @@ asio::awaitable<error_code> state_store::load(const std::string& scope_id, scope
         diag.message = "state load of scope '" + scope_id + "' cancelled before it started";
         co_return penne::errc::cancelled;
     }
-    scope_slot* slot = nullptr;
-    if (auto ec = loaded_slot(scope_id, slot, diag))
-        co_return ec;
-    out = slot->state.to_scope_state();
-    co_return error_code{};
+    pending_op op;
+    error_code ec = co_await submit(scope_id, std::move(op), &out, diag);
+    co_return ec;
 }
 
 asio::awaitable<error_code> state_store::record(const std::string& scope_id,
@@ -694,7 +779,22 @@ asio::awaitable<error_code> state_store::record(const std::string& scope_id,
         co_return penne::errc::cancelled;
     }
     pending_op op{entry};
-    error_code ec = co_await submit(scope_id, std::move(op), diag);
+    error_code ec = co_await submit(scope_id, std::move(op), nullptr, diag);
+    co_return ec;
+}
+
+asio::awaitable<error_code> state_store::record_many(const std::string& scope_id,
+                                                     std::span<const manifest_entry> entries,
+                                                     diagnostics& diag) {
+    auto cs = co_await asio::this_coro::cancellation_state;
+    if (cancelled(cs)) {
+        diag.message = "manifest record of scope '" + scope_id + "' cancelled before it started";
+        co_return penne::errc::cancelled;
+    }
+    if (entries.empty())
+        co_return error_code{};
+    pending_op op{std::vector<manifest_entry>(entries.begin(), entries.end())};
+    error_code ec = co_await submit(scope_id, std::move(op), nullptr, diag);
     co_return ec;
 }
 
@@ -706,7 +806,7 @@ asio::awaitable<error_code> state_store::commit(const std::string& scope_id,
         co_return penne::errc::cancelled;
     }
     pending_op op{req};
-    error_code ec = co_await submit(scope_id, std::move(op), diag);
+    error_code ec = co_await submit(scope_id, std::move(op), nullptr, diag);
     co_return ec;
 }
 

@@ -132,8 +132,30 @@ bool make_directories(syscalls& sys, const std::filesystem::path& dir, io_failur
     return true;
 }
 
+void creating_dirs::begin(const std::string& path) {
+    std::lock_guard lock(mutex_);
+    paths_.insert(path);
+}
+
+void creating_dirs::cancel(const std::string& path) {
+    std::lock_guard lock(mutex_);
+    if (auto it = paths_.find(path); it != paths_.end())
+        paths_.erase(it);
+}
+
+void creating_dirs::synced(const std::string& path) {
+    std::lock_guard lock(mutex_);
+    paths_.erase(path);
+}
+
+bool creating_dirs::contains(const std::string& path) {
+    std::lock_guard lock(mutex_);
+    return paths_.contains(path);
+}
+
 bool open_or_create_subdir(syscalls& sys, int dirfd, const std::string& name,
-                           const std::string& display, unique_fd& out, io_failure& fail) {
+                           const std::string& display, unique_fd& out, io_failure& fail,
+                           creating_dirs* track) {
     constexpr int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
     bool created = false;
     for (;;) {
@@ -147,15 +169,35 @@ bool open_or_create_subdir(syscalls& sys, int dirfd, const std::string& name,
             continue;
         if (err != ENOENT || created)
             return fail_with(fail, err, "open directory", display);
+        if (track)
+            track->begin(display);
         if (sys.mkdirat(dirfd, name.c_str(), 0755) != 0) {
+            int e = errno;
+            if (track)
+                track->cancel(display);
             // Another writer creating the same prefix concurrently is fine.
-            if (int e = errno; e != EEXIST)
+            if (e != EEXIST)
                 return fail_with(fail, e, "create directory", display);
-        } else if (sys.fsync(dirfd) != 0) {
+        } else {
+            // On failure the directory stays listed: whoever uses it next fsyncs again.
+            if (sys.fsync(dirfd) != 0) {
+                int e = errno;
+                return fail_with(fail, e, "fsync parent directory", display);
+            }
+            if (track)
+                track->synced(display);
+        }
+        created = true;
+    }
+    // Made by another thread of this process whose fsync of the parent has not succeeded
+    // yet (its mkdir comes after its begin(), so it is listed): do it here rather than
+    // rely on that thread.
+    if (track && track->contains(display)) {
+        if (sys.fsync(dirfd) != 0) {
             int e = errno;
             return fail_with(fail, e, "fsync parent directory", display);
         }
-        created = true;
+        track->synced(display);
     }
     return true;
 }

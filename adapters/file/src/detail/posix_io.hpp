@@ -1,7 +1,8 @@
 #pragma once
 // Crash-safe file primitives shared by the file state store and the file destination.
-// Everything here is synchronous and reports failures as an io_failure (errno, the step
-// and the path) so the callers can classify them and write diagnostics.
+// Everything here is synchronous (the callers run it on their I/O threads) and reports failures as
+// an io_failure (errno, the step and the path) so the callers can classify them and write
+// diagnostics.
 //
 // The durability recipe for replacing a file: write a uniquely named temp file in the
 // same directory, fsync it, rename it over the final name, fsync the directory. A crash
@@ -11,6 +12,8 @@
 #include <penne/file/syscalls.hpp>
 
 #include <filesystem>
+#include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -59,11 +62,32 @@ int open_directory(syscalls& sys, const std::filesystem::path& dir, unique_fd& o
 // that the new entry survives a crash.
 bool make_directories(syscalls& sys, const std::filesystem::path& dir, io_failure& fail);
 
+// The directories this process created whose entry in the parent is not yet known to be
+// durable: listed from just before the mkdir until an fsync of the parent succeeded. A
+// thread that opens a listed directory (made by another thread, or by one whose fsync
+// failed) fsyncs the parent itself before using it, so an object it reports durable never
+// sits in a directory whose entry a crash could still lose.
+// Thread safety: every member may be called from any thread.
+class creating_dirs {
+public:
+    void begin(const std::string& path);   // before mkdir
+    void cancel(const std::string& path);  // the mkdir failed: undoes one begin()
+    void synced(const std::string& path);  // an fsync of the parent succeeded
+    bool contains(const std::string& path);
+
+private:
+    std::mutex mutex_;
+    std::multiset<std::string> paths_;
+};
+
 // Opens the subdirectory `name` of `dirfd`, creating it when missing; never follows a
 // symlink, so a link planted inside the root cannot redirect writes outside it.
-// `display` is the subdirectory's path for diagnostics.
+// `display` is the subdirectory's path for diagnostics and the key in `track`, which the
+// writers that share directories pass (null: no other thread of this process creates
+// directories there).
 bool open_or_create_subdir(syscalls& sys, int dirfd, const std::string& name,
-                           const std::string& display, unique_fd& out, io_failure& fail);
+                           const std::string& display, unique_fd& out, io_failure& fail,
+                           creating_dirs* track = nullptr);
 
 // Replaces `name` in `dirfd` with `data` using the durability recipe above. `dir_display`
 // is the directory's path for diagnostics. On failure no temp file is left behind

@@ -2,6 +2,7 @@
 
 #include "file_test_support.hpp"
 
+#include <boost/asio/detached.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -252,6 +253,144 @@ TEST_F(FileDestination, CancelledPutWritesNothing) {
     diagnostics diag;
     EXPECT_EQ(run(d.put(object("a.jsonl", "x"), diag), /*cancelled=*/true), errc::cancelled);
     EXPECT_FALSE(fs::exists(root / "a.jsonl"));
+}
+
+// With a blocking executor, the I/O runs on its threads: a put() waiting for its fsync leaves the
+// io_context free for other handlers, and completes once the sync does.
+TEST_F(FileDestination, PutWaitingForItsFsyncDoesNotBlockTheIoContext) {
+    recording_syscalls sys;
+    asio::thread_pool pool(2);
+    destination d(root, destination_options{.blocking = pool.get_executor()}, sys);
+    sys.sync_gate.hold();
+    asio::io_context ctx;
+    std::optional<error_code> result;
+    bool ran_meanwhile = false;
+    const auto obj = object("a/b.jsonl", "body");
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            diagnostics diag;
+            error_code ec = co_await d.put(obj, diag);
+            result = ec;
+        },
+        asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            bool blocked = co_await eventually([&] { return sys.sync_gate.waiting() == 1; });
+            ran_meanwhile = blocked && !result && !fs::exists(root / "a/b.jsonl");
+            sys.sync_gate.release();
+        },
+        asio::detached);
+    ctx.run();
+    EXPECT_TRUE(ran_meanwhile) << "the io_context was blocked by the fsync";
+    ASSERT_TRUE(result);
+    EXPECT_FALSE(*result) << result->message();
+    EXPECT_EQ(read_all(root / "a/b.jsonl"), "body");
+}
+
+// put() calls of different keys run in parallel, as many as the pool has threads.
+TEST_F(FileDestination, PutsOfDifferentKeysSyncInParallel) {
+    recording_syscalls sys;
+    asio::thread_pool pool(3);
+    destination d(root, destination_options{.blocking = pool.get_executor()}, sys);
+    // sealed_object holds views: the keys and bodies live here.
+    std::vector<std::string> keys, bodies;
+    for (int i = 0; i < 4; ++i) {
+        keys.push_back("p/k" + std::to_string(i) + ".jsonl");
+        bodies.push_back("body " + std::to_string(i));
+    }
+    std::vector<sealed_object> objs;
+    for (int i = 0; i < 4; ++i)
+        objs.push_back(object(keys[i], bodies[i]));
+    ASSERT_FALSE(put(d, "p/first.jsonl", "x"));  // the directory exists
+    sys.sync_gate.hold();
+    asio::io_context ctx;
+    std::vector<std::optional<error_code>> results(objs.size());
+    for (std::size_t i = 0; i < objs.size(); ++i) {
+        asio::co_spawn(
+            ctx,
+            [&d, &objs, &results, i]() -> asio::awaitable<void> {
+                diagnostics diag;
+                error_code ec = co_await d.put(objs[i], diag);
+                results[i] = ec;
+            },
+            asio::detached);
+    }
+    bool three = false, not_four = false;
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            three = co_await eventually([&] { return sys.sync_gate.waiting() == 3; });
+            asio::steady_timer t(co_await asio::this_coro::executor);
+            t.expires_after(std::chrono::milliseconds(50));
+            co_await t.async_wait(asio::use_awaitable);
+            not_four = sys.sync_gate.waiting() == 3;  // the fourth queues for a thread
+            sys.sync_gate.release();
+        },
+        asio::detached);
+    ctx.run();
+    EXPECT_TRUE(three);
+    EXPECT_TRUE(not_four);
+    for (std::size_t i = 0; i < objs.size(); ++i) {
+        ASSERT_TRUE(results[i]);
+        EXPECT_FALSE(*results[i]) << results[i]->message();
+        EXPECT_EQ(read_all(root / keys[i]), bodies[i]);
+    }
+    EXPECT_FALSE(has_temp_files(root));
+}
+
+// A put that uses a directory another put just made, before that one fsynced it into its
+// parent, fsyncs the parent itself before its object counts as written: its completion
+// must not depend on the other put's progress.
+TEST_F(FileDestination, PutIntoADirectoryAnotherPutIsStillCreatingFsyncsItsParent) {
+    recording_syscalls sys;
+    asio::thread_pool pool(2);
+    destination d(root, destination_options{.blocking = pool.get_executor()}, sys);
+    ASSERT_FALSE(put(d, "top.jsonl", "x"));  // the root exists
+    sys.clear();
+    sys.mkdir_gate.hold();
+    asio::io_context ctx;
+    std::optional<error_code> maker, user;
+    const auto a = object("new/a.jsonl", "a"), b = object("new/b.jsonl", "b");
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            diagnostics diag;
+            error_code ec = co_await d.put(a, diag);
+            maker = ec;
+        },
+        asio::detached);
+    bool user_first = false;
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            // The first put made "new" and waits before fsyncing the root.
+            co_await eventually([&] { return sys.mkdir_gate.waiting() == 1; });
+            diagnostics diag;
+            error_code ec = co_await d.put(b, diag);
+            user = ec;
+            user_first = !maker.has_value();
+            sys.mkdir_gate.release();
+        },
+        asio::detached);
+    ctx.run();
+    ASSERT_TRUE(maker && user);
+    EXPECT_FALSE(*maker);
+    EXPECT_FALSE(*user);
+    EXPECT_TRUE(user_first);
+    auto calls = sys.calls();
+    auto at = [&](const std::string& c) {
+        return std::find(calls.begin(), calls.end(), c) - calls.begin();
+    };
+    ASSERT_LT(at("mkdir new"), at("rename -> b.jsonl"));
+    // Between the mkdir and b's rename: the root fsync b did (b's own directory fsync
+    // comes after its rename).
+    EXPECT_NE(std::find(calls.begin() + at("mkdir new"), calls.begin() + at("rename -> b.jsonl"),
+                        "fsync dir"),
+              calls.begin() + at("rename -> b.jsonl"));
+    EXPECT_EQ(read_all(root / "new/a.jsonl"), "a");
+    EXPECT_EQ(read_all(root / "new/b.jsonl"), "b");
 }
 
 }  // namespace

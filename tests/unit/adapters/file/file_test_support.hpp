@@ -14,6 +14,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -22,10 +23,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -110,9 +114,64 @@ inline bool has_temp_files(const fs::path& root) {
     return false;
 }
 
+// A point where calls of other threads can be made to wait, to show what runs meanwhile.
+class gate {
+public:
+    void hold() {
+        std::lock_guard lock(mutex_);
+        held_ = true;
+    }
+    void release() {
+        {
+            std::lock_guard lock(mutex_);
+            held_ = false;
+        }
+        opened_.notify_all();
+    }
+    // How many calls wait at the gate now.
+    std::size_t waiting() {
+        std::lock_guard lock(mutex_);
+        return waiting_;
+    }
+    // Waits while the gate is held, at most 5 s: a test whose release never comes (its
+    // io_context thread being the one that waits here) fails instead of hanging.
+    void pass() {
+        std::unique_lock lock(mutex_);
+        if (!held_)
+            return;
+        ++waiting_;
+        opened_.wait_for(lock, std::chrono::seconds(5), [&] { return !held_; });
+        --waiting_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable opened_;
+    bool held_ = false;
+    std::size_t waiting_ = 0;
+};
+
+// From a coroutine: polls `pred` every millisecond until it holds (true) or about 5 s
+// passed (false), letting the coroutine's io_context run other handlers meanwhile.
+inline asio::awaitable<bool> eventually(std::function<bool()> pred) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (int i = 0; i < 5000; ++i) {
+        if (pred())
+            co_return true;
+        timer.expires_after(std::chrono::milliseconds(1));
+        co_await timer.async_wait(asio::use_awaitable);
+    }
+    co_return pred();
+}
+
 // Records the calls that change the disk, in order, and fails chosen ones with an errno.
 class recording_syscalls final : public syscalls {
 public:
+    // File syncs (fsync of a file, fdatasync) wait at sync_gate before syncing; mkdirat
+    // waits at mkdir_gate after the directory was made, before returning.
+    gate sync_gate;
+    gate mkdir_gate;
+
     // errno to inject per operation, 0 for none.
     int fail_create = 0;    // openat with O_CREAT (temp files, probe, lock)
     int fail_open_dir = 0;  // openat with O_DIRECTORY
@@ -169,12 +228,15 @@ public:
             return fail(fail_dir_fsync);
         if (!dir && fail_file_fsync)
             return fail(fail_file_fsync);
+        if (!dir)
+            sync_gate.pass();
         add(dir ? "fsync dir" : "fsync file");
         return syscalls::fsync(fd);
     }
     int fdatasync(int fd) override {
         if (fail_file_fsync)
             return fail(fail_file_fsync);
+        sync_gate.pass();
         add("fdatasync");
         return syscalls::fdatasync(fd);
     }
@@ -201,8 +263,10 @@ public:
         if (fail_mkdir)
             return fail(fail_mkdir);
         int rc = syscalls::mkdirat(dirfd, path, mode);
-        if (rc == 0)
+        if (rc == 0) {
             add("mkdir " + fs::path(path).filename().string());
+            mkdir_gate.pass();
+        }
         return rc;
     }
     int unlinkat(int dirfd, const char* path, int flags) override {

@@ -1127,5 +1127,226 @@ TEST_F(FileStateStore, SurvivesSigkillDuringAppendsAndCompactions) {
     EXPECT_GE(max_completed, 100);
 }
 
+// With a blocking executor, the I/O runs on its threads: a record() waiting for its fdatasync
+// leaves the io_context free for other handlers, and completes once the sync does.
+TEST_F(FileStateStore, RecordWaitingForItsFdatasyncDoesNotBlockTheIoContext) {
+    recording_syscalls sys;
+    const std::string scope = "s";
+    {
+        asio::thread_pool pool(2);
+        state_store store(dir, journal_options{.blocking = pool.get_executor()}, sys);
+        record(store, scope, entry(1, "a"));  // creates the journal
+        sys.sync_gate.hold();
+        asio::io_context ctx;
+        std::optional<error_code> result;
+        bool ran_meanwhile = false;
+        auto x = entry(2, "x");
+        asio::co_spawn(
+            ctx,
+            [&]() -> asio::awaitable<void> {
+                diagnostics d;
+                error_code ec = co_await store.record(scope, x, d);
+                result = ec;
+            },
+            asio::detached);
+        asio::co_spawn(
+            ctx,
+            [&]() -> asio::awaitable<void> {
+                bool blocked = co_await eventually([&] { return sys.sync_gate.waiting() == 1; });
+                ran_meanwhile = blocked && !result;
+                sys.sync_gate.release();
+            },
+            asio::detached);
+        ctx.run();
+        EXPECT_TRUE(ran_meanwhile) << "the io_context was blocked by the fdatasync";
+        ASSERT_TRUE(result);
+        EXPECT_FALSE(*result) << result->message();
+        EXPECT_EQ(sys.count("fdatasync"), 1u);
+    }
+    state_store fresh(dir);
+    EXPECT_EQ(keys_of(load(fresh, scope)), (std::vector<std::string>{"a", "x"}));
+}
+
+// Group commit: the calls that arrive while a frame is being synced all go into the next
+// frame, so 1 call in flight and 10 arriving meanwhile take 2 fdatasyncs.
+TEST_F(FileStateStore, CallsArrivingDuringAFlushShareTheNextFrame) {
+    recording_syscalls sys;
+    const std::string scope = "s";
+    std::vector<manifest_entry> queued;
+    for (std::uint64_t i = 3; i <= 12; ++i)
+        queued.push_back(entry(i, "q" + std::to_string(i)));
+    {
+        asio::thread_pool pool(2);
+        state_store store(dir, journal_options{.blocking = pool.get_executor()}, sys);
+        record(store, scope, entry(1, "a"));
+        sys.clear();
+        sys.sync_gate.hold();
+        asio::io_context ctx;
+        std::vector<std::optional<error_code>> results(1 + queued.size());
+        auto first = entry(2, "first");
+        auto spawn_record = [&](const manifest_entry& e, std::size_t i) {
+            asio::co_spawn(
+                ctx,
+                [&store, &scope, &e, &results, i]() -> asio::awaitable<void> {
+                    diagnostics d;
+                    error_code ec = co_await store.record(scope, e, d);
+                    results[i] = ec;
+                },
+                asio::detached);
+        };
+        spawn_record(first, 0);
+        bool blocked = false;
+        asio::co_spawn(
+            ctx,
+            [&]() -> asio::awaitable<void> {
+                blocked = co_await eventually([&] { return sys.sync_gate.waiting() == 1; });
+                for (std::size_t i = 0; i < queued.size(); ++i)
+                    spawn_record(queued[i], i + 1);
+                // Let all ten join the waiting group before the first frame completes.
+                auto ex = co_await asio::this_coro::executor;
+                for (int i = 0; i < 3; ++i)
+                    co_await asio::post(ex, asio::use_awaitable);
+                sys.sync_gate.release();
+            },
+            asio::detached);
+        ctx.run();
+        EXPECT_TRUE(blocked);
+        for (auto& r : results) {
+            ASSERT_TRUE(r);
+            EXPECT_FALSE(*r) << r->message();
+        }
+        EXPECT_EQ(sys.count("fdatasync"), 2u);
+        EXPECT_EQ(sys.count("write"), 2u);
+    }
+    state_store fresh(dir);
+    std::vector<std::string> want = {"a", "first"};
+    for (auto& e : queued)
+        want.push_back(e.key);
+    EXPECT_EQ(keys_of(load(fresh, scope)), want);
+}
+
+TEST_F(FileStateStore, RecordManyWritesOneFrameWithOneFdatasync) {
+    recording_syscalls sys;
+    const std::string scope = "s";
+    std::vector<manifest_entry> batch;
+    for (std::uint64_t i = 2; i <= 7; ++i)
+        batch.push_back(entry(i, "m" + std::to_string(i)));
+    {
+        state_store store(dir, sys);
+        record(store, scope, entry(1, "a"));
+        sys.clear();
+        diagnostics diag;
+        auto ec = run(store.record_many(scope, batch, diag));
+        ASSERT_FALSE(ec) << diag.message;
+        EXPECT_EQ(sys.count("write"), 1u);
+        EXPECT_EQ(sys.count("fdatasync"), 1u);
+        // Nothing to write: no I/O, no error.
+        ec = run(store.record_many(scope, std::span<const manifest_entry>(), diag));
+        EXPECT_FALSE(ec);
+        EXPECT_EQ(sys.count("write"), 1u);
+        // As the first operation of a new scope: the journal is created with all of them.
+        ec = run(store.record_many("t", batch, diag));
+        ASSERT_FALSE(ec) << diag.message;
+    }
+    state_store fresh(dir);
+    std::vector<std::string> want = {"a"};
+    for (auto& e : batch)
+        want.push_back(e.key);
+    auto s = load(fresh, scope);
+    EXPECT_EQ(keys_of(s), want);
+    EXPECT_EQ(s.entries.back(), batch.back());
+    EXPECT_EQ(keys_of(load(fresh, "t")), std::vector<std::string>(want.begin() + 1, want.end()));
+}
+
+// A failed record_many leaves all or none of its entries, never a gap: none when the
+// unsynced frame could be cut off again, all when even that failed (the frame was written
+// whole, and a frame is one unit on replay).
+TEST_F(FileStateStore, FailedRecordManyLeavesAllOrNoneOfItsEntries) {
+    for (bool truncate_fails : {false, true}) {
+        SCOPED_TRACE(truncate_fails ? "truncate fails too" : "truncate works");
+        scratch_dir d;
+        recording_syscalls sys;
+        const std::string scope = "s";
+        std::vector<manifest_entry> batch;
+        for (std::uint64_t i = 2; i <= 6; ++i)
+            batch.push_back(entry(i, "m" + std::to_string(i)));
+        {
+            state_store store(d.path(), sys);
+            record(store, scope, entry(1, "a"));
+            sys.fail_file_fsync = EIO;
+            if (truncate_fails)
+                sys.fail_truncate = EIO;
+            diagnostics diag;
+            auto ec = run(store.record_many(scope, batch, diag));
+            EXPECT_EQ(ec, penne::errc::io_error);
+            EXPECT_NE(diag.message.find("fdatasync"), std::string::npos) << diag.message;
+            sys.fail_file_fsync = sys.fail_truncate = 0;
+        }
+        state_store fresh(d.path());
+        auto keys = keys_of(load(fresh, scope));
+        std::vector<std::string> all = {"a"};
+        for (auto& e : batch)
+            all.push_back(e.key);
+        if (truncate_fails) {
+            EXPECT_EQ(keys, all);
+        } else {
+            EXPECT_EQ(keys, (std::vector<std::string>{"a"}));
+        }
+        // And the store goes on appending after either outcome.
+        record(fresh, scope, entry(9, "after"));
+        EXPECT_EQ(keys_of(load(fresh, scope)).back(), "after");
+    }
+}
+
+// Scopes append in parallel on the blocking executor: two scopes' fdatasyncs are in flight at once,
+// while one scope never has two (a spare third thread stays idle).
+TEST_F(FileStateStore, DifferentScopesSyncInParallelOneScopeNever) {
+    recording_syscalls sys;
+    asio::thread_pool pool(3);
+    state_store store(dir, journal_options{.blocking = pool.get_executor()}, sys);
+    const std::string s1 = "one", s2 = "two";
+    record(store, s1, entry(1, "a"));
+    record(store, s2, entry(1, "a"));
+    sys.sync_gate.hold();
+    asio::io_context ctx;
+    std::vector<std::optional<error_code>> results(3);
+    auto x = entry(2, "x"), y = entry(3, "y");
+    auto spawn_record = [&](const std::string& scope, const manifest_entry& e, std::size_t i) {
+        asio::co_spawn(
+            ctx,
+            [&store, &scope, &e, &results, i]() -> asio::awaitable<void> {
+                diagnostics d;
+                error_code ec = co_await store.record(scope, e, d);
+                results[i] = ec;
+            },
+            asio::detached);
+    };
+    spawn_record(s1, x, 0);
+    spawn_record(s2, x, 1);
+    bool both = false, one_per_scope = false;
+    asio::co_spawn(
+        ctx,
+        [&]() -> asio::awaitable<void> {
+            both = co_await eventually([&] { return sys.sync_gate.waiting() == 2; });
+            // A second call of scope one waits for the frame in flight instead of syncing.
+            spawn_record(s1, y, 2);
+            asio::steady_timer t(co_await asio::this_coro::executor);
+            t.expires_after(std::chrono::milliseconds(50));
+            co_await t.async_wait(asio::use_awaitable);
+            one_per_scope = sys.sync_gate.waiting() == 2 && !results[2];
+            sys.sync_gate.release();
+        },
+        asio::detached);
+    ctx.run();
+    EXPECT_TRUE(both) << "the two scopes' syncs did not overlap";
+    EXPECT_TRUE(one_per_scope);
+    for (auto& r : results) {
+        ASSERT_TRUE(r);
+        EXPECT_FALSE(*r) << r->message();
+    }
+    EXPECT_EQ(keys_of(load(store, s1)), (std::vector<std::string>{"a", "x", "y"}));
+    EXPECT_EQ(keys_of(load(store, s2)), (std::vector<std::string>{"a", "x"}));
+}
+
 }  // namespace
 }  // namespace penne::file

@@ -2,8 +2,11 @@
 // A state_store on local disk, for single-instance deployments without Redis: one
 // append-only journal per scope in a directory (`scope-<id>.journal`). record() and
 // commit() append one small checksummed frame and fdatasync it, so their cost does not
-// grow with the number of open manifest entries; record() calls of one scope that overlap
-// (and a commit() overlapping them) share one frame and one fdatasync. load() replays the
+// grow with the number of open manifest entries. Group commit: while one frame of a scope
+// is being appended and fdatasync'ed, the record(), record_many() and commit() calls of
+// that scope that arrive meanwhile are gathered into the next frame, written with one
+// fdatasync once the previous one is durable; record_many() puts all its entries into one
+// frame, so they become durable together or not at all. load() replays the
 // journal: a torn frame at its end (a crash mid-append) is ignored, damage anywhere before
 // acknowledged frames is errc::state_corrupt naming the file and the byte offset, never
 // treated as empty. The binary format is described in src/detail/journal.hpp.
@@ -29,21 +32,34 @@
 // file::errc::state_dir_in_use instead of silently interleaving writes. Temp files left
 // by a crash are removed when the directory is opened.
 //
-// I/O is synchronous inside the coroutine: an append costs one fdatasync on local disk
-// and happens once per sealed batch and per checkpoint, not per event, so it blocks the
-// calling thread briefly. Do not point this store at a network file system.
+// Blocking I/O runs where journal_options::blocking says: given an executor (a thread pool
+// the caller owns), opening the directory, reading a journal, appending a frame with its
+// fdatasync and compacting are handed to it, and the caller resumes on its own executor
+// afterwards, so an io_context thread keeps serving other scopes while the disk syncs;
+// without one they run inline on the calling thread. One scope has at most one frame in
+// flight (which is what keeps the journal's frames in order); different scopes append in
+// parallel. Blocking jobs get copies of what they need (the frame's bytes, the file's size
+// and frame count) and never touch a scope's in-memory state; their results are applied on
+// the scope's strand. Once a scope was read, load() answers from memory without I/O (what the
+// completed calls made durable). open(), when called directly (at startup), runs on the
+// caller's thread; otherwise the first operation runs it through the blocking executor. Do not
+// point this store at a network file system.
 //
 // Thread safety: different scopes may be used concurrently from different threads (a
-// mutex guards only the scope map, never I/O); the calls for one scope must come from one
-// strand (they may overlap there, as the state_store contract allows). Cancellation: a
-// cancelled coroutine does not start its operation (errc::cancelled); once started, an
-// operation is appended and completes whatever the cancellation state, so it is never
-// half applied. Lifetime: the store (and the syscalls object passed to it) must outlive
-// every coroutine using it; the lock is released on destruction.
+// mutex guards only the scope map and open(), never appends); the calls for one scope
+// must come from one strand (they may overlap there, as the state_store contract allows).
+// Cancellation: a cancelled coroutine does not start its operation (errc::cancelled);
+// once started, an operation is appended and completes whatever the cancellation state,
+// so it is never half applied. Lifetime: the store (and the syscalls object passed to it)
+// must outlive every coroutine using it, and the blocking executor's context their calls;
+// the destructor releases the lock.
 
 #include <penne/file/syscalls.hpp>
 #include <penne/state_store.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -59,6 +75,12 @@ struct journal_options {
     // bytes a snapshot of the live state takes, and compact_min_bytes.
     unsigned compact_ratio = 4;
     std::uint64_t compact_min_bytes = 1u << 20;
+    // Where the blocking calls run: e.g. a boost::asio::thread_pool's executor. A scope
+    // never has two frames in flight, and its calls that arrive meanwhile share the next
+    // frame, so one thread serves a scope; more let several scopes' fdatasyncs proceed at
+    // the same time (file systems commit concurrent syncs together). Empty: inline, on the
+    // calling thread (the library starts no threads).
+    boost::asio::any_io_executor blocking;
 };
 
 class state_store final : public penne::state_store {
@@ -84,6 +106,11 @@ public:
     boost::asio::awaitable<error_code> record(const std::string& scope_id,
                                               const manifest_entry& entry,
                                               diagnostics& diag) override;
+    // All entries go into one frame with one fdatasync: after an error none of them is
+    // recorded (a frame is all or nothing), which satisfies the prefix rule.
+    boost::asio::awaitable<error_code> record_many(const std::string& scope_id,
+                                                   std::span<const manifest_entry> entries,
+                                                   diagnostics& diag) override;
     boost::asio::awaitable<error_code> commit(const std::string& scope_id,
                                               const commit_request& req,
                                               diagnostics& diag) override;
@@ -99,23 +126,27 @@ private:
     struct scope_slot;
     struct pending_op;
     struct waiter;
+    struct loaded_journal;
+    struct append_job;
 
     scope_slot& slot_for(const std::string& scope_id);
-    error_code loaded_slot(const std::string& scope_id, scope_slot*& slot, diagnostics& diag);
-    error_code read_scope(const std::string& scope_id, scope_slot& slot, diagnostics& diag);
-    error_code migrate(const std::string& scope_id, scope_slot& slot, diagnostics& diag);
     boost::asio::awaitable<error_code> submit(const std::string& scope_id, pending_op op,
-                                              diagnostics& diag);
-    void flush_group(const std::string& scope_id, scope_slot& slot);
-    error_code append(const std::string& scope_id, scope_slot& slot, std::string_view ops,
-                      diagnostics& diag);
-    void maybe_compact(const std::string& scope_id, scope_slot& slot);
+                                              scope_state* out, diagnostics& diag);
+    boost::asio::awaitable<void> flush_group(const std::string& scope_id, scope_slot& slot);
+    boost::asio::awaitable<error_code> append(const std::string& scope_id, scope_slot& slot,
+                                              const std::string& ops, diagnostics& diag);
+    boost::asio::awaitable<void> maybe_compact(const std::string& scope_id, scope_slot& slot);
+    // Run through the blocking executor: they use only the directory (fixed once open) and their
+    // arguments.
+    error_code read_scope(const std::string& scope_id, loaded_journal& out, diagnostics& diag);
+    error_code migrate(const std::string& scope_id, loaded_journal& out, diagnostics& diag);
+    void write_frame(const std::string& scope_id, append_job& job, diagnostics& diag);
 
     std::filesystem::path dir_;
     journal_options opts_;
     syscalls& sys_;
     std::mutex mutex_;
-    bool opened_ = false;
+    std::atomic<bool> opened_ = false;  // set under mutex_; read without it
     int lock_fd_ = -1;
     int dir_fd_ = -1;  // the state directory, open while the lock is held
     // unique_ptr: a slot's address must survive rehashing while its strand uses it.
