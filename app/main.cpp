@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #if defined(__GLIBC__)
@@ -63,6 +64,11 @@ int main(int argc, char** argv) {
     // for reuse and serve blocks up to 32 MiB from it; RSS then stays at its high-water mark.
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
+    // glibc gives every thread that meets a locked heap an arena of its own, and each keeps
+    // what it freed. The 4 file I/O threads (run.cpp) allocate little, but arenas of their
+    // own raised the idle RSS of 10,000 collections from ~58 MiB to 75-92 MiB: share the io
+    // threads' arenas instead.
+    mallopt(M_ARENA_MAX, static_cast<int>(std::max(1u, cfg.threads)));
 #endif
     return penne::app::run_pipeline(cfg);
 }

@@ -2,7 +2,7 @@
 """penne end-to-end benchmark: one command, one JSON report (issue #9).
 
     bench/e2e/run.sh [--quick] [--build build/bench] [--skip rgw,density,...] [--keep-dir]
-                     [--jsonl-only] [--penne-runs N] [--perf FILE]
+                     [--jsonl-only] [--penne-runs N] [--ceiling-runs N] [--perf FILE]
 
 Runs, in order, each phase with its own processes (mongosim, penne, a Ceph RGW from
 tests/support/rgw/rgw.sh for the S3 phases), and prints ONE JSON object with every figure on
@@ -318,7 +318,12 @@ class Bench:
                                                         ("jsonl", "zstd"), ("jsonl", "gzip"),
                                                         ("csv", "zstd"), ("parquet", "zstd"),
                                                         ("avro", "zstd")]
+        # --ceiling-runs N: jsonl+zstd's stages N times, each in a new process (the stage
+        # timings of one process are the fastest of 3 repeats, but they differ between
+        # processes by up to ±15 % on this machine); the run with the median ceiling counts.
+        runs = [runs[0]] * max(1, self.args.ceiling_runs) + runs[1:]
         ceilings = {}
+        jsonl_runs = []
         for i, (fmt, comp) in enumerate(runs):
             log(f"ceiling: drain with penne's client, stages for {fmt}+{comp}")
             out = subprocess.run([self.bin["source"], "--uri", uri, "--expect", str(self.n),
@@ -338,8 +343,16 @@ class Bench:
                     "client_cpu_ns_per_event": r["client_cpu_ns_per_event"],
                 }
                 self.report["mean_event_bytes"] = r["mean_event_bytes"]
-            ceilings[f"{fmt}+{comp}"] = r["ceiling"]
+            if (fmt, comp) == ("jsonl", "zstd"):
+                jsonl_runs.append(r["ceiling"])
+                jsonl_runs.sort(key=lambda c: c["ceiling_ns_per_event"])
+                ceilings["jsonl+zstd"] = jsonl_runs[(len(jsonl_runs) - 1) // 2]
+            else:
+                ceilings[f"{fmt}+{comp}"] = r["ceiling"]
         self.report["ceilings"] = ceilings
+        if len(jsonl_runs) > 1:
+            self.report["ceiling_ns_per_event_runs"] = [c["ceiling_ns_per_event"]
+                                                        for c in jsonl_runs]
         c = ceilings["jsonl+zstd"]
         self.report["ceiling_ns_per_event"] = c["ceiling_ns_per_event"]
         self.report["ceiling_stages_ns"] = {"walker": c["encode_ns_per_event"],
@@ -372,7 +385,12 @@ class Bench:
         self.report["mb_per_s"] = r["mb_per_s"]
         self.report["cpu_ns_per_event"] = r["cpu_ns_per_event"]
         if self.report.get("ceiling_ns_per_event"):
-            self.report["ratio"] = round(r["cpu_ns_per_event"] / self.report["ceiling_ns_per_event"], 2)
+            ceiling = self.report["ceiling_ns_per_event"]
+            self.report["ratio"] = round(r["cpu_ns_per_event"] / ceiling, 2)
+            if len(cpu_runs) > 1:
+                # The medians of both sides: less flattering than the least-CPU drain.
+                median = sorted(cpu_runs)[(len(cpu_runs) - 1) // 2]
+                self.report["ratio_median"] = round(median / ceiling, 2)
         if self.args.jsonl_only:
             self.report["throughput"] = runs
             return
@@ -730,6 +748,9 @@ def main():
                          "formats, no threads = 2): the ratio in minutes")
     ap.add_argument("--penne-runs", type=int, default=1,
                     help="drains of jsonl+zstd/1 thread; the least CPU per event counts (1)")
+    ap.add_argument("--ceiling-runs", type=int, default=1,
+                    help="jsonl+zstd stage timings, each in its own process; the median "
+                         "ceiling counts (1)")
     ap.add_argument("--batch-size", type=int, default=0,
                     help="penne's [mongodb] batch_size in the jsonl+zstd/1 thread drains "
                          "(0: the server's default, up to 16 MiB per reply)")

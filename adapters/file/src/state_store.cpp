@@ -652,33 +652,42 @@ asio::awaitable<void> state_store::flush_group(const std::string& scope_id, scop
     slot.waiters.clear();
     diagnostics diag;
     error_code ec;
-    if (!slot.loaded) {
-        loaded_journal fresh;
-        auto work = [this, &scope_id, &fresh, &ec, &diag] {
-            ec = read_scope(scope_id, fresh, diag);
-        };
-        co_await detail::offload(opts_.blocking, work);
-        if (!ec) {
-            slot.state = std::move(fresh.state);
-            slot.file = fresh.file;
-            slot.next_compaction = 0;
-            slot.loaded = true;
-        }
-    }
-    if (!ec && !ops.empty())
-        ec = co_await append(scope_id, slot, ops, diag);
-    if (!ec && !applied.empty()) {
-        for (auto& op : applied) {
-            if (auto* e = std::get_if<manifest_entry>(&op.op)) {
-                slot.state.record(*e);
-            } else if (auto* many = std::get_if<std::vector<manifest_entry>>(&op.op)) {
-                for (const auto& m : *many)
-                    slot.state.record(m);
-            } else if (auto* c = std::get_if<commit_request>(&op.op)) {
-                slot.state.commit(*c);
+    // Every waiter of the group must complete, whatever happens: an exception (bad_alloc
+    // in a blocking job or here) becomes a retryable error, and the file, whose state is
+    // then unknown, is read again before the next append.
+    try {
+        if (!slot.loaded) {
+            loaded_journal fresh;
+            auto work = [this, &scope_id, &fresh, &ec, &diag] {
+                ec = read_scope(scope_id, fresh, diag);
+            };
+            co_await detail::offload(opts_.blocking, work);
+            if (!ec) {
+                slot.state = std::move(fresh.state);
+                slot.file = fresh.file;
+                slot.next_compaction = 0;
+                slot.loaded = true;
             }
         }
-        co_await maybe_compact(scope_id, slot);
+        if (!ec && !ops.empty())
+            ec = co_await append(scope_id, slot, ops, diag);
+        if (!ec && !applied.empty()) {
+            for (auto& op : applied) {
+                if (auto* e = std::get_if<manifest_entry>(&op.op)) {
+                    slot.state.record(*e);
+                } else if (auto* many = std::get_if<std::vector<manifest_entry>>(&op.op)) {
+                    for (const auto& m : *many)
+                        slot.state.record(m);
+                } else if (auto* c = std::get_if<commit_request>(&op.op)) {
+                    slot.state.commit(*c);
+                }
+            }
+            co_await maybe_compact(scope_id, slot);
+        }
+    } catch (const std::exception& e) {
+        ec = penne::errc::io_error;
+        diag.message = "state of scope '" + scope_id + "' not written: " + e.what();
+        slot.loaded = false;
     }
     for (auto* w : waiters) {
         if (!ec && w->out)
