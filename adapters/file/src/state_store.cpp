@@ -244,7 +244,8 @@ struct state_store::waiter {
 
 struct state_store::pending_op {
     // monostate: a load(), which writes nothing but must wait for the scope to be read.
-    std::variant<std::monostate, manifest_entry, commit_request, std::vector<manifest_entry>> op;
+    // The entries of one record() or record_many() call, in order.
+    std::variant<std::monostate, std::vector<manifest_entry>, commit_request> op;
 };
 
 namespace {
@@ -673,11 +674,9 @@ asio::awaitable<void> state_store::flush_group(const std::string& scope_id, scop
             ec = co_await append(scope_id, slot, ops, diag);
         if (!ec && !applied.empty()) {
             for (auto& op : applied) {
-                if (auto* e = std::get_if<manifest_entry>(&op.op)) {
-                    slot.state.record(*e);
-                } else if (auto* many = std::get_if<std::vector<manifest_entry>>(&op.op)) {
-                    for (const auto& m : *many)
-                        slot.state.record(m);
+                if (auto* entries = std::get_if<std::vector<manifest_entry>>(&op.op)) {
+                    for (const auto& e : *entries)
+                        slot.state.record(e);
                 } else if (auto* c = std::get_if<commit_request>(&op.op)) {
                     slot.state.commit(*c);
                 }
@@ -722,11 +721,9 @@ asio::awaitable<error_code> state_store::submit(const std::string& scope_id, pen
         *out = slot->state.to_scope_state();
         co_return error_code{};
     }
-    if (auto* e = std::get_if<manifest_entry>(&op.op)) {
-        detail::append_record(slot->pending, *e);
-    } else if (auto* many = std::get_if<std::vector<manifest_entry>>(&op.op)) {
-        for (const auto& m : *many)
-            detail::append_record(slot->pending, m);
+    if (auto* entries = std::get_if<std::vector<manifest_entry>>(&op.op)) {
+        for (const auto& e : *entries)
+            detail::append_record(slot->pending, e);
     } else if (auto* c = std::get_if<commit_request>(&op.op)) {
         detail::append_commit(slot->pending, *c);
     }
@@ -782,13 +779,7 @@ asio::awaitable<error_code> state_store::load(const std::string& scope_id, scope
 
 asio::awaitable<error_code> state_store::record(const std::string& scope_id,
                                                 const manifest_entry& entry, diagnostics& diag) {
-    auto cs = co_await asio::this_coro::cancellation_state;
-    if (cancelled(cs)) {
-        diag.message = "manifest record of scope '" + scope_id + "' cancelled before it started";
-        co_return penne::errc::cancelled;
-    }
-    pending_op op{entry};
-    error_code ec = co_await submit(scope_id, std::move(op), nullptr, diag);
+    error_code ec = co_await record_many(scope_id, std::span(&entry, 1), diag);
     co_return ec;
 }
 

@@ -402,10 +402,8 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
             prefetch_diag_.clear();
         } else if (conn_ && conn_->is_open()) {
             wire = conn_->hello().max_wire_version;
-            if (!conn_->awaiting_reply()) {
-                document cmd = make_get_more(cursor_id_, ns_, o.max_await, o.batch_size);
-                ec = co_await conn_->send(cmd.bytes(), diag);
-            }
+            if (!conn_->awaiting_reply())
+                ec = co_await send_get_more(diag);
             // Read straight into the batch's storage: its views died with this call, and the
             // frame reader keeps the old buffer in exchange, so a busy scope holds two reply
             // buffers (the one being read and the one being routed), not a third idle one.
@@ -489,17 +487,22 @@ awaitable<error_code> change_stream::resume(diagnostics& diag) {
     co_return ec;
 }
 
-awaitable<void> change_stream::prefetch() {
+awaitable<error_code> change_stream::send_get_more(diagnostics& diag) {
     const source_options& o = config_->options;
-    if (!o.prefetch || !conn_ || !conn_->is_open() || conn_->awaiting_reply() || cursor_id_ == 0 ||
-        !invalidate_token_.empty())
+    document cmd = make_get_more(cursor_id_, ns_, o.max_await, o.batch_size);
+    error_code ec = co_await conn_->send(cmd.bytes(), diag);
+    co_return ec;
+}
+
+awaitable<void> change_stream::prefetch() {
+    if (!config_->options.prefetch || !conn_ || !conn_->is_open() || conn_->awaiting_reply() ||
+        cursor_id_ == 0 || !invalidate_token_.empty())
         co_return;
     // The server gathers the next batch while the caller processes this one. Nothing is
     // lost if the reply is never read (close, a crash): its events were not delivered, so
     // the position has not moved past them.
-    document cmd = make_get_more(cursor_id_, ns_, o.max_await, o.batch_size);
     diagnostics diag;
-    error_code ec = co_await conn_->send(cmd.bytes(), diag);
+    error_code ec = co_await send_get_more(diag);
     if (ec) {
         prefetch_error_ = ec;
         prefetch_diag_ = std::move(diag.message);

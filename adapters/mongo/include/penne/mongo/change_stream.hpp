@@ -119,6 +119,8 @@ private:
     boost::asio::awaitable<error_code> start(std::unique_ptr<connection>& c, diagnostics& diag);
     boost::asio::awaitable<error_code> resume(diagnostics& diag);
     boost::asio::awaitable<void> kill_cursor();
+    // Writes a getMore for the cursor; its reply is read by next().
+    boost::asio::awaitable<error_code> send_get_more(diagnostics& diag);
     // Sends the next getMore ahead of next() (source_options::prefetch); a failure to send
     // is kept for next() to report.
     boost::asio::awaitable<void> prefetch();
