@@ -703,8 +703,7 @@ asio::awaitable<error_code> state_store::write(const std::string& scope_id, cons
 asio::awaitable<error_code> state_store::record(const std::string& scope_id,
                                                 const manifest_entry& entry,
                                                 const fence_token& fence, diagnostics& diag) {
-    const auto call = record_call(keys_for(opts_.key_prefix, scope_id), fence, entry);
-    error_code ec = co_await write(scope_id, record_script(), call, "manifest record", diag);
+    error_code ec = co_await record_many(scope_id, std::span(&entry, 1), fence, diag);
     co_return ec;
 }
 
