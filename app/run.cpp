@@ -237,6 +237,11 @@ int run_pipeline(const config& cfg) {
                                         progress.cancel();
                                         if (ops)
                                             ops->stop();
+                                        // A failed run has finished all it could; what is
+                                        // still queued belongs to a scope it gave up on
+                                        // (one that ignored a hard stop): exit anyway.
+                                        if (ec)
+                                            ctx.stop();
                                     })));
 
     std::vector<std::thread> workers;

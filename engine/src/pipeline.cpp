@@ -256,6 +256,7 @@ struct pipeline_engine::impl : std::enable_shared_from_this<pipeline_engine::imp
     std::size_t running = 0;
     bool stop_requested = false;
     clock::time_point deadline = clock::time_point::max();
+    bool hard_stopped = false;  // stop_all(true) was called; deadline is its grace period
     asio::steady_timer all_done;
     error_code first_error;
     diagnostics first_diag;
@@ -395,6 +396,9 @@ private:
                     const manifest_entry* replayed);
     bool append(coll_state& cs, const change_event& ev, std::uint64_t seq, std::size_t op);
     void seal(coll_state& cs, seal_reason why);
+    // Lets an open batch go unwritten: still pending in the watermark, so the next start
+    // reads its events again.
+    void drop_open(coll_state& cs);
     // Cuts the largest open batch that may be cut; false when none (`forced_open`: a rebuilt
     // batch, which must reach its recorded end, is open).
     bool seal_largest(bool& forced_open);
@@ -458,6 +462,7 @@ private:
     bool stopping_ = false;
     bool hard_stop_ = false;
     bool helpers_exit_ = false;
+    bool recorder_done_ = false;  // nothing sealed from now on can be recorded
     int helpers_running_ = 0;
     bool needs_first_checkpoint_ = false;
     bool first_checkpoint_saved_ = false;
@@ -871,8 +876,20 @@ bool scope_runner::over_budget() {
     return !forced_open;
 }
 
+void scope_runner::drop_open(coll_state& cs) {
+    p_.add_buffered(-static_cast<std::int64_t>(cs.b.held_bytes()), cell_);
+    cs.b.drop();
+    cell_.open_batches.fetch_sub(1, std::memory_order_relaxed);
+}
+
 void scope_runner::seal(coll_state& cs, seal_reason why) {
     flush_stats();
+    if (hard_stop_ || recorder_done_) {
+        // No recorder will take this batch (a hard stop, or the recorder failed): queued,
+        // it would hold inflight_ forever and the scope would never finish stopping.
+        drop_open(cs);
+        return;
+    }
     const auto encoded = cs.b.buffered_bytes();
     const auto held = static_cast<std::int64_t>(cs.b.held_bytes());  // what the gauge has
     sealed_batch sb = cs.b.seal(why);
@@ -1054,6 +1071,7 @@ awaitable<void> scope_runner::recorder() {
             job->dropped = true;  // released when its compression ends
     }
     record_queue_.clear();
+    recorder_done_ = true;
     --helpers_running_;
     notify();
 }
@@ -1368,7 +1386,7 @@ awaitable<void> scope_runner::run() {
             diag.clear();
             auto rec = co_await source_->next(batch, diag);
             if (stopping_) {
-                if (!rec)
+                if (!rec && !hard_stop_)
                     route(batch, 0, false);  // already read: keep it
                 break;
             }
@@ -1445,13 +1463,10 @@ awaitable<void> scope_runner::shutdown() {
     for (auto& [name, cs] : colls_) {
         if (!cs->b.is_open())
             continue;
-        if (hard_stop_ || cs->b.is_forced() || error == errc::lease_lost) {
-            p_.add_buffered(-static_cast<std::int64_t>(cs->b.held_bytes()), cell_);
-            cs->b.drop();
-            cell_.open_batches.fetch_sub(1, std::memory_order_relaxed);
-        } else {
+        if (hard_stop_ || cs->b.is_forced() || error == errc::lease_lost)
+            drop_open(*cs);
+        else
             seal(*cs, seal_reason::shutdown);
-        }
     }
     while (inflight_ > 0)
         co_await wait_cv();
@@ -1818,19 +1833,41 @@ awaitable<error_code> pipeline_engine::impl::run_all(diagnostics& diag) {
                 stop_requested = true;
                 deadline = clock::now() + cfg.shutdown_timeout;
                 stop_all(false);
-            } else {
+            } else if (!hard_stopped) {
                 log(log_level::warn, "stopping now: abandoning work in flight");
                 stop_all(true);
-                deadline = clock::time_point::max();
+                hard_stopped = true;
+                deadline = clock::now() + cfg.shutdown_timeout;
             }
             continue;
         }
         if (clock::now() >= deadline) {
-            log(log_level::warn,
-                "shutdown timeout reached: abandoning work in flight (the "
-                "manifest replays it on the next start)");
-            stop_all(true);
-            deadline = clock::time_point::max();
+            if (!hard_stopped) {
+                log(log_level::warn,
+                    "shutdown timeout reached: abandoning work in flight (the "
+                    "manifest replays it on the next start)");
+                stop_all(true);
+                hard_stopped = true;
+                deadline = clock::now() + cfg.shutdown_timeout;
+                continue;
+            }
+            // A hard stop only waits for operations that honour cancellation, so this is a
+            // bug; returning lets the process exit (nothing acknowledged is lost: the next
+            // start replays from the manifest) instead of hanging forever.
+            std::string stuck;
+            for (auto& s : scopes) {
+                if (!s->cell().finished.load(std::memory_order_relaxed))
+                    stuck += (stuck.empty() ? "" : ", ") + s->id();
+            }
+            log(log_level::error, "scope(s) " + stuck + " did not stop within " +
+                                      std::to_string(cfg.shutdown_timeout.count()) +
+                                      " ms of a hard stop; giving up on them (please report "
+                                      "this as a bug); the next start replays their work");
+            if (!first_error) {
+                first_error = make_error_code(errc::timeout);
+                first_diag.message = "scope(s) " + stuck + " did not stop";
+            }
+            break;
         }
     }
     running_now = false;

@@ -21,6 +21,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -40,6 +41,10 @@ struct event_log {
     std::mutex mu;
     std::map<std::string, std::uint64_t> base;
     std::map<std::string, std::uint64_t> count;
+    // While set, next() holds its reply and ignores cancellation, like a getMore reply
+    // already on its way (or prefetched) when the scope is told to stop.
+    std::atomic<bool> stalled{false};
+    std::atomic<int> stalled_readers{0};
 
     void append(const std::string& scope, std::uint64_t n) {
         std::lock_guard lock(mu);
@@ -77,6 +82,14 @@ public:
 
     asio::awaitable<error_code> next(event_batch& out, diagnostics&) override {
         out.clear();
+        if (log_.stalled) {
+            ++log_.stalled_readers;
+            while (log_.stalled) {
+                asio::steady_timer t(ex_, 1ms);
+                co_await t.async_wait(nothrow);  // a cancellation does not end the wait
+            }
+            --log_.stalled_readers;
+        }
         std::uint64_t end;
         {
             std::lock_guard lock(log_.mu);
@@ -542,6 +555,58 @@ TEST_F(PipelineLeaseTest, AFencedWriteRefusedBeforeAnyRefreshLosesTheLeaseAtOnce
     ASSERT_TRUE(run_until([&] { return a->held() == 1; }));
     ASSERT_TRUE(run_until([&] { return all_written(); }));
     stop(*a);
+    expect_exactly_once();
+}
+
+TEST_F(PipelineLeaseTest, EventsArrivingAfterTheLeaseIsLostAreDroppedAndTheScopeStillStops) {
+    // The reply in flight when the lease goes is delivered after the hard stop, with enough
+    // events to fill a batch: it must be dropped (the next owner replays it), not queued for
+    // a recorder that has already exited — the scope would never finish and never be retaken.
+    scopes(1);
+    const std::string id = cfg_.scopes[0].id();
+    auto a = make("a");
+    ASSERT_TRUE(run_until([&] { return a->held() == 1; }));
+    append_all(8);
+    ASSERT_TRUE(run_until([&] { return all_written(); }));
+    const auto written = dest_.occurrences().size();
+    log_.stalled = true;
+    ASSERT_TRUE(run_until([&] { return log_.stalled_readers == 1; }));
+    append_all(8);
+    table_.steal(id);
+    ASSERT_TRUE(run_until([&] { return a->held() == 0; }));
+    run_for(50ms);  // the hard stop reaches the helpers; the reader still holds its reply
+    log_.stalled = false;
+    run_for(100ms);
+    EXPECT_EQ(dest_.occurrences().size(), written) << "nothing is written without the lease";
+    table_.vacate(id);
+    ASSERT_TRUE(run_until([&] { return a->held() == 1; }, 3s))
+        << "the scope that lost its lease never finished stopping";
+    ASSERT_TRUE(run_until([&] { return all_written(); }));
+    stop(*a);
+    expect_exactly_once();
+}
+
+TEST_F(PipelineLeaseTest, ASourceThatIgnoresCancellationCannotHangTheStopForever) {
+    // A source (an embedder's own, say) that never answers a cancellation: the graceful stop
+    // times out, the hard stop gets one more shutdown_timeout, then run() returns with an
+    // error naming the scope instead of waiting forever.
+    cfg_.shutdown_timeout = 200ms;
+    scopes(2);
+    auto a = make("a");
+    ASSERT_TRUE(run_until([&] { return a->held() == 2; }));
+    append_all(8);
+    ASSERT_TRUE(run_until([&] { return all_written(); }));
+    log_.stalled = true;
+    ASSERT_TRUE(run_until([&] { return log_.stalled_readers == 2; }));
+    const auto t0 = clock::now();
+    a->stop.emit(asio::cancellation_type::terminal);
+    ASSERT_TRUE(run_until([&] { return a->done; }, 3s));
+    EXPECT_GE(clock::now() - t0, 400ms) << "graceful period, then the hard stop's";
+    EXPECT_EQ(a->result, errc::timeout);
+    EXPECT_NE(a->diag.message.find("d.c0"), std::string::npos) << a->diag.message;
+    EXPECT_NE(a->diag.message.find("did not stop"), std::string::npos) << a->diag.message;
+    log_.stalled = false;  // let the abandoned readers end before the fixture goes
+    run_for(50ms);
     expect_exactly_once();
 }
 
