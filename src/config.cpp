@@ -653,6 +653,7 @@ bool parse_config(std::string_view text, std::string_view source_name,
         p.integer("max_concurrent_uploads", c.pipeline.max_concurrent_uploads, 1, 1024);
         p.millis("shutdown_timeout_ms", c.pipeline.shutdown_timeout, 0, 3'600'000);
         p.millis("checkpoint_interval_ms", c.pipeline.checkpoint_interval, 10, 3'600'000);
+        p.millis("checkpoint_min_interval_ms", c.pipeline.checkpoint_min_interval, 0, 60'000);
         p.integer("threads", c.threads, 1, 256);
         p.reject_unknown();
     }

@@ -1152,9 +1152,18 @@ awaitable<void> scope_runner::committer() {
     co_await asio::this_coro::throw_if_cancelled(false);
     commit_request req;
     diagnostics diag;
+    clock::time_point last_commit{};
     for (;;) {
         if (hard_stop_)
             break;
+        // Coalesce: while objects keep becoming durable, at most one checkpoint per
+        // checkpoint_min_interval (not for the starting position, nor when stopping).
+        const auto due = last_commit + p_.cfg.checkpoint_min_interval;
+        if (first_checkpoint_saved_ && !helpers_exit_ && !stopping_ && clock::now() < due) {
+            commit_timer_.expires_at(due);
+            co_await commit_timer_.async_wait(nothrow);
+            continue;
+        }
         if (tracker_.take_commit(req)) {
             auto ec = co_await retrying(
                 "saving checkpoint", retry_kind::checkpoint,
@@ -1176,6 +1185,7 @@ awaitable<void> scope_runner::committer() {
                 cell_.checkpoints.fetch_add(1, std::memory_order_relaxed);
             }
             first_checkpoint_saved_ = true;
+            last_commit = clock::now();
             notify();
             continue;  // more may have become durable meanwhile
         }

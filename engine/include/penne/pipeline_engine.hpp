@@ -74,6 +74,12 @@ struct pipeline_config {
     std::chrono::milliseconds shutdown_timeout{30'000};
     // How often an idle scope saves its advancing position (postBatchResumeToken).
     std::chrono::milliseconds checkpoint_interval{5'000};
+    // The least time between two checkpoints of a scope while objects keep becoming durable:
+    // what completes meanwhile goes into the next one. A checkpoint only bounds the work a
+    // restart replays (objects are durable and recorded already), so this trades at most that
+    // much replay for one state-store write per interval instead of one per object. The
+    // starting position and the checkpoints of a stopping scope are saved without waiting.
+    std::chrono::milliseconds checkpoint_min_interval{100};
     retry_policy retry;
     // ready() turns false when a scope has been retrying (an upload, a state-store write or
     // read, the opening of its stream) without a break for longer than this, or when its

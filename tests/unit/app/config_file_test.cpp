@@ -71,6 +71,7 @@ type = "memory"
 max_buffered_bytes = "64MiB"
 max_concurrent_uploads = 4
 threads = 2
+checkpoint_min_interval_ms = 0
 [log]
 level = "debug"
 format = "json"
@@ -84,6 +85,12 @@ format = "json"
     EXPECT_EQ(c.pipeline.max_buffered_bytes, 64u << 20);
     EXPECT_EQ(c.mongodb.max_await, std::chrono::milliseconds(500));
     EXPECT_EQ(c.threads, 2u);
+    EXPECT_EQ(c.pipeline.checkpoint_min_interval, std::chrono::milliseconds(0));
+    EXPECT_EQ(parse_ok("[[watch]]\ndatabase = \"a\"\n").pipeline.checkpoint_min_interval,
+              std::chrono::milliseconds(100));
+    const auto e = parse_error(
+        "[pipeline]\ncheckpoint_min_interval_ms = 600000\n[[watch]]\ndatabase = \"a\"\n");
+    EXPECT_NE(e.find("pipeline.checkpoint_min_interval_ms"), std::string::npos) << e;
     EXPECT_EQ(c.log.format, "json");
 }
 

@@ -919,6 +919,39 @@ TEST_F(RecordGroupTest, AGroupThatFailsAfterAPrefixIsRecordedAgainWhole) {
     check(true);
 }
 
+// While objects keep becoming durable, a scope checkpoints at most once per
+// checkpoint_min_interval; stopping saves the last position at once.
+TEST_F(PipelineTest, CheckpointsAreCoalescedWhileObjectsKeepLanding) {
+    cfg_.batch.max_events = 1;
+    cfg_.checkpoint_min_interval = 300ms;
+    make({database("d")});
+    start();
+    std::vector<scripted_event> reply;
+    reply.push_back(script_.event("d", "c", "insert", {now_seconds(), 1}));
+    script_.push("d", std::move(reply));
+    // The starting position and the first object.
+    ASSERT_TRUE(run_until([&] { return pipe_->stats().events_written == 1; }));
+    ASSERT_TRUE(run_until([&] { return pipe_->stats().checkpoints_saved >= 1; }));
+    const auto before = pipe_->stats().checkpoints_saved.load();
+    const auto t0 = std::chrono::steady_clock::now();
+    // 20 objects within well under the interval: one or two checkpoints, not 20.
+    for (std::uint32_t i = 2; i <= 21; ++i) {
+        std::vector<scripted_event> one;
+        one.push_back(script_.event("d", "c", "insert", {now_seconds(), i}));
+        script_.push("d", std::move(one));
+    }
+    ASSERT_TRUE(run_until([&] { return pipe_->stats().events_written == 21; }));
+    run_for(50ms);
+    if (std::chrono::steady_clock::now() - t0 < 250ms) {
+        EXPECT_LE(pipe_->stats().checkpoints_saved.load() - before, 1u);
+    }
+    // The last object's position is saved within the interval, and at once when stopping.
+    ASSERT_TRUE(run_until([&] { return state_.inner.snapshot("d").entries.empty(); }));
+    stop();
+    EXPECT_FALSE(result_) << diag_.message;
+    EXPECT_LE(pipe_->stats().checkpoints_saved.load() - before, 4u);
+}
+
 // By collection: "drop" is left out, "rewrite" gets its document with a marker appended
 // (same token), "bad" fails, "retoken" gets a different token; the rest is kept.
 class by_collection_filter final : public event_filter {
