@@ -65,9 +65,9 @@ int main(int argc, char** argv) {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
     // glibc gives every thread that meets a locked heap an arena of its own, and each keeps
-    // what it freed: four extra threads (a file I/O pool, bench/RESULTS.md) raised the idle
-    // RSS of 10,000 collections from ~58 MiB to 75-92 MiB. Threads beyond the io threads
-    // (Asio's resolver, any pool) share the io threads' arenas.
+    // what it freed. The 4 file I/O threads (run.cpp) allocate little, but arenas of their
+    // own raised the idle RSS of 10,000 collections from ~58 MiB to 75-92 MiB: share the io
+    // threads' arenas instead.
     mallopt(M_ARENA_MAX, static_cast<int>(std::max(1u, cfg.threads)));
 #endif
     return penne::app::run_pipeline(cfg);

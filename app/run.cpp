@@ -13,10 +13,12 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "logging.hpp"
@@ -121,11 +123,16 @@ int run_pipeline(const config& cfg) {
         po.destination_type = cfg.destination.type;
         metrics = std::make_unique<pipeline_metrics>(*registry, std::move(po));
     }
-    // File I/O stays on the io_context's threads (hooks::blocking unset): with a 4-thread
-    // pool here, LeaseChaos.AFrozenInstanceIsFencedOffWhenItWakesUp hung 3 runs in 4 (a
-    // scope whose lease was lost never finished stopping). Not enabled until understood.
+    // Blocking file I/O (the local destination's and the file state store's writes and
+    // fsyncs) runs here, off the io_context's threads; only started when something writes
+    // files. Declared before the pipeline, so it is destroyed (joined) after it.
+    std::optional<asio::thread_pool> blocking;
+    if (cfg.destination.type == "local" || cfg.state.type == "file")
+        blocking.emplace(4);
     hooks h;
     h.log = log.function();
+    if (blocking)
+        h.blocking = blocking->get_executor();
     h.metrics = metrics.get();
     h.registry = registry.get();  // the S3 client's and the Redis connections' counters
     // After ctx: its sockets and timers must go before the context does.
