@@ -52,11 +52,18 @@ start_gateway() {
     [[ -f $DIR/env ]] || die "no cluster in $DIR"
     daemon_alive rgw && die "the gateway in $DIR is running"
     endpoint=$(sed -n 's/^RGW_ENDPOINT=//p' "$DIR/env")
-    spawn rgw radosgw -c "$DIR/ceph.conf" -f -n "client.rgw.$USER_ID"
-    if ! wait_until "the gateway at $endpoint" "$limit" s3_answers "$endpoint"; then
-        show_logs
-        die "radosgw did not answer on $endpoint again (logs above, all in $DIR/log)"
-    fi
+    # Clients know this endpoint, so a restart keeps the port. A gateway that exits while
+    # starting (seen under load: the old one's socket not yet released) is started again.
+    local attempt
+    for attempt in 1 2 3; do
+        spawn rgw radosgw -c "$DIR/ceph.conf" -f -n "client.rgw.$USER_ID"
+        wait_until "the gateway at $endpoint" "$limit" s3_answers "$endpoint" && break
+        if daemon_alive rgw || ((attempt == 3)); then
+            show_logs
+            die "radosgw did not answer on $endpoint again (logs above, all in $DIR/log)"
+        fi
+        sleep 1
+    done
     echo "rgw gateway back at $endpoint ($((SECONDS - t0))s)"
 }
 
