@@ -138,6 +138,37 @@ TEST_F(pipeline_e2e, database_scope_fans_out_to_collections) {
     EXPECT_EQ(colls.size(), 5u);
 }
 
+TEST_F(pipeline_e2e, a_quiet_pipeline_returns_its_freed_heap_once_per_quiet_period) {
+    const std::string line = "idle: freed heap returned to the kernel";
+    auto count = [&](const std::string& log) {
+        std::size_t n = 0;
+        for (std::size_t pos = 0; (pos = log.find(line, pos)) != std::string::npos; ++pos)
+            ++n;
+        return n;
+    };
+    write_config("[[watch]]\nlevel = \"database\"\ndatabase = \"shop\"\n",
+                 "max_events = 1000\nmax_age_ms = 200\n");
+    auto penne = start_penne(1);
+    std::this_thread::sleep_for(3s);
+    EXPECT_EQ(count(penne->log()), 0u) << "nothing to give back before the first event";
+    inserter(port_).insert("shop", colls_, 0, 5'000);
+    ASSERT_EQ(distinct_inserts(wait_for(5'000)), 5'000u);
+    ASSERT_TRUE(penne->wait_for_output(line, 10s)) << penne->log();
+    std::this_thread::sleep_for(3s);
+    EXPECT_EQ(count(penne->log()), 1u) << "once per quiet period, not every second";
+    // A new burst, a new quiet period: one more.
+    inserter(port_).insert("shop", colls_, 5'000, 6'000);
+    ASSERT_EQ(distinct_inserts(wait_for(6'000)), 6'000u);
+    // 15 s: were both lines identical, the log's repeat filter would hold the second back
+    // and write it as "(repeated …)" when its 10 s window closes.
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (count(penne->log()) < 2 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(count(penne->log()), 2u) << penne->log();
+    stop_penne(penne);
+    expect_exactly_once(scan_output(dir_ / "out"), 6'000, "shop");
+}
+
 TEST_F(pipeline_e2e, kill_9_right_after_a_fresh_start_loses_nothing) {
     // The starting position must be saved before the first event is read: a crash before
     // anything was written may not restart at a later "now".
