@@ -746,11 +746,12 @@ def main():
     ap.add_argument("--jsonl-only", action="store_true",
                     help="ceiling and throughput for jsonl+zstd on 1 thread only (no other "
                          "formats, no threads = 2): the ratio in minutes")
-    ap.add_argument("--penne-runs", type=int, default=1,
-                    help="drains of jsonl+zstd/1 thread; the least CPU per event counts (1)")
-    ap.add_argument("--ceiling-runs", type=int, default=1,
+    ap.add_argument("--penne-runs", type=int, default=3,
+                    help="drains of jsonl+zstd/1 thread; the least CPU per event counts, as "
+                         "the ceiling's stages count their fastest of 3 repeats (3)")
+    ap.add_argument("--ceiling-runs", type=int, default=3,
                     help="jsonl+zstd stage timings, each in its own process; the median "
-                         "ceiling counts (1)")
+                         "ceiling counts (3)")
     ap.add_argument("--batch-size", type=int, default=0,
                     help="penne's [mongodb] batch_size in the jsonl+zstd/1 thread drains "
                          "(0: the server's default, up to 16 MiB per reply)")
