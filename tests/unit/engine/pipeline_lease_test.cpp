@@ -428,6 +428,16 @@ protected:
 
     bool all_written() { return dest_.occurrences().size() == produced(); }
 
+    // One scope, held by instance "a", with `n` events written.
+    std::unique_ptr<instance> one_scope_written(std::uint64_t n) {
+        scopes(1);
+        auto a = make("a");
+        EXPECT_TRUE(run_until([&] { return a->held() == 1; }));
+        append_all(n);
+        EXPECT_TRUE(run_until([&] { return all_written(); }));
+        return a;
+    }
+
     void stop(instance& i) {
         i.stop.emit(asio::cancellation_type::terminal);
         ASSERT_TRUE(run_until([&] { return i.done; }));
@@ -508,12 +518,8 @@ TEST_F(PipelineLeaseTest, TwoInstancesSpreadTheScopesFairlyAndWriteEveryEventOnc
 }
 
 TEST_F(PipelineLeaseTest, AStolenLeaseStopsTheScopeWithoutFailingThePipelineAndIsRetaken) {
-    scopes(1);
+    auto a = one_scope_written(20);
     const std::string id = cfg_.scopes[0].id();
-    auto a = make("a");
-    ASSERT_TRUE(run_until([&] { return a->held() == 1; }));
-    append_all(20);
-    ASSERT_TRUE(run_until([&] { return all_written(); }));
     table_.steal(id);
     // The next refresh is refused: the scope stops at once, the pipeline keeps running.
     ASSERT_TRUE(run_until([&] { return a->held() == 0; }));
@@ -536,12 +542,8 @@ TEST_F(PipelineLeaseTest, AStolenLeaseStopsTheScopeWithoutFailingThePipelineAndI
 
 TEST_F(PipelineLeaseTest, AFencedWriteRefusedBeforeAnyRefreshLosesTheLeaseAtOnce) {
     cfg_.lease_ttl = 30s;  // no refresh for 10 s: only the fenced write can notice
-    scopes(1);
+    auto a = one_scope_written(8);
     const std::string id = cfg_.scopes[0].id();
-    auto a = make("a");
-    ASSERT_TRUE(run_until([&] { return a->held() == 1; }));
-    append_all(8);
-    ASSERT_TRUE(run_until([&] { return all_written(); }));
     const auto written = dest_.occurrences().size();
     table_.steal(id);
     append_all(8);
@@ -562,12 +564,8 @@ TEST_F(PipelineLeaseTest, EventsArrivingAfterTheLeaseIsLostAreDroppedAndTheScope
     // The reply in flight when the lease goes is delivered after the hard stop, with enough
     // events to fill a batch: it must be dropped (the next owner replays it), not queued for
     // a recorder that has already exited — the scope would never finish and never be retaken.
-    scopes(1);
+    auto a = one_scope_written(8);
     const std::string id = cfg_.scopes[0].id();
-    auto a = make("a");
-    ASSERT_TRUE(run_until([&] { return a->held() == 1; }));
-    append_all(8);
-    ASSERT_TRUE(run_until([&] { return all_written(); }));
     const auto written = dest_.occurrences().size();
     log_.stalled = true;
     ASSERT_TRUE(run_until([&] { return log_.stalled_readers == 1; }));
