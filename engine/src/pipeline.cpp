@@ -257,6 +257,7 @@ struct pipeline_engine::impl : std::enable_shared_from_this<pipeline_engine::imp
     bool stop_requested = false;
     clock::time_point deadline = clock::time_point::max();
     bool hard_stopped = false;  // stop_all(true) was called; deadline is its grace period
+    clock::duration hard_stop_grace() const;
     asio::steady_timer all_done;
     error_code first_error;
     diagnostics first_diag;
@@ -1804,6 +1805,12 @@ void pipeline_engine::impl::on_scope_done(const std::shared_ptr<scope_runner>& s
     all_done.cancel();
 }
 
+// How long a hard stop may take before run() gives up on the scopes still running: the
+// graceful budget again, but at least a second (shutdown_timeout may be 0: "do not drain").
+clock::duration pipeline_engine::impl::hard_stop_grace() const {
+    return std::max<clock::duration>(cfg.shutdown_timeout, std::chrono::seconds(1));
+}
+
 awaitable<error_code> pipeline_engine::impl::run_all(diagnostics& diag) {
     co_await asio::this_coro::throw_if_cancelled(false);
     auto self = shared_from_this();
@@ -1847,7 +1854,7 @@ awaitable<error_code> pipeline_engine::impl::run_all(diagnostics& diag) {
                 log(log_level::warn, "stopping now: abandoning work in flight");
                 stop_all(true);
                 hard_stopped = true;
-                deadline = clock::now() + cfg.shutdown_timeout;
+                deadline = clock::now() + hard_stop_grace();
             }
             continue;
         }
@@ -1858,7 +1865,7 @@ awaitable<error_code> pipeline_engine::impl::run_all(diagnostics& diag) {
                     "manifest replays it on the next start)");
                 stop_all(true);
                 hard_stopped = true;
-                deadline = clock::now() + cfg.shutdown_timeout;
+                deadline = clock::now() + hard_stop_grace();
                 continue;
             }
             // A hard stop only waits for operations that honour cancellation, so this is a
@@ -1869,10 +1876,15 @@ awaitable<error_code> pipeline_engine::impl::run_all(diagnostics& diag) {
                 if (!s->cell().finished.load(std::memory_order_relaxed))
                     stuck += (stuck.empty() ? "" : ", ") + s->id();
             }
-            log(log_level::error, "scope(s) " + stuck + " did not stop within " +
-                                      std::to_string(cfg.shutdown_timeout.count()) +
-                                      " ms of a hard stop; giving up on them (please report "
-                                      "this as a bug); the next start replays their work");
+            log(log_level::error,
+                "scope(s) " + stuck + " did not stop within " +
+                    std::to_string(
+                        std::chrono::duration_cast<std::chrono::milliseconds>(hard_stop_grace())
+                            .count()) +
+                    " ms of a hard stop; giving up on them (an operation "
+                    "ignores cancellation: a bug in penne or in a custom "
+                    "source or destination); the next start replays their "
+                    "work");
             if (!first_error) {
                 first_error = make_error_code(errc::timeout);
                 first_diag.message = "scope(s) " + stuck + " did not stop";

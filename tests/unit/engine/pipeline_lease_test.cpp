@@ -586,8 +586,8 @@ TEST_F(PipelineLeaseTest, EventsArrivingAfterTheLeaseIsLostAreDroppedAndTheScope
 
 TEST_F(PipelineLeaseTest, ASourceThatIgnoresCancellationCannotHangTheStopForever) {
     // A source (an embedder's own, say) that never answers a cancellation: the graceful stop
-    // times out, the hard stop gets one more shutdown_timeout, then run() returns with an
-    // error naming the scope instead of waiting forever.
+    // times out, the hard stop gets one more shutdown_timeout (at least a second), then run()
+    // returns with an error naming the scope instead of waiting forever.
     cfg_.shutdown_timeout = 200ms;
     scopes(2);
     auto a = make("a");
@@ -599,7 +599,7 @@ TEST_F(PipelineLeaseTest, ASourceThatIgnoresCancellationCannotHangTheStopForever
     const auto t0 = clock::now();
     a->stop.emit(asio::cancellation_type::terminal);
     ASSERT_TRUE(run_until([&] { return a->done; }, 3s));
-    EXPECT_GE(clock::now() - t0, 400ms) << "graceful period, then the hard stop's";
+    EXPECT_GE(clock::now() - t0, 1200ms) << "graceful period, then the hard stop's";
     EXPECT_EQ(a->result, errc::timeout);
     EXPECT_NE(a->diag.message.find("d.c0"), std::string::npos) << a->diag.message;
     EXPECT_NE(a->diag.message.find("did not stop"), std::string::npos) << a->diag.message;
