@@ -608,6 +608,24 @@ TEST_F(PipelineLeaseTest, ASourceThatIgnoresCancellationCannotHangTheStopForever
     expect_exactly_once();
 }
 
+TEST_F(PipelineLeaseTest, AZeroShutdownTimeoutStopsAtOnceAndTheNextStartWritesTheRest) {
+    // shutdown_timeout 0: "do not drain". The hard stop follows at once and must finish
+    // (not be given up on in the same instant); what was open is written by the next start.
+    cfg_.shutdown_timeout = 0ms;
+    cfg_.batch.max_age = 10s;  // the 3 events below stay in an open batch
+    auto a = one_scope_written(8);
+    append_all(3);
+    run_for(50ms);
+    stop(*a);
+    EXPECT_LT(dest_.occurrences().size(), produced());
+    auto b = make("b");
+    ASSERT_TRUE(run_until([&] { return b->held() == 1; }));
+    append_all(1);  // the 3 again and 1 more fill b's batch to 4 (max_events): sealed
+    ASSERT_TRUE(run_until([&] { return all_written(); }));
+    stop(*b);
+    expect_exactly_once();
+}
+
 TEST_F(PipelineLeaseTest, AStoreOutageLongerThanTheTtlExpiresTheLeaseThenItIsRetaken) {
     scopes(2);
     cfg_.not_ready_after = 100ms;
