@@ -10,6 +10,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -50,6 +51,23 @@ inline error_code run_operation(boost::asio::awaitable<error_code> op, bool canc
     if (!result)
         throw std::runtime_error("operation did not complete");
     return *result;
+}
+
+// Starts `op(diag)` (a callable returning awaitable<error_code>) on `ctx` without running
+// it; its result lands in `out` when it completes (empty until then). Emitting the signal
+// of `slot` cancels it. For tests that overlap several operations on one io_context.
+template <class Op>
+void start_operation(boost::asio::io_context& ctx, std::optional<error_code>& out, Op op,
+                     boost::asio::cancellation_slot slot = {}) {
+    namespace asio = boost::asio;
+    asio::co_spawn(
+        ctx,
+        [&out, op = std::move(op)]() -> asio::awaitable<void> {
+            diagnostics diag;
+            error_code ec = co_await op(diag);
+            out = ec;
+        },
+        asio::bind_cancellation_slot(slot, asio::detached));
 }
 
 }  // namespace penne::test

@@ -266,14 +266,7 @@ TEST_F(FileDestination, PutWaitingForItsFsyncDoesNotBlockTheIoContext) {
     std::optional<error_code> result;
     bool ran_meanwhile = false;
     const auto obj = object("a/b.jsonl", "body");
-    asio::co_spawn(
-        ctx,
-        [&]() -> asio::awaitable<void> {
-            diagnostics diag;
-            error_code ec = co_await d.put(obj, diag);
-            result = ec;
-        },
-        asio::detached);
+    start_operation(ctx, result, [&](diagnostics& diag) { return d.put(obj, diag); });
     asio::co_spawn(
         ctx,
         [&]() -> asio::awaitable<void> {
@@ -308,14 +301,8 @@ TEST_F(FileDestination, PutsOfDifferentKeysSyncInParallel) {
     asio::io_context ctx;
     std::vector<std::optional<error_code>> results(objs.size());
     for (std::size_t i = 0; i < objs.size(); ++i) {
-        asio::co_spawn(
-            ctx,
-            [&d, &objs, &results, i]() -> asio::awaitable<void> {
-                diagnostics diag;
-                error_code ec = co_await d.put(objs[i], diag);
-                results[i] = ec;
-            },
-            asio::detached);
+        start_operation(ctx, results[i],
+                        [&d, &objs, i](diagnostics& diag) { return d.put(objs[i], diag); });
     }
     bool three = false, not_four = false;
     asio::co_spawn(
@@ -353,14 +340,7 @@ TEST_F(FileDestination, PutIntoADirectoryAnotherPutIsStillCreatingFsyncsItsParen
     asio::io_context ctx;
     std::optional<error_code> maker, user;
     const auto a = object("new/a.jsonl", "a"), b = object("new/b.jsonl", "b");
-    asio::co_spawn(
-        ctx,
-        [&]() -> asio::awaitable<void> {
-            diagnostics diag;
-            error_code ec = co_await d.put(a, diag);
-            maker = ec;
-        },
-        asio::detached);
+    start_operation(ctx, maker, [&](diagnostics& diag) { return d.put(a, diag); });
     bool user_first = false;
     asio::co_spawn(
         ctx,

@@ -42,6 +42,7 @@ namespace penne::file::test {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
+using penne::test::start_operation;
 
 // A fresh directory under $TMPDIR, removed with everything in it on destruction.
 class scratch_dir {

@@ -1027,22 +1027,9 @@ TEST_F(FileStateStore, ACallCancelledWhileItsFrameIsWrittenReportsTheOutcome) {
     const std::string scope = "s";
     auto x = entry(2, "x"), y = entry(3, "y");
     std::optional<error_code> rx, ry;
-    asio::co_spawn(
-        ctx,
-        [&]() -> asio::awaitable<void> {
-            diagnostics d;
-            error_code ec = co_await store.record(scope, x, d);
-            rx = ec;
-        },
-        asio::detached);
-    asio::co_spawn(
-        ctx,
-        [&]() -> asio::awaitable<void> {
-            diagnostics d;
-            error_code ec = co_await store.record(scope, y, d);
-            ry = ec;
-        },
-        asio::bind_cancellation_slot(signal.slot(), asio::detached));
+    start_operation(ctx, rx, [&](diagnostics& d) { return store.record(scope, x, d); });
+    start_operation(
+        ctx, ry, [&](diagnostics& d) { return store.record(scope, y, d); }, signal.slot());
     // Runs once both calls are in the group, before the first one writes it.
     asio::post(ctx, [&] { signal.emit(asio::cancellation_type::terminal); });
     ctx.run();
@@ -1141,14 +1128,7 @@ TEST_F(FileStateStore, RecordWaitingForItsFdatasyncDoesNotBlockTheIoContext) {
         std::optional<error_code> result;
         bool ran_meanwhile = false;
         auto x = entry(2, "x");
-        asio::co_spawn(
-            ctx,
-            [&]() -> asio::awaitable<void> {
-                diagnostics d;
-                error_code ec = co_await store.record(scope, x, d);
-                result = ec;
-            },
-            asio::detached);
+        start_operation(ctx, result, [&](diagnostics& d) { return store.record(scope, x, d); });
         asio::co_spawn(
             ctx,
             [&]() -> asio::awaitable<void> {
@@ -1185,14 +1165,9 @@ TEST_F(FileStateStore, CallsArrivingDuringAFlushShareTheNextFrame) {
         std::vector<std::optional<error_code>> results(1 + queued.size());
         auto first = entry(2, "first");
         auto spawn_record = [&](const manifest_entry& e, std::size_t i) {
-            asio::co_spawn(
-                ctx,
-                [&store, &scope, &e, &results, i]() -> asio::awaitable<void> {
-                    diagnostics d;
-                    error_code ec = co_await store.record(scope, e, d);
-                    results[i] = ec;
-                },
-                asio::detached);
+            start_operation(ctx, results[i], [&store, &scope, &e](diagnostics& d) {
+                return store.record(scope, e, d);
+            });
         };
         spawn_record(first, 0);
         bool blocked = false;
@@ -1312,14 +1287,8 @@ TEST_F(FileStateStore, DifferentScopesSyncInParallelOneScopeNever) {
     std::vector<std::optional<error_code>> results(3);
     auto x = entry(2, "x"), y = entry(3, "y");
     auto spawn_record = [&](const std::string& scope, const manifest_entry& e, std::size_t i) {
-        asio::co_spawn(
-            ctx,
-            [&store, &scope, &e, &results, i]() -> asio::awaitable<void> {
-                diagnostics d;
-                error_code ec = co_await store.record(scope, e, d);
-                results[i] = ec;
-            },
-            asio::detached);
+        start_operation(ctx, results[i],
+                        [&store, &scope, &e](diagnostics& d) { return store.record(scope, e, d); });
     };
     spawn_record(s1, x, 0);
     spawn_record(s2, x, 1);
