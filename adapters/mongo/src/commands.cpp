@@ -575,10 +575,22 @@ error_code parse_change_events(byte_view batch_array, std::vector<change_event>&
         return malformed_reply();
     error_code ec;
     std::size_t splits = 0;
+    // A 16 MiB reply has left the core's caches by the time the kernel finished copying it
+    // in, and the scan reads only a few lines of each event, at distances the hardware
+    // prefetcher cannot follow: without help it waits on memory two or three times per
+    // event. Ask for every line a few events ahead of the scan instead.
+    constexpr std::size_t prefetch_ahead = 4096;
+    const std::uint8_t* prefetched = batch_array.data();
+    const std::uint8_t* const array_end = batch_array.data() + batch_array.size();
     const bool ok = for_each_element(batch_array, [&](std::uint8_t type, std::string_view,
                                                       const std::uint8_t* v, std::size_t n) {
         if (type != 0x03)
             return false;
+        const std::uint8_t* const want =
+            static_cast<std::size_t>(array_end - (v + n)) > prefetch_ahead ? v + n + prefetch_ahead
+                                                                           : array_end;
+        for (; prefetched < want; prefetched += 64)
+            __builtin_prefetch(prefetched);
         change_event& ev = out.emplace_back();
         bool split = false;
         ec = scan_change_event(byte_view(v, n), ev, split);
