@@ -175,7 +175,9 @@ error_code destination::write(const sealed_object& obj, diagnostics& diag) {
         }
         dir = std::move(sub);
     }
-    if (!detail::write_atomically(sys_, dir.get(), display, segments.back(), obj.body, fail)) {
+    // penne never reads an object back: its pages leave the page cache once it is durable.
+    if (!detail::write_atomically(sys_, dir.get(), display, segments.back(), obj.body, fail,
+                                  /*drop_cached=*/true)) {
         return classify(fail, what, diag);
     }
     return {};

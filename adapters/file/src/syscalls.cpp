@@ -38,6 +38,9 @@ int syscalls::mkdirat(int dirfd, const char* path, mode_t mode) {
 int syscalls::unlinkat(int dirfd, const char* path, int flags) {
     return ::unlinkat(dirfd, path, flags);
 }
+int syscalls::drop_cached(int fd) {
+    return ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+}
 
 syscalls& posix_syscalls() noexcept {
     static syscalls real;

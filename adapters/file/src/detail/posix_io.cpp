@@ -218,7 +218,8 @@ bool is_temp_name(std::string_view name) noexcept {
 }
 
 bool write_atomically(syscalls& sys, int dirfd, const std::string& dir_display,
-                      std::string_view name, std::string_view data, io_failure& fail) {
+                      std::string_view name, std::string_view data, io_failure& fail,
+                      bool drop_cached) {
     std::string tmp;
     unique_fd fd;
     // A stale temp file of a crashed process with a recycled pid can hold the name.
@@ -251,6 +252,13 @@ bool write_atomically(syscalls& sys, int dirfd, const std::string& dir_display,
     }
     if (sys.fsync(fd.get()) != 0)
         return discard(errno, "fsync");
+    // Clean now, so the kernel can free them at once. Kept, they would push out pages the
+    // machine uses for as long as nothing else needs the memory, and every new file would
+    // be written into pages the allocator had to find elsewhere: in a VM whose free memory
+    // goes back to the host, first-touched ones, a fault on the host each. Advisory: a
+    // failure changes nothing.
+    if (drop_cached)
+        sys.drop_cached(fd.get());
     if (int err = fd.close_checked())
         return discard(err, "close");
     const std::string final_name(name);

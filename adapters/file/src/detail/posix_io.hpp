@@ -91,9 +91,11 @@ bool open_or_create_subdir(syscalls& sys, int dirfd, const std::string& name,
 
 // Replaces `name` in `dirfd` with `data` using the durability recipe above. `dir_display`
 // is the directory's path for diagnostics. On failure no temp file is left behind
-// (best effort: the cleanup itself can fail on a broken disk).
+// (best effort: the cleanup itself can fail on a broken disk). With `drop_cached`, the file's
+// pages leave the page cache once they are on disk (for files nobody here reads again).
 bool write_atomically(syscalls& sys, int dirfd, const std::string& dir_display,
-                      std::string_view name, std::string_view data, io_failure& fail);
+                      std::string_view name, std::string_view data, io_failure& fail,
+                      bool drop_cached = false);
 
 // Reads the whole file `name` in `dirfd`. A missing file sets `missing` and succeeds.
 bool read_file(syscalls& sys, int dirfd, const std::string& display, std::string_view name,

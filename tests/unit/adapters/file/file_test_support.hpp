@@ -274,6 +274,10 @@ public:
         add("unlink");
         return syscalls::unlinkat(dirfd, path, flags);
     }
+    int drop_cached(int fd) override {
+        add("drop cached");
+        return syscalls::drop_cached(fd);
+    }
 
 private:
     static int fail(int err) {

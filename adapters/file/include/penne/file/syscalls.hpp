@@ -30,6 +30,10 @@ public:
     virtual int renameat(int old_dirfd, const char* old_path, int new_dirfd, const char* new_path);
     virtual int mkdirat(int dirfd, const char* path, mode_t mode);
     virtual int unlinkat(int dirfd, const char* path, int flags);
+    // posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED): the file's clean pages leave the page
+    // cache. Advisory; returns 0 or an error number (and leaves errno alone), as
+    // posix_fadvise does.
+    virtual int drop_cached(int fd);
 };
 
 // The real system calls.
