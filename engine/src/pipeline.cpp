@@ -342,6 +342,9 @@ private:
         replay_cursor replay;
         cluster_time last_time;    // of the open batch's last event
         clock::time_point opened;  // when the open batch got its first event
+        // Room the next batch's encoder reserves up front (batch_encoder::reserve): set when
+        // a batch filled up (count or bytes), 0 after one sealed by age or under pressure.
+        std::size_t next_reserve = 0;
         // Metrics: tallies kept on the strand and added to the shared handles once per
         // reply (flush_stats), so an event costs no atomic operation.
         collection_metrics m;
@@ -677,6 +680,8 @@ void scope_runner::open_batch(coll_state& cs, const change_event& ev, std::uint6
         p_.svc.keys->render({ev.db, ev.coll, ev.time, hash, p_.format_ext}, key);
     }
     auto enc = p_.svc.encoder->open(key);
+    if (cs.next_reserve)
+        enc->reserve(cs.next_reserve);
     cs.b.open(std::move(enc), std::move(key), ev, id, seq, replayed ? replayed->seq : 0);
     unflushed_held_ += static_cast<std::int64_t>(cs.b.held_bytes());  // room reserved up front
     cs.opened = clock::now();
@@ -893,6 +898,13 @@ void scope_runner::seal(coll_state& cs, seal_reason why) {
     }
     const auto encoded = cs.b.buffered_bytes();
     const auto held = static_cast<std::int64_t>(cs.b.held_bytes());  // what the gauge has
+    // A collection that filled a batch will probably fill the next one as well: reserve
+    // its size (an eighth more for variation, at most batch.max_bytes) when it opens. A
+    // batch sealed by age says the collection is not that busy: let the next one grow.
+    const bool filled = why == seal_reason::count || why == seal_reason::bytes;
+    cs.next_reserve = filled ? static_cast<std::size_t>(std::min<std::uint64_t>(
+                                   encoded + encoded / 8, p_.cfg.batch.max_bytes))
+                             : 0;
     sealed_batch sb = cs.b.seal(why);
     ++p_.stats.batches_sealed[static_cast<std::size_t>(sb.reason)];
     cell_.open_batches.fetch_sub(1, std::memory_order_relaxed);
@@ -1146,6 +1158,7 @@ bool scope_runner::seal_largest(bool& forced_open) {
     if (!largest)
         return false;
     seal(*largest, seal_reason::bytes);
+    largest->next_reserve = 0;  // cut short to free memory: no reason to reserve its size
     return true;
 }
 

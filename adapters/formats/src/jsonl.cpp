@@ -44,6 +44,7 @@ public:
 
     std::size_t buffered_bytes() const noexcept override { return buf_.size(); }
     std::size_t held_bytes() const noexcept override { return buf_.capacity(); }
+    void reserve(std::size_t bytes) override { buf_.reserve(bytes); }
 
     void finish(std::string& out) override {
         out.swap(buf_);
@@ -95,6 +96,7 @@ public:
 
     std::size_t buffered_bytes() const noexcept override { return buf_.size(); }
     std::size_t held_bytes() const noexcept override { return buf_.capacity(); }
+    void reserve(std::size_t bytes) override { buf_.reserve(bytes); }
 
     void finish(std::string& out) override {
         out.swap(buf_);

@@ -29,6 +29,11 @@ public:
     // Memory the batch holds: its buffers' capacity, which grows ahead of buffered_bytes().
     // The pipeline's memory bound (max_buffered_bytes) counts this. Default: buffered_bytes().
     virtual std::size_t held_bytes() const noexcept { return buffered_bytes(); }
+    // A hint before the first append: the batch will probably grow to about `bytes` encoded
+    // bytes (its collection's previous batch did). Encoders that write into one buffer
+    // reserve it, so it does not grow by doubling, which copies the bytes written so far
+    // every time and leaves up to half of the last buffer unused. Default: ignored.
+    virtual void reserve(std::size_t /*bytes*/) {}
     // Completes the object and moves its bytes into `out` (replacing its content). The
     // encoder is spent afterwards.
     virtual void finish(std::string& out) = 0;

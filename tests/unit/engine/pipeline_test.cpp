@@ -163,18 +163,27 @@ private:
     script& s_;
 };
 
+// What the raw encoders were asked, in order: "reserve N" hints and "finish N" (object size).
+using encoder_log = std::vector<std::string>;
+
 // Encodes an event as its raw bytes and a newline.
 class raw_encoder final : public batch_encoder {
 public:
+    explicit raw_encoder(encoder_log& log) : log_(log) {}
     error_code append(const change_event& ev, diagnostics&) override {
         buf_.append(reinterpret_cast<const char*>(ev.raw.data()), ev.raw.size());
         buf_ += '\n';
         return {};
     }
     std::size_t buffered_bytes() const noexcept override { return buf_.size(); }
-    void finish(std::string& out) override { out = std::move(buf_); }
+    void reserve(std::size_t bytes) override { log_.push_back("reserve " + std::to_string(bytes)); }
+    void finish(std::string& out) override {
+        log_.push_back("finish " + std::to_string(buf_.size()));
+        out = std::move(buf_);
+    }
 
 private:
+    encoder_log& log_;
     std::string buf_;
 };
 
@@ -182,8 +191,9 @@ class raw_encoders final : public encoder_factory {
 public:
     encoder_info info() const noexcept override { return {"raw", "application/octet-stream"}; }
     std::unique_ptr<batch_encoder> open(std::string_view) const override {
-        return std::make_unique<raw_encoder>();
+        return std::make_unique<raw_encoder>(log);
     }
+    mutable encoder_log log;  // the strand's only (the tests run one thread)
 };
 
 // Keeps objects in memory; fails while `failing` holds an error.
@@ -505,6 +515,38 @@ TEST_F(PipelineTest, OpenBatchesAreSealedAtShutdownAndCountedSo) {
     EXPECT_EQ(pm_->batches_sealed.with({"d", "c", "shutdown"}).value(), 1);
     EXPECT_EQ(pm_->events_written.with({"d", "c", "insert"}).value(), 2);
     EXPECT_EQ(sample("penne_buffered_bytes"), 0);
+}
+
+TEST_F(PipelineTest, AFullBatchMakesTheNextBatchOfItsCollectionReserveItsSize) {
+    cfg_.batch.max_age = 100ms;
+    make({database("d")});
+    start();
+    ASSERT_TRUE(run_until([&] { return is_ready(); }));
+    const auto t = now_seconds();
+    std::vector<scripted_event> evs;
+    for (std::uint32_t i = 1; i <= 4; ++i)
+        evs.push_back(script_.event("d", "c", "insert", {t, i}));
+    evs.push_back(script_.event("d", "other", "insert", {t, 5}));
+    script_.push("d", std::move(evs));
+    // c: a full batch of 3 (count), then 1 event sealed by age; other: 1 event, by age.
+    ASSERT_TRUE(run_until([&] { return dest_.count() == 3; }));
+    script_.push("d", {script_.event("d", "c", "insert", {t, 6})});
+    ASSERT_TRUE(run_until([&] { return dest_.count() == 4; }));
+    stop();
+    const auto& log = encoders_.log;
+    ASSERT_GE(log.size(), 5u);
+    ASSERT_TRUE(log[0].starts_with("finish ")) << log[0];
+    const auto full = std::stoul(log[0].substr(7));
+    // The batch after the full one reserves its size and an eighth; the batch after one
+    // sealed by age, and a collection's first batch, reserve nothing.
+    EXPECT_EQ(log[1], "reserve " + std::to_string(full + full / 8));
+    EXPECT_EQ(std::count_if(log.begin(), log.end(),
+                            [](const std::string& s) { return s.starts_with("reserve "); }),
+              1)
+        << ::testing::PrintToString(log);
+    EXPECT_EQ(std::count_if(log.begin(), log.end(),
+                            [](const std::string& s) { return s.starts_with("finish "); }),
+              4);
 }
 
 TEST_F(PipelineTest, UploadRetriesDegradeStatusAndReadinessThenRecover) {

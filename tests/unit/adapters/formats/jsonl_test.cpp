@@ -64,6 +64,34 @@ TEST(Jsonl, Info) {
     EXPECT_EQ(f.options().mode, ejson_mode::relaxed);
 }
 
+TEST(Jsonl, AReservedBatchHoldsItsRoomAndWritesTheSameBytesWithoutGrowing) {
+    corpus_generator gen(7, true);
+    std::vector<std::vector<std::uint8_t>> docs;
+    for (int i = 0; i < 500; ++i)
+        docs.push_back(bytes_of(gen.change_event().get()));
+    for (const jsonl_options& opts :
+         {jsonl_options{}, jsonl_options{ejson_mode::relaxed, jsonl_layout::rigatoni}}) {
+        jsonl_encoder_factory f(opts);
+        auto grown = f.open("k");
+        auto reserved = f.open("k");
+        constexpr std::size_t room = 4 << 20;
+        reserved->reserve(room);
+        EXPECT_GE(reserved->held_bytes(), room);
+        EXPECT_EQ(reserved->buffered_bytes(), 0u);
+        diagnostics diag;
+        for (const auto& d : docs) {
+            ASSERT_FALSE(grown->append(routed_event(d), diag)) << diag.message;
+            ASSERT_FALSE(reserved->append(routed_event(d), diag)) << diag.message;
+        }
+        ASSERT_LT(reserved->buffered_bytes(), room);
+        EXPECT_EQ(reserved->held_bytes(), room);  // never grew
+        std::string a, b;
+        grown->finish(a);
+        reserved->finish(b);
+        EXPECT_EQ(a, b);
+    }
+}
+
 TEST(Jsonl, CanonicalLinesDecodeToTheSameBsonBytes) {
     jsonl_encoder_factory f(jsonl_options{ejson_mode::canonical});
     auto enc = f.open("db/coll/key.jsonl");
