@@ -206,6 +206,7 @@ class Bench:
             "[mongodb]",
             f'uri = "mongodb://127.0.0.1:{port}/?directConnection=true"',
             f"batch_size = {batch_size}",
+            *(getattr(self.args, "mongodb_option", None) or []),
             watch,
             "[batch]",
             f"max_events = {max_events}",
@@ -282,7 +283,7 @@ class Bench:
         p = self.start_penne(label, path)
         rec = None
         if perf:
-            rec = subprocess.Popen(["perf", "record", "-g", "-o", perf, "-p", str(p.pid)],
+            rec = subprocess.Popen(["perf", "record", *os.environ.get("PENNE_BENCH_PERF_ARGS", "-g").split(), "-o", perf, "-p", str(p.pid)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         done = None
         first = read_all = None
@@ -818,6 +819,9 @@ def main():
     ap.add_argument("--batch-size", type=int, default=0,
                     help="penne's [mongodb] batch_size in the jsonl+zstd/1 thread drains "
                          "(0: the server's default, up to 16 MiB per reply)")
+    ap.add_argument("--mongodb-option", action="append", metavar="KEY=VALUE",
+                    help="a line added to every penne's [mongodb] table, e.g. "
+                         "'prefetch = false' (repeatable; for experiments)")
     ap.add_argument("--mongosim", default=None, help="mongosim binary (default: the build's)")
     ap.add_argument("--penne", default=None, help="penne binary (default: the build's)")
     ap.add_argument("--perf", default=None,
