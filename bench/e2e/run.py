@@ -96,6 +96,15 @@ def thread_cpu_s(pid):
     return out
 
 
+def proc_minflt(pid):
+    """Minor page faults of a process so far (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+    except (OSError, IndexError):
+        return None
+
+
 def proc_rss_mib(pid):
     try:
         with open(f"/proc/{pid}/statm") as f:
@@ -303,7 +312,8 @@ class Bench:
                     if read_all is None and received >= self.n:
                         read_all = time.time()
                     if got >= self.n:
-                        done = (time.time(), proc_cpu_s(p.pid), m, thread_cpu_s(p.pid))
+                        done = (time.time(), proc_cpu_s(p.pid), m, thread_cpu_s(p.pid),
+                                proc_minflt(p.pid))
                         break
                 time.sleep(0.1)
             if done is None:
@@ -313,7 +323,7 @@ class Bench:
                 rec.send_signal(signal.SIGINT)
                 rec.wait(60)
             p.stop()
-        t1, cpu, m, threads = done
+        t1, cpu, m, threads, faults = done
         # The rate is taken over the reading of the stream (first event received to the last
         # one, 0.1 s polls): the last partial batches then wait up to batch.max_age_ms, which
         # costs no CPU but would dilute a rate measured to the last durable object.
@@ -333,6 +343,8 @@ class Bench:
             "cpu_ns_per_event_by_thread": {
                 k: {u: round(v * 1e9 / self.n) for u, v in t.items()}
                 for k, t in (threads or {}).items()},
+            # Page faults (first touches of fresh memory, costly in a VM) per 1,000 events.
+            "page_faults_per_1k_events": round((faults or 0) * 1000 / self.n, 1),
             "objects": int(m.get("penne_objects_written_total", 0)),
             "object_bytes": int(m.get("penne_bytes_written_total", 0)),
         }
@@ -826,7 +838,8 @@ def main():
     ap.add_argument("--penne", default=None, help="penne binary (default: the build's)")
     ap.add_argument("--perf", default=None,
                     help="one more jsonl+zstd drain under `perf record -g`, written to this "
-                         "file (not counted in the figures)")
+                         "file (not counted in the figures); PENNE_BENCH_PERF_ARGS replaces "
+                         "-g, e.g. '--call-graph dwarf,8192 -F 300'")
     args = ap.parse_args()
     if args.build is None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
