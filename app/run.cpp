@@ -9,12 +9,13 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/thread_pool.hpp>
 
+#include <pthread.h>
 #include <unistd.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -26,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "logging.hpp"
 #include "ops.hpp"
@@ -65,6 +67,42 @@ std::string release_free_heap() {
                   resident_mib(), static_cast<long long>(ms));
     return line;
 }
+
+// Names the calling thread (at most 15 characters), so `top -H`, `ps -L` and perf tell the
+// daemon's threads apart: penne-io (the io_context's further threads) and penne-file.
+void name_this_thread(const char* name) {
+    ::pthread_setname_np(::pthread_self(), name);
+}
+
+// Named threads running an io_context of their own until destroyed: where the daemon does
+// blocking file I/O (hooks::blocking). Like asio::thread_pool, whose threads cannot be
+// named; destroying it abandons work not yet started and joins the threads.
+class named_threads {
+public:
+    named_threads(unsigned n, const char* name) {
+        threads_.reserve(n);
+        for (unsigned i = 0; i < n; ++i)
+            threads_.emplace_back([this, name] {
+                name_this_thread(name);
+                ctx_.run();
+            });
+    }
+    ~named_threads() {
+        work_.reset();
+        ctx_.stop();
+        for (auto& t : threads_)
+            t.join();
+    }
+    named_threads(const named_threads&) = delete;
+    named_threads& operator=(const named_threads&) = delete;
+
+    asio::io_context::executor_type get_executor() noexcept { return ctx_.get_executor(); }
+
+private:
+    asio::io_context ctx_;
+    asio::executor_work_guard<asio::io_context::executor_type> work_{ctx_.get_executor()};
+    std::vector<std::thread> threads_;
+};
 
 void print_plan(const config& cfg, const pipeline& pipe) {
     std::printf("penne %s\n", PENNE_VERSION_STRING);
@@ -164,9 +202,9 @@ int run_pipeline(const config& cfg) {
     // Blocking file I/O (the local destination's and the file state store's writes and
     // fsyncs) runs here, off the io_context's threads; only started when something writes
     // files. Declared before the pipeline, so it is destroyed (joined) after it.
-    std::optional<asio::thread_pool> blocking;
+    std::optional<named_threads> blocking;
     if (cfg.destination.type == "local" || cfg.state.type == "file")
-        blocking.emplace(4);
+        blocking.emplace(4, "penne-file");
     hooks h;
     h.log = log.function();
     if (blocking)
@@ -323,7 +361,10 @@ int run_pipeline(const config& cfg) {
 
     std::vector<std::thread> workers;
     for (unsigned i = 1; i < cfg.threads; ++i)
-        workers.emplace_back([&] { ctx.run(); });
+        workers.emplace_back([&] {
+            name_this_thread("penne-io");
+            ctx.run();
+        });
     ctx.run();
     for (auto& t : workers)
         t.join();

@@ -822,9 +822,10 @@ def main():
     ap.add_argument("--jsonl-only", action="store_true",
                     help="ceiling and throughput for jsonl+zstd on 1 thread only (no other "
                          "formats, no threads = 2): the ratio in minutes")
-    ap.add_argument("--penne-runs", type=int, default=3,
-                    help="drains of jsonl+zstd/1 thread; the least CPU per event counts, as "
-                         "the ceiling's stages count their fastest of 3 repeats (3)")
+    ap.add_argument("--penne-runs", type=int, default=5,
+                    help="drains of jsonl+zstd/1 thread, each paired with a ceiling process "
+                         "of its own when the ceiling phase runs (ratio_paired is the median "
+                         "of the pairs); `ratio` takes the least CPU per event (5)")
     ap.add_argument("--ceiling-runs", type=int, default=3,
                     help="jsonl+zstd stage timings, each in its own process; the median "
                          "ceiling counts (3)")

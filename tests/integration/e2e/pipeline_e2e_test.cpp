@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -110,6 +111,18 @@ TEST_F(pipeline_e2e, collection_scopes_write_every_document_exactly_once) {
         // Five strands on two threads: the same result as on one.
         "threads = 2\nmax_concurrent_uploads = 3\n");
     auto penne = start_penne(5);
+    // The daemon's threads carry names (top -H, ps -L): the second io_context thread, and
+    // the four file I/O threads (local destination, file state store).
+    std::map<std::string, int> names;
+    for (const auto& task :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(penne->pid()) + "/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        ++names[name];
+    }
+    EXPECT_EQ(names["penne-io"], 1) << ::testing::PrintToString(names);
+    EXPECT_EQ(names["penne-file"], 4) << ::testing::PrintToString(names);
     inserter(port_).insert("shop", colls_, 0, 10'000);
     auto scan = wait_for(10'000);
     stop_penne(penne);
