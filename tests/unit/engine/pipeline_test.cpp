@@ -164,7 +164,22 @@ private:
 };
 
 // What the raw encoders were asked, in order: "reserve N" hints and "finish N" (object size).
-using encoder_log = std::vector<std::string>;
+// Scopes on several threads share it.
+class encoder_log {
+public:
+    void add(std::string line) {
+        std::lock_guard lock(mu_);
+        lines_.push_back(std::move(line));
+    }
+    std::vector<std::string> lines() const {
+        std::lock_guard lock(mu_);
+        return lines_;
+    }
+
+private:
+    mutable std::mutex mu_;
+    std::vector<std::string> lines_;
+};
 
 // Encodes an event as its raw bytes and a newline.
 class raw_encoder final : public batch_encoder {
@@ -176,9 +191,9 @@ public:
         return {};
     }
     std::size_t buffered_bytes() const noexcept override { return buf_.size(); }
-    void reserve(std::size_t bytes) override { log_.push_back("reserve " + std::to_string(bytes)); }
+    void reserve(std::size_t bytes) override { log_.add("reserve " + std::to_string(bytes)); }
     void finish(std::string& out) override {
-        log_.push_back("finish " + std::to_string(buf_.size()));
+        log_.add("finish " + std::to_string(buf_.size()));
         out = std::move(buf_);
     }
 
@@ -193,7 +208,7 @@ public:
     std::unique_ptr<batch_encoder> open(std::string_view) const override {
         return std::make_unique<raw_encoder>(log);
     }
-    mutable encoder_log log;  // the strand's only (the tests run one thread)
+    mutable encoder_log log;
 };
 
 // Keeps objects in memory; fails while `failing` holds an error.
@@ -533,7 +548,7 @@ TEST_F(PipelineTest, AFullBatchMakesTheNextBatchOfItsCollectionReserveItsSize) {
     script_.push("d", {script_.event("d", "c", "insert", {t, 6})});
     ASSERT_TRUE(run_until([&] { return dest_.count() == 4; }));
     stop();
-    const auto& log = encoders_.log;
+    const auto log = encoders_.log.lines();
     ASSERT_GE(log.size(), 5u);
     ASSERT_TRUE(log[0].starts_with("finish ")) << log[0];
     const auto full = std::stoul(log[0].substr(7));
