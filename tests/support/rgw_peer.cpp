@@ -111,6 +111,12 @@ std::string rgw_peer::log_tail(int lines) const {
         if (entry.is_regular_file())
             logs.push_back(entry.path());
     }
+    // rgw.sh's own output of its later commands (stop-gateway, start-gateway): why it failed.
+    for (const auto& entry : fs::directory_iterator(dir_->path(), ec)) {
+        const auto name = entry.path().filename().string();
+        if (entry.is_regular_file() && name.starts_with("rgw.sh-") && name.ends_with(".out"))
+            logs.push_back(entry.path());
+    }
     std::sort(logs.begin(), logs.end());
     std::string out;
     for (const auto& p : logs) {

@@ -54,17 +54,33 @@ start_gateway() {
     endpoint=$(sed -n 's/^RGW_ENDPOINT=//p' "$DIR/env")
     # Clients know this endpoint, so a restart keeps the port. A gateway that exits while
     # starting (seen under load: the old one's socket not yet released) is started again.
-    local attempt
+    # One that only looked gone for a moment (seen once in CI: rgw.sh gave up within a
+    # second while the new gateway was still starting) is waited for until the limit.
+    local attempt deadline
     for attempt in 1 2 3; do
         spawn rgw radosgw -c "$DIR/ceph.conf" -f -n "client.rgw.$USER_ID"
-        wait_until "the gateway at $endpoint" "$limit" s3_answers "$endpoint" && break
-        if daemon_alive rgw || ((attempt == 3)); then
+        deadline=$((SECONDS + limit))
+        while ((SECONDS < deadline)); do
+            if s3_answers "$endpoint" >/dev/null 2>&1; then
+                echo "rgw gateway back at $endpoint ($((SECONDS - t0))s, attempt $attempt)"
+                return 0
+            fi
+            if ! daemon_alive rgw; then
+                sleep 0.5
+                daemon_alive rgw || break  # gone: start it again
+                echo "rgw.sh: the gateway looked gone for a moment; still waiting" >&2
+            fi
+            sleep 0.2
+        done
+        if daemon_alive rgw; then
             show_logs
-            die "radosgw did not answer on $endpoint again (logs above, all in $DIR/log)"
+            die "radosgw did not answer on $endpoint within ${limit}s (logs above, all in $DIR/log)"
         fi
+        echo "rgw.sh: the gateway exited while starting (attempt $attempt)" >&2
         sleep 1
     done
-    echo "rgw gateway back at $endpoint ($((SECONDS - t0))s)"
+    show_logs
+    die "radosgw exited while starting on $endpoint three times (logs above, all in $DIR/log)"
 }
 
 # A TCP port on 127.0.0.1 that is free now, from the kernel's ephemeral range. Should another
