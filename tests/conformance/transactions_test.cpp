@@ -91,13 +91,20 @@ std::vector<std::string> labels(const bson_t* reply) {
 class TransactionsTest : public ::testing::Test {
 protected:
     void start(std::vector<std::string> extra = {}) {
-        port_ = penne::test::free_port();
-        std::vector<std::string> args{MONGOSIM_EXECUTABLE, "--port", std::to_string(port_)};
+        // Port 0: the simulator binds a free port itself and says which. A port picked here
+        // and passed in could be taken by a parallel test before the simulator binds it.
+        std::vector<std::string> args{MONGOSIM_EXECUTABLE, "--port", "0"};
         args.insert(args.end(), extra.begin(), extra.end());
         // A log per start: waiting for "listening" must not find the previous server's line.
         sim_ = std::make_unique<penne::test::process>(
             args, tmp_ / ("mongosim-" + std::to_string(++starts_) + ".log"));
         ASSERT_TRUE(sim_->wait_for_output("mongosim listening on", 10s)) << sim_->log();
+        const std::string log = sim_->log();
+        const std::string prefix = "mongosim listening on 127.0.0.1:";
+        const auto at = log.find(prefix);
+        ASSERT_NE(at, std::string::npos) << log;
+        port_ = std::atoi(log.c_str() + at + prefix.size());
+        ASSERT_GT(port_, 0) << log;
         client_ = client();
     }
     void SetUp() override { start(); }
@@ -497,7 +504,7 @@ TEST_F(TransactionsTest, EndSessionsAbortsTheOpenTransaction) {
 
 TEST_F(TransactionsTest, StepDownAbortsOpenTransactions) {
     stop();
-    start({"--replset", "2"});
+    ASSERT_NO_FATAL_FAILURE(start({"--replset", "2"}));
     auto a = coll("a");
     auto s = session();
     ASSERT_NE(s, nullptr);
@@ -519,7 +526,7 @@ TEST_F(TransactionsTest, StepDownAbortsOpenTransactions) {
 
 TEST_F(TransactionsTest, ByteBoundedOplogLosesTheOldestHistory) {
     stop();
-    start({"--oplog-size-mb", "1"});
+    ASSERT_NO_FATAL_FAILURE(start({"--oplog-size-mb", "1"}));
     auto a = coll("a");
     auto cs = watch_db();
     const std::string filler(10'000, 'x');
@@ -566,7 +573,7 @@ TEST_F(TransactionsTest, ByteBoundedOplogLosesTheOldestHistory) {
 
 TEST_F(TransactionsTest, EventCountBoundStillWorks) {
     stop();
-    start({"--oplog-size", "5"});
+    ASSERT_NO_FATAL_FAILURE(start({"--oplog-size", "5"}));
     auto a = coll("a");
     auto cs = watch_db();
     std::vector<bson_ptr> evs;
