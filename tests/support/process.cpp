@@ -8,28 +8,62 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
 namespace penne::test {
 
-int free_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+namespace {
+
+// Binds 127.0.0.1:port (0: any) and returns the port bound, or 0 when it is taken.
+int try_bind(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        throw std::runtime_error("free_port: socket failed");
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        ::close(fd);
-        throw std::runtime_error("free_port: bind failed");
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    int bound = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+        socklen_t len = sizeof addr;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+        bound = ntohs(addr.sin_port);
     }
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
     ::close(fd);
-    return ntohs(addr.sin_port);
+    return bound;
+}
+
+// The first port the kernel hands out to outgoing connections (ip_local_port_range).
+int ephemeral_low() {
+    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+    int low = 0;
+    return (in >> low) ? low : 0;
+}
+
+}  // namespace
+
+int free_port() {
+    // Below the ephemeral range: a port the kernel picked for us (bind to port 0) is released
+    // before the child binds it, and in between any connect() of the parallel tests may be
+    // given it as its local port (seen in CI: "Address already in use"). Ports below that
+    // range are only ever taken by an explicit bind.
+    const int low = ephemeral_low();
+    if (low > 11'000) {
+        static std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+        std::uniform_int_distribution<int> pick(10'000, low - 1);
+        for (int attempt = 0; attempt < 200; ++attempt)
+            if (int port = try_bind(pick(rng)))
+                return port;
+    }
+    if (int port = try_bind(0))
+        return port;
+    throw std::runtime_error("free_port: bind failed");
 }
 
 std::string build_path(const std::string& rel) {
