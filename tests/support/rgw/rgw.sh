@@ -54,24 +54,13 @@ start_gateway() {
     endpoint=$(sed -n 's/^RGW_ENDPOINT=//p' "$DIR/env")
     # Clients know this endpoint, so a restart keeps the port. A gateway that exits while
     # starting (seen under load: the old one's socket not yet released) is started again.
-    # One that only looked gone for a moment (seen once in CI: rgw.sh gave up within a
-    # second while the new gateway was still starting) is waited for until the limit.
-    local attempt deadline
+    local attempt
     for attempt in 1 2 3; do
         spawn rgw radosgw -c "$DIR/ceph.conf" -f -n "client.rgw.$USER_ID"
-        deadline=$((SECONDS + limit))
-        while ((SECONDS < deadline)); do
-            if s3_answers "$endpoint" >/dev/null 2>&1; then
-                echo "rgw gateway back at $endpoint ($((SECONDS - t0))s, attempt $attempt)"
-                return 0
-            fi
-            if ! daemon_alive rgw; then
-                sleep 0.5
-                daemon_alive rgw || break  # gone: start it again
-                echo "rgw.sh: the gateway looked gone for a moment; still waiting" >&2
-            fi
-            sleep 0.2
-        done
+        if wait_until "the gateway at $endpoint" "$limit" s3_answers "$endpoint"; then
+            echo "rgw gateway back at $endpoint ($((SECONDS - t0))s, attempt $attempt)"
+            return 0
+        fi
         if daemon_alive rgw; then
             show_logs
             die "radosgw did not answer on $endpoint within ${limit}s (logs above, all in $DIR/log)"
@@ -97,8 +86,9 @@ ceph_cli() {
     timeout 30 ceph -c "$DIR/ceph.conf" -n client.admin --connect-timeout 20 "$@"
 }
 
-# Waits up to $2 seconds for the command $3... to succeed; gives up at once when it returns
-# 2 (the daemon it waits for has exited).
+# Waits up to $2 seconds for the command $3... to succeed; gives up when it returns 2 (the
+# daemon it waits for has exited) twice, half a second apart: a fresh start-gateway once gave
+# up within a second in CI while the new radosgw was still starting.
 wait_until() {
     local what=$1 limit=$2 rc
     shift 2
@@ -108,8 +98,14 @@ wait_until() {
         "$@" >/dev/null 2>&1 || rc=$?
         ((rc == 0)) && return 0
         if ((rc == 2)); then
-            echo "rgw.sh: $what exited while starting" >&2
-            return 1
+            sleep 0.5
+            rc=0
+            "$@" >/dev/null 2>&1 || rc=$?
+            ((rc == 0)) && return 0
+            if ((rc == 2)); then
+                echo "rgw.sh: $what exited while starting" >&2
+                return 1
+            fi
         fi
         if ((SECONDS >= deadline)); then
             echo "rgw.sh: timed out after ${limit}s waiting for $what" >&2
