@@ -8,6 +8,12 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
 namespace penne::file {
 namespace {
 
@@ -129,6 +135,43 @@ TEST_F(FileDestination, FsyncsObjectBeforeRenameAndDirectoriesAfterChanges) {
     expected = {"create tmp",        "write",    "fsync file", "drop cached",
                 "rename -> y.jsonl", "fsync dir"};
     EXPECT_EQ(shape, expected);
+}
+
+// Pages of the file at `p` that are in the page cache, and its page count.
+std::pair<std::size_t, std::size_t> cached_pages(const fs::path& p) {
+    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return {0, 0};
+    const auto size = static_cast<std::size_t>(fs::file_size(p));
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t pages = (size + page - 1) / page;
+    void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);  // maps, reads nothing
+    ::close(fd);
+    if (map == MAP_FAILED)
+        return {0, pages};
+    std::vector<unsigned char> resident(pages);
+    std::size_t n = 0;
+    if (::mincore(map, size, resident.data()) == 0)
+        for (auto r : resident)
+            n += r & 1;
+    ::munmap(map, size);
+    return {n, pages};
+}
+
+TEST_F(FileDestination, AWrittenObjectLeavesThePageCache) {
+    struct statfs fsinfo {};
+    ASSERT_EQ(::statfs(tmp.path().c_str(), &fsinfo), 0);
+    if (fsinfo.f_type == TMPFS_MAGIC)
+        GTEST_SKIP() << "on tmpfs the page cache is the file's storage";
+    destination d(root);
+    const std::string body(4 << 20, 'x');
+    ASSERT_FALSE(put(d, "k/object.jsonl", body));
+    const auto [cached, pages] = cached_pages(root / "k/object.jsonl");
+    ASSERT_EQ(pages, std::size_t(4 << 20) / static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)));
+    // All of it would be cached had it stayed (it was written a moment ago). A page or two
+    // may be read back in by something else (a scanner, the test framework): not most.
+    EXPECT_LT(cached, pages / 8) << cached << " of " << pages << " pages still cached";
+    EXPECT_EQ(read_all(root / "k/object.jsonl"), body);  // still all there, from the disk
 }
 
 struct injected {
