@@ -66,14 +66,21 @@ def free_port():
     return port
 
 
+def stat_fields(path):
+    """The fields of a /proc/.../stat file after the command name (which may hold spaces),
+    so that [0] is the state, [7] minflt, [11] utime and [12] stime; None when it is gone."""
+    try:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields if len(fields) > 12 else None
+    except OSError:
+        return None
+
+
 def proc_cpu_s(pid):
     """utime+stime of a process in seconds (None when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, IndexError):
-        return None
+    f = stat_fields(f"/proc/{pid}/stat")
+    return (int(f[11]) + int(f[12])) / CLK_TCK if f else None
 
 
 def thread_cpu_s(pid):
@@ -85,24 +92,19 @@ def thread_cpu_s(pid):
     except OSError:
         return None
     for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+        f = stat_fields(f"/proc/{pid}/task/{tid}/stat")
+        if not f:
             continue
         o = out["main" if int(tid) == pid else "others"]
-        o["user"] += int(fields[11]) / CLK_TCK
-        o["sys"] += int(fields[12]) / CLK_TCK
+        o["user"] += int(f[11]) / CLK_TCK
+        o["sys"] += int(f[12]) / CLK_TCK
     return out
 
 
 def proc_minflt(pid):
     """Minor page faults of a process so far (None when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[7])
-    except (OSError, IndexError):
-        return None
+    f = stat_fields(f"/proc/{pid}/stat")
+    return int(f[7]) if f else None
 
 
 def proc_rss_mib(pid):

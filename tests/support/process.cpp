@@ -55,7 +55,7 @@ int free_port() {
     // range are only ever taken by an explicit bind.
     const int low = ephemeral_low();
     if (low > 11'000) {
-        static std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+        thread_local std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
         std::uniform_int_distribution<int> pick(10'000, low - 1);
         for (int attempt = 0; attempt < 200; ++attempt)
             if (int port = try_bind(pick(rng)))

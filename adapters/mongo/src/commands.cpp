@@ -6,6 +6,7 @@
 
 #include <sys/utsname.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -587,8 +588,8 @@ error_code parse_change_events(byte_view batch_array, std::vector<change_event>&
         if (type != 0x03)
             return false;
         const std::uint8_t* const want =
-            static_cast<std::size_t>(array_end - (v + n)) > prefetch_ahead ? v + n + prefetch_ahead
-                                                                           : array_end;
+            v + n +
+            std::min<std::size_t>(prefetch_ahead, static_cast<std::size_t>(array_end - (v + n)));
         for (; prefetched < want; prefetched += 64)
             __builtin_prefetch(prefetched);
         change_event& ev = out.emplace_back();
