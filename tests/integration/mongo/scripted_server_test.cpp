@@ -53,6 +53,14 @@ std::string event_json(int i) {
            std::to_string(i) + R"(}}, "documentKey": {"_id": )" + std::to_string(i) + "}}";
 }
 
+// An insert event carrying `pad` bytes of document.
+std::string padded_event_json(int i, std::size_t pad) {
+    std::string e = event_json(i);
+    e.pop_back();
+    return e + R"(, "fullDocument": {"_id": )" + std::to_string(i) + R"(, "pad": ")" +
+           std::string(pad, 'x') + R"("}})";
+}
+
 std::string batch_reply(bool first, std::int64_t id, std::vector<int> events, std::string pbrt) {
     std::string arr;
     for (int e : events)
@@ -62,10 +70,13 @@ std::string batch_reply(bool first, std::int64_t id, std::vector<int> events, st
            std::to_string(id) + R"("}, "ns": "d.c"}, "ok": 1})";
 }
 
-// A reply: a document, or "close the connection", or "never answer".
+// A reply: a document, or "close the connection", or "never answer". A reply with a
+// `piece` size is written that many bytes at a time, `pause` apart (a slow server).
 struct action {
     enum kind { reply, close, hang } what = reply;
     std::string body;
+    std::size_t piece = 0;
+    std::chrono::milliseconds pause{0};
 };
 action answer(std::string body) {
     return {action::reply, std::move(body)};
@@ -149,9 +160,18 @@ private:
             std::int32_t to = msg.header.request_id;
             for (int i = 0; i < 4; ++i)
                 out[8 + i] = static_cast<std::uint8_t>(to >> (8 * i));
-            auto [wec, w] = co_await asio::async_write(sock, asio::buffer(out), use_tuple);
-            if (wec)
-                co_return;
+            const std::size_t piece = a.piece ? a.piece : out.size();
+            for (std::size_t at = 0; at < out.size(); at += piece) {
+                if (at && a.pause.count()) {
+                    asio::steady_timer t(io_, a.pause);
+                    co_await t.async_wait(use_tuple);
+                }
+                auto [wec, w] = co_await asio::async_write(
+                    sock, asio::buffer(out.data() + at, std::min(piece, out.size() - at)),
+                    use_tuple);
+                if (wec)
+                    co_return;
+            }
         }
     }
 
@@ -706,6 +726,69 @@ TEST(ScriptedServer, ServerWithoutTheSplitStageIsAskedAgainWithoutIt) {
     ASSERT_EQ(agg.size(), 2u);
     EXPECT_NE(agg[0].json.find("$changeStreamSplitLargeEvent"), std::string::npos);
     EXPECT_EQ(agg[1].json.find("$changeStreamSplitLargeEvent"), std::string::npos);
+}
+
+// Large replies are read in large pieces (the socket's low-water mark): whatever their size
+// and however slowly the server writes them, each reply arrives whole, with no read waiting
+// for bytes the reply does not have. The sizes straddle the mark's thresholds (64 KiB and
+// 256 KiB of the reply left to read): 1 MiB, 150 KiB, 260 KiB, and 1 KiB.
+TEST(ScriptedServer, LargeRepliesWrittenSlowlyArriveWhole) {
+    asio::io_context io;
+    const std::vector<int> sizes_kib = {1024, 150, 260, 1};
+    int getmores = 0, next_event = 1;
+    std::vector<int> sent;
+    scripted_server* self = nullptr;
+    scripted_server srv(io, [&](const received& r) -> action {
+        if (r.name == "hello")
+            return answer(primary_hello(self->address()));
+        if (r.name == "aggregate")
+            return answer(batch_reply(true, 7, {}, "P0"));
+        if (r.name == "getMore" && getmores < static_cast<int>(sizes_kib.size())) {
+            const int kib = sizes_kib[static_cast<std::size_t>(getmores++)];
+            std::string arr;
+            for (int bytes = 0; bytes < kib * 1024; bytes += 1200) {
+                arr += (arr.empty() ? "" : ",") + padded_event_json(next_event, 1000);
+                sent.push_back(next_event++);
+            }
+            std::string body = R"({"cursor": {"nextBatch": [)" + arr +
+                               R"(], "postBatchResumeToken": {"_data": "Q)" +
+                               std::to_string(getmores) +
+                               R"("}, "id": {"$numberLong": "7"}, "ns": "d.c"}, "ok": 1})";
+            return {action::reply, std::move(body), 16 * 1024 - 100, 2ms};
+        }
+        if (r.name == "getMore")
+            return answer(batch_reply(false, 7, {}, "Q9"));
+        return answer(R"({"ok": 1})");
+    });
+    self = &srv;
+    run(io, [&]() -> awaitable<void> {
+        penne::mongo::source_options o;
+        o.uri = "mongodb://" + srv.address();
+        o.max_await = 200ms;
+        o.socket_timeout = 5s;
+        o.max_resume_attempts = 1;
+        auto cfg = std::make_shared<penne::mongo::stream_config>();
+        penne::diagnostics d;
+        EXPECT_FALSE(penne::mongo::prepare(o, *cfg, d)) << d.message;
+        penne::mongo::change_stream cs(io.get_executor(), coll_scope(), cfg);
+        auto ec = co_await cs.open({}, d);
+        EXPECT_FALSE(ec) << d.message;
+        penne::event_batch b;
+        std::vector<int> seen;
+        // The aggregate's (empty) first batch, then the four replies.
+        for (int i = 0; i < 5; ++i) {
+            ec = co_await cs.next(b, d);
+            EXPECT_FALSE(ec) << d.message;
+            for (const auto& e : b.events)
+                seen.push_back(static_cast<int>(e.time.increment));
+        }
+        EXPECT_EQ(seen, sent);
+        EXPECT_EQ(penne::mongo::to_json(cs.cached_token().bytes()), R"({ "_data" : "Q4" })");
+        co_await cs.close();
+    });
+    EXPECT_GT(sent.size(), 1000u);
+    // One aggregate: no read timed out into a resume.
+    EXPECT_EQ(srv.commands("aggregate").size(), 1u);
 }
 
 }  // namespace
