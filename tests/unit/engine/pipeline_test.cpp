@@ -800,6 +800,37 @@ TEST_F(PipelineTest, DeploymentScopeLabelsCollectionsWithTheirDatabase) {
     EXPECT_EQ(pm_->events_written.with({"*", "y.c", "insert"}).value(), 1);
 }
 
+// Every event reaches its own collection, whatever the order: more collections than the
+// router's recently-used check holds, in a different interleaving each round, and names
+// that share a length and differ only in their first byte or in where the database ends.
+TEST_F(PipelineTest, EventsReachTheirOwnCollectionAcrossManyInterleavedCollections) {
+    make({{watch_scope::level::deployment, {}, {}, {}, {}}});
+    start();
+    ASSERT_TRUE(run_until([&] { return is_ready(); }));
+    std::vector<std::pair<std::string, std::string>> names = {
+        {"ab", "c"}, {"a", "bc"}, {"x", "c1"}, {"y", "c1"}, {"x", "d1"}};
+    for (int i = 0; i < 12; ++i)
+        names.emplace_back("m", "coll" + std::to_string(i % 10) + (i < 10 ? "" : "x"));
+    std::map<std::string, std::int64_t> expect;
+    std::vector<scripted_event> reply;
+    const auto t = now_seconds();
+    std::uint32_t inc = 0;
+    for (std::size_t round = 0; round < 5; ++round)
+        for (std::size_t k = 0; k < names.size(); ++k) {
+            const auto& [db, coll] = names[(k * 7 + round) % names.size()];
+            for (std::size_t rep = 0; rep <= k % 3; ++rep) {
+                reply.push_back(script_.event(db, coll, "insert", {t, ++inc}));
+                ++expect[db + "." + coll];
+            }
+        }
+    script_.push("*", std::move(reply));
+    ASSERT_TRUE(run_until([&] { return pipe_->stats().events_received == inc; }));
+    stop();
+    ASSERT_EQ(expect.size(), names.size());
+    for (const auto& [label, n] : expect)
+        EXPECT_EQ(pm_->events_written.with({"*", label, "insert"}).value(), n) << label;
+}
+
 TEST_F(PipelineTest, WithoutMetricsStatusStillWorks) {
     make({database("d")}, {}, {}, /*with_metrics=*/false);
     start();
