@@ -17,10 +17,12 @@ Phases (names for --skip):
               oldest event) into a local directory: events/s, MB/s of event BSON, and penne's
               own CPU (utime+stime of the penne process, /proc/<pid>/stat) per event; JSONL+zstd
               (ratio = cpu_ns_per_event / ceiling_ns_per_event; ratio_paired = the median of
-              drain / ceiling_mean over pairs measured back to back, each drain right after a
-              ceiling process of its own: one drain is one pass, so it is set against the
-              mean of the ceiling's timed runs, not against the fastest) and each other
-              format; with pipeline.threads = 1 and 2 (scaling).
+              drain / ceiling_mean over the drains, each bracketed by ceiling processes run
+              right before and right after it and set against their average, so a host that
+              speeds up or slows down during the pair moves both sides alike; one drain is
+              one pass, so it is set against the mean of the ceiling's timed runs, not
+              against the fastest) and each other format; with pipeline.threads = 1 and 2
+              (scaling).
   rgw         the same drain into Ceph RGW (S3), and the memory bound: the gateway stopped for
               --stall seconds under full load; penne's RSS is sampled against
               pipeline.max_buffered_bytes and the time to drain after the gateway returns.
@@ -414,21 +416,29 @@ class Bench:
         runs = {}
         log("throughput: jsonl+zstd, local directory, 1 thread")
         bs = {"batch_size": self.args.batch_size} if self.args.batch_size else {}
-        # Pairs: with the ceiling phase on, every drain follows its own ceiling process, so
-        # the two sides of each pair see the same host (its speed drifts by ±10-15 % within
-        # minutes here); ratio_paired is the median of the pairs' ratios.
+        # Pairs: with the ceiling phase on, every drain runs between two ceiling processes
+        # (one before the first drain, then one after each) and is set against their
+        # average, so both sides of a pair see the same host: its speed drifts by ±10-20 %
+        # within minutes here, and a drift during the pair moves the bracket with it.
+        # ratio_paired is the median of the pairs' ratios.
         paired = bool(self.report.get("ceiling_ns_per_event"))
         pairs = []
+        brackets = []  # (mean, fastest) of each ceiling process, in order
+
+        def ceiling_process(where):
+            log(f"throughput: ceiling process {where}")
+            c = self.stage_timings("jsonl", "zstd")["ceiling"]
+            brackets.append((c["ceiling_mean_ns_per_event"], c["ceiling_ns_per_event"]))
 
         def drain(name):
-            c = None
-            if paired:
-                log(f"throughput: ceiling process paired with {name}")
-                c = self.stage_timings("jsonl", "zstd")["ceiling"]
+            if paired and not brackets:
+                ceiling_process(f"before {name}")
             d = self.drain_with_penne(name, **bs)
-            if c:
-                pairs.append([d["cpu_ns_per_event"], round(c["ceiling_mean_ns_per_event"], 1),
-                              round(c["ceiling_ns_per_event"], 1)])
+            if paired:
+                ceiling_process(f"after {name}")
+                (m0, f0), (m1, f1) = brackets[-2], brackets[-1]
+                pairs.append([d["cpu_ns_per_event"], round((m0 + m1) / 2, 1),
+                              round((f0 + f1) / 2, 1)])
             return d
 
         r = drain("tp-jsonl-zstd-local")
@@ -442,9 +452,10 @@ class Bench:
             if ri["cpu_ns_per_event"] < r["cpu_ns_per_event"]:
                 r = ri
         if pairs:
-            # [drain, ceiling mean, ceiling fastest] per pair; ratio_paired sets the drain
-            # against the mean (one pass against one pass), ratio_paired_fastest against the
-            # fastest timed run (the stricter reading, biased against penne by the noise).
+            # [drain, ceiling mean, ceiling fastest] per pair (each the average of the two
+            # ceiling processes around the drain); ratio_paired sets the drain against the
+            # mean (one pass against one pass), ratio_paired_fastest against the fastest
+            # timed runs (the stricter reading, biased against penne by the noise).
             def median(xs):
                 xs = sorted(xs)
                 return round(xs[(len(xs) - 1) // 2], 2)
@@ -825,9 +836,10 @@ def main():
                     help="ceiling and throughput for jsonl+zstd on 1 thread only (no other "
                          "formats, no threads = 2): the ratio in minutes")
     ap.add_argument("--penne-runs", type=int, default=5,
-                    help="drains of jsonl+zstd/1 thread, each paired with a ceiling process "
-                         "of its own when the ceiling phase runs (ratio_paired is the median "
-                         "of the pairs); `ratio` takes the least CPU per event (5)")
+                    help="drains of jsonl+zstd/1 thread; when the ceiling phase runs, each "
+                         "is set against the ceiling processes run right before and after it "
+                         "(ratio_paired is the median of the pairs); `ratio` takes the least "
+                         "CPU per event (5)")
     ap.add_argument("--ceiling-runs", type=int, default=3,
                     help="jsonl+zstd stage timings, each in its own process; the median "
                          "ceiling counts (3)")
