@@ -496,8 +496,8 @@ std::string_view string_value(const std::uint8_t* v, std::size_t n) noexcept {
     return {reinterpret_cast<const char*>(v + 4), n - 5};  // without the length and the NUL
 }
 
+// `out` must be a value-initialized change_event (the scan only sets what it finds).
 error_code scan_change_event(byte_view doc, change_event& out, bool& split) {
-    out = change_event{};
     split = false;
     out.raw = doc;
     bool no_token = false;
@@ -561,8 +561,8 @@ error_code scan_change_event(byte_view doc, change_event& out, bool& split) {
 }  // namespace
 
 error_code parse_change_event(byte_view doc, change_event& out) {
+    out = change_event{};
     if (!is_document(doc)) {
-        out = change_event{};
         out.raw = doc;
         return malformed_reply();
     }
@@ -592,7 +592,7 @@ error_code parse_change_events(byte_view batch_array, std::vector<change_event>&
             std::min<std::size_t>(prefetch_ahead, static_cast<std::size_t>(array_end - (v + n)));
         for (; prefetched < want; prefetched += 64)
             __builtin_prefetch(prefetched);
-        change_event& ev = out.emplace_back();
+        change_event& ev = out.emplace_back();  // value-initialized, as the scan expects
         bool split = false;
         ec = scan_change_event(byte_view(v, n), ev, split);
         if (ec)
