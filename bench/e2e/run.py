@@ -835,11 +835,11 @@ def main():
     ap.add_argument("--jsonl-only", action="store_true",
                     help="ceiling and throughput for jsonl+zstd on 1 thread only (no other "
                          "formats, no threads = 2): the ratio in minutes")
-    ap.add_argument("--penne-runs", type=int, default=5,
+    ap.add_argument("--penne-runs", type=int, default=7,
                     help="drains of jsonl+zstd/1 thread; when the ceiling phase runs, each "
                          "is set against the ceiling processes run right before and after it "
                          "(ratio_paired is the median of the pairs); `ratio` takes the least "
-                         "CPU per event (5)")
+                         "CPU per event (7)")
     ap.add_argument("--ceiling-runs", type=int, default=3,
                     help="jsonl+zstd stage timings, each in its own process; the median "
                          "ceiling counts (3)")
