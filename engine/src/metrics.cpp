@@ -640,6 +640,10 @@ pipeline_metrics::pipeline_metrics(metrics_registry& reg, pipeline_metrics_optio
     backpressure_seconds = reg.counters("penne_backpressure_seconds_total",
                                         "Seconds streams spent paused by backpressure")
                                .with({});
+    compress_seconds =
+        reg.counters("penne_compress_cpu_seconds_total",
+                     "CPU seconds the compressing threads spent compressing sealed batches")
+            .with({});
     status = reg.gauges("penne_pipeline_status",
                         "Pipeline status: 0 stopped, 1 running, 2 degraded, 3 failed")
                  .with({});

@@ -61,6 +61,13 @@ std::string describe(const error_code& ec, const diagnostics& d) {
     return s;
 }
 
+// The calling thread's CPU time, in seconds.
+double thread_cpu_seconds() noexcept {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
 std::int64_t ticks(clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
@@ -420,6 +427,8 @@ private:
     // Cuts the largest open batch that may be cut; false when none (`forced_open`: a rebuilt
     // batch, which must reach its recorded end, is open).
     bool seal_largest(bool& forced_open);
+    // Compresses a sealed batch's bytes (on whichever thread calls it), counting its CPU time.
+    error_code compress(std::string_view in, std::string& out) const;
     void start_compression(std::shared_ptr<upload_job> job);
     void compression_done(const std::shared_ptr<upload_job>& job);
     // Recorded and compressed: upload it (or let it go, when it cannot be uploaded).
@@ -943,15 +952,15 @@ void scope_runner::seal(coll_state& cs, seal_reason why) {
     cs.m.sealed(sb.reason, sb.count, encoded);
 
     auto job = std::make_shared<upload_job>();
-    const bool compress = p_.svc.compression && !p_.svc.encoder->info().compresses_itself;
-    if (compress && p_.cfg.compress_off_strand) {
+    const bool compressed = p_.svc.compression && !p_.svc.encoder->info().compresses_itself;
+    if (compressed && p_.cfg.compress_off_strand) {
         // Compressed on another thread (start_compression below); the encoded bytes stay
         // counted until then.
         job->raw = std::move(sb.body);
         job->compressed = false;
         job->counted = static_cast<std::int64_t>(job->raw.capacity());
-    } else if (compress) {
-        if (auto ec = p_.svc.compression->compress(sb.body, job->body)) {
+    } else if (compressed) {
+        if (auto ec = compress(sb.body, job->body)) {
             // The batch stays pending, so the watermark never passes it.
             p_.add_buffered(-held, cell_);
             fail(ec, "compressing " + sb.key + " failed: " + ec.message());
@@ -988,13 +997,22 @@ void scope_runner::seal(coll_state& cs, seal_reason why) {
         start_compression(std::move(job));
 }
 
+error_code scope_runner::compress(std::string_view in, std::string& out) const {
+    // Counted in CPU time, not wall time: the compressing thread may share its core.
+    const double t0 = metrics_ ? thread_cpu_seconds() : 0.0;
+    const error_code ec = p_.svc.compression->compress(in, out);
+    if (metrics_)
+        metrics_->compress_seconds.add(std::max(0.0, thread_cpu_seconds() - t0));
+    return ec;
+}
+
 void scope_runner::start_compression(std::shared_ptr<upload_job> job) {
     // On the executor, not on this strand: another thread compresses while the strand goes
     // on reading and encoding. The handler touches only raw, body and compress_error; the
     // strand leaves them alone until compression_done. The job holds the scope (and through
     // inflight_, run()) until then, so the compressor outlives the call.
     asio::post(p_.ex, [self = shared_from_this(), job = std::move(job)]() mutable {
-        job->compress_error = self->p_.svc.compression->compress(job->raw, job->body);
+        job->compress_error = self->compress(job->raw, job->body);
         auto& strand = self->strand;
         asio::post(strand,
                    [self = std::move(self), job = std::move(job)] { self->compression_done(job); });

@@ -395,6 +395,7 @@ public:
     gauge buffered_bytes;  // open batches + sealed objects not yet durable
     counter backpressure_waits;
     counter backpressure_seconds;
+    counter compress_seconds;  // CPU time of the threads compressing sealed batches
     gauge status;
     gauge active_collections;
 

@@ -468,6 +468,7 @@ TEST_F(PipelineTest, MetricsCountEveryEventBatchAndByte) {
     EXPECT_EQ(
         pm.bytes_encoded.with({"d", "c1"}).value() + pm.bytes_encoded.with({"d", "c2"}).value(),
         written);
+    EXPECT_EQ(sample("penne_compress_cpu_seconds_total"), 0);
     auto be = pm.batch_events.with({"d", "c1"});
     EXPECT_EQ(be.count(), 2u);
     EXPECT_EQ(be.sum(), 6);
@@ -911,6 +912,60 @@ public:
     std::atomic<int> finished{0};
     int finished_while_first_ran = -1;
 };
+
+// Burns about 2 ms of this thread's CPU per batch, then stores it as it is.
+class busy_compressor final : public compressor {
+public:
+    std::string_view extension() const noexcept override { return "b"; }
+    std::string_view content_encoding() const noexcept override { return "test"; }
+    error_code compress(std::string_view in, std::string& out) override {
+        auto cpu = [] {
+            timespec t{};
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+            return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+        };
+        const double until = cpu() + 0.002;
+        while (cpu() < until) {
+        }
+        out.assign(in);
+        ++calls;
+        return {};
+    }
+    std::atomic<int> calls{0};
+};
+
+// penne_compress_cpu_seconds_total counts the CPU time compression takes, on the strand's
+// thread and off it (compress_off_strand); without a compressor it stays at 0 (above).
+class CompressionCpuTest : public PipelineTest {
+protected:
+    void expect_counted(bool off_strand) {
+        busy_compressor z;
+        compressor_ = &z;
+        cfg_.compress_off_strand = off_strand;
+        cfg_.batch.max_events = 2;
+        make({database("d")});
+        start();
+        ASSERT_TRUE(run_until([&] { return is_ready(); }));
+        std::vector<scripted_event> reply;
+        for (std::uint32_t i = 1; i <= 6; ++i)
+            reply.push_back(script_.event("d", "c", "insert", {now_seconds(), i}));
+        script_.push("d", std::move(reply));
+        ASSERT_TRUE(run_until([&] { return pipe_->stats().events_written == 6; }));
+        stop();
+        EXPECT_EQ(z.calls.load(), 3);
+        // Three batches of ~2 ms each (CPU time, whatever else ran on the core).
+        EXPECT_GE(sample("penne_compress_cpu_seconds_total"), 0.006);
+        EXPECT_LT(sample("penne_compress_cpu_seconds_total"), 1.0);
+    }
+};
+
+TEST_F(CompressionCpuTest, OnTheStrand) {
+    expect_counted(false);
+}
+
+TEST_F(CompressionCpuTest, OffTheStrand) {
+    expect_counted(true);
+}
 
 TEST_F(PipelineTest, CompressionOffTheStrandKeepsSealOrderAndWritesEveryBatchOnce) {
     slow_first_compressor z;
