@@ -349,6 +349,11 @@ class Bench:
                 for k, t in (threads or {}).items()},
             # Page faults (first touches of fresh memory, costly in a VM) per 1,000 events.
             "page_faults_per_1k_events": round((faults or 0) * 1000 / self.n, 1),
+            # The compressor's share, in place (penne_compress_cpu_seconds_total): set
+            # against the ceiling's compress stage, it shows what compressing costs inside
+            # a drain rather than in a tight loop.
+            "compress_ns_per_event": round(m.get("penne_compress_cpu_seconds_total", 0) * 1e9
+                                           / self.n),
             "objects": int(m.get("penne_objects_written_total", 0)),
             "object_bytes": int(m.get("penne_bytes_written_total", 0)),
         }
@@ -425,10 +430,14 @@ class Bench:
         pairs = []
         brackets = []  # (mean, fastest) of each ceiling process, in order
 
+        compress_pairs = []  # [in place, ceiling's compress mean] per drain
+        compress_brackets = []
+
         def ceiling_process(where):
             log(f"throughput: ceiling process {where}")
             c = self.stage_timings("jsonl", "zstd")["ceiling"]
             brackets.append((c["ceiling_mean_ns_per_event"], c["ceiling_ns_per_event"]))
+            compress_brackets.append(c["compress_mean_ns_per_event"])
 
         def drain(name):
             if paired and not brackets:
@@ -439,6 +448,8 @@ class Bench:
                 (m0, f0), (m1, f1) = brackets[-2], brackets[-1]
                 pairs.append([d["cpu_ns_per_event"], round((m0 + m1) / 2, 1),
                               round((f0 + f1) / 2, 1)])
+                compress_pairs.append([d["compress_ns_per_event"],
+                                       round(sum(compress_brackets[-2:]) / 2, 1)])
             return d
 
         r = drain("tp-jsonl-zstd-local")
@@ -462,6 +473,10 @@ class Bench:
             self.report["ratio_paired"] = median(d / m for d, m, _ in pairs)
             self.report["ratio_paired_fastest"] = median(d / f for d, _, f in pairs)
             self.report["ratio_pairs"] = pairs
+            # The compressor in place against the same brackets' compress stage: how much of
+            # the ratio is compression running slower inside a drain than in a tight loop.
+            self.report["compress_pairs"] = compress_pairs
+            self.report["compress_in_place_ratio"] = median(d / m for d, m in compress_pairs)
         r["cpu_ns_per_event_runs"] = cpu_runs
         runs["jsonl+zstd/local/1"] = r
         if self.args.perf:
