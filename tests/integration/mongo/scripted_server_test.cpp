@@ -188,13 +188,14 @@ std::string primary_hello(const std::string& me) {
               "ok": 1})";
 }
 
-std::shared_ptr<const penne::mongo::stream_config> config(const std::string& uri,
-                                                          int attempts = 3) {
+std::shared_ptr<const penne::mongo::stream_config> config(
+    const std::string& uri, int attempts = 3,
+    std::chrono::milliseconds socket_timeout = std::chrono::milliseconds(300)) {
     penne::mongo::source_options o;
     o.uri = uri;
     o.max_await = 200ms;
     o.connect_timeout = 1s;
-    o.socket_timeout = 300ms;
+    o.socket_timeout = socket_timeout;
     o.max_resume_attempts = attempts;
     o.reconnect_initial = 10ms;
     auto cfg = std::make_shared<penne::mongo::stream_config>();
@@ -762,15 +763,9 @@ TEST(ScriptedServer, LargeRepliesWrittenSlowlyArriveWhole) {
     });
     self = &srv;
     run(io, [&]() -> awaitable<void> {
-        penne::mongo::source_options o;
-        o.uri = "mongodb://" + srv.address();
-        o.max_await = 200ms;
-        o.socket_timeout = 5s;
-        o.max_resume_attempts = 1;
-        auto cfg = std::make_shared<penne::mongo::stream_config>();
+        penne::mongo::change_stream cs(io.get_executor(), coll_scope(),
+                                       config("mongodb://" + srv.address(), 1, 5s));
         penne::diagnostics d;
-        EXPECT_FALSE(penne::mongo::prepare(o, *cfg, d)) << d.message;
-        penne::mongo::change_stream cs(io.get_executor(), coll_scope(), cfg);
         auto ec = co_await cs.open({}, d);
         EXPECT_FALSE(ec) << d.message;
         penne::event_batch b;
