@@ -116,12 +116,13 @@ struct connection::impl {
 
     // A large reply (a getMore batch of up to 16 MiB) arrives as fast as the server writes
     // it: without a low-water mark, every few dozen KiB that land in the socket wake the
-    // reader for one small read (~70 KiB per wake-up, 170 per 16 MiB reply, measured). With
-    // SO_RCVLOWAT the socket reports readable only once `large_read` bytes are queued, so
-    // a reply is read in few large pieces. The mark never exceeds the bytes the current
-    // frame still needs (they are on their way; a higher mark would wait for bytes that
-    // never come), and near the end of a frame it is what is left, and for small replies 1. Not
-    // under TLS: the TLS stream reads records of its own sizes from the socket.
+    // reader for one small read (~70 KiB per wake-up, ~175 per 16 MiB reply, measured).
+    // With SO_RCVLOWAT the socket reports readable only once `large_read` bytes are
+    // queued, so a reply is read in few large pieces. The mark never exceeds the bytes the
+    // current frame still needs (they are on their way; a higher mark would wait for bytes
+    // that never come): near the end of a frame it is what is left, and 1 once less than a
+    // quarter of `large_read` is. Not under TLS: the TLS stream reads records of its own
+    // sizes from the socket.
     void set_low_water(std::size_t remaining) noexcept {
         const int want =
             remaining > large_read / 4 ? static_cast<int>(std::min(remaining, large_read)) : 1;
