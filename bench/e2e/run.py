@@ -428,16 +428,14 @@ class Bench:
         # ratio_paired is the median of the pairs' ratios.
         paired = bool(self.report.get("ceiling_ns_per_event"))
         pairs = []
-        brackets = []  # (mean, fastest) of each ceiling process, in order
-
         compress_pairs = []  # [in place, ceiling's compress mean] per drain
-        compress_brackets = []
+        brackets = []  # (mean, fastest, compress mean) of each ceiling process, in order
 
         def ceiling_process(where):
             log(f"throughput: ceiling process {where}")
             c = self.stage_timings("jsonl", "zstd")["ceiling"]
-            brackets.append((c["ceiling_mean_ns_per_event"], c["ceiling_ns_per_event"]))
-            compress_brackets.append(c["compress_mean_ns_per_event"])
+            brackets.append((c["ceiling_mean_ns_per_event"], c["ceiling_ns_per_event"],
+                             c["compress_mean_ns_per_event"]))
 
         def drain(name):
             if paired and not brackets:
@@ -445,11 +443,10 @@ class Bench:
             d = self.drain_with_penne(name, **bs)
             if paired:
                 ceiling_process(f"after {name}")
-                (m0, f0), (m1, f1) = brackets[-2], brackets[-1]
-                pairs.append([d["cpu_ns_per_event"], round((m0 + m1) / 2, 1),
-                              round((f0 + f1) / 2, 1)])
-                compress_pairs.append([d["compress_ns_per_event"],
-                                       round(sum(compress_brackets[-2:]) / 2, 1)])
+                mean, fastest, compress = (round((a + b) / 2, 1)
+                                           for a, b in zip(brackets[-2], brackets[-1]))
+                pairs.append([d["cpu_ns_per_event"], mean, fastest])
+                compress_pairs.append([d["compress_ns_per_event"], compress])
             return d
 
         r = drain("tp-jsonl-zstd-local")
