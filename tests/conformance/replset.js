@@ -73,8 +73,8 @@ async function main(uri) {
     // The driver opens the cursor lazily: let it exist before the writes.
     await sleep(300);
     for (let i = 0; i < COUNT && !readerError; i++) {
-      // Retryable writes: NotWritablePrimary (labelled RetryableWriteError) or a connection
-      // the old primary closed is retried once on the new primary.
+      // Retryable writes: NotWritablePrimary (labelled RetryableWriteError) from the old
+      // primary is retried once on the new primary.
       step = `insert ${i}`;
       await coll.insertOne({ _id: i, n: i });
       ++acknowledgedInserts;

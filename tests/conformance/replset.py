@@ -29,8 +29,8 @@ def main(uri):
         stream = coll.watch(max_await_time_ms=200)
         primaries = set()
         for i in range(COUNT):
-            # Retryable writes: a NotWritablePrimary (labelled RetryableWriteError) or a
-            # connection the old primary closed is retried once on the new primary.
+            # Retryable writes: a NotWritablePrimary (labelled RetryableWriteError) from the
+            # old primary is retried once on the new primary.
             coll.insert_one({"_id": i, "n": i})
             if client.primary is not None:
                 primaries.add(client.primary)

@@ -261,6 +261,61 @@ TEST_F(ReplsetTest, SecondariesRefuseWritesAndUnflaggedReads) {
     EXPECT_EQ(err.code, 10107u) << err.message;
 }
 
+// As mongod since 4.2, a step-down closes no connection: the old primary's clients keep their
+// sockets and get a secondary's answers on them (a write: NotWritablePrimary, labelled so a
+// driver retries it). A closed socket would make a driver that already marked the member
+// Unknown (say, after a getMore's NotPrimaryNoSecondaryOk) fail the write without a retry.
+TEST_F(ReplsetTest, StepDownKeepsTheOldPrimarysConnectionsOpen) {
+    auto c = direct(0);  // one connection, also used for monitoring (single-threaded client)
+    auto before = command(c.get(), "admin", R"({"serverStatus": 1})");
+    command(c.get(), "admin", R"({"replSetStepDown": 10})");
+    bson_error_t err;
+    bson_ptr reply = command(c.get(), "app",
+                             R"({"insert": "c", "documents": [{"_id": 1}],
+                                 "lsid": {"id": {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==",
+                                                             "subType": "04"}}},
+                                 "txnNumber": {"$numberLong": "1"}})",
+                             &err);
+    EXPECT_EQ(err.code, 10107u) << err.message;
+    EXPECT_EQ(strings(reply.get(), "errorLabels"), std::vector<std::string>{"RetryableWriteError"});
+    auto hello = command(c.get(), "admin", R"({"hello": 1})");
+    EXPECT_FALSE(truth(hello.get(), "isWritablePrimary"));
+    EXPECT_TRUE(truth(hello.get(), "secondary"));
+    EXPECT_EQ(str(hello.get(), "primary"), member(1));
+    auto after = command(c.get(), "admin", R"({"serverStatus": 1})");
+    // The same socket all along: no connection was opened since.
+    EXPECT_EQ(num(after.get(), "connections.totalCreated"),
+              num(before.get(), "connections.totalCreated"));
+}
+
+// mongod adds a failCommand writeConcernError after the command ran: a write the member
+// refuses as a secondary leaves the fail point armed for the next write it runs as primary.
+TEST_F(ReplsetTest, WriteConcernErrorFailPointWaitsForAWriteThatRuns) {
+    auto m0 = direct(0);
+    command(m0.get(), "admin", R"({"configureFailPoint": "failCommand", "mode": {"times": 1},
+        "data": {"failCommands": ["update"],
+                 "writeConcernError": {"code": 189, "errmsg": "primary stepped down"}}})");
+    command(m0.get(), "admin", R"({"replSetStepDown": 10})");  // member 1 is primary
+    const std::string update =
+        R"({"update": "c", "updates": [{"q": {"_id": 1}, "u": {"$inc": {"n": 1}}, "upsert": true}]})";
+    bson_error_t err;
+    bson_ptr refused = command(m0.get(), "app", update, &err);
+    EXPECT_EQ(err.code, 10107u) << err.message;
+    EXPECT_FALSE(has(refused.get(), "writeConcernError"));
+    for (std::size_t p = 1; p < 3; ++p) {  // 1 -> 2 -> 0
+        auto c = direct(p);
+        command(c.get(), "admin", R"({"replSetStepDown": 10})");
+    }
+    ASSERT_EQ(primary_index(), 0u);
+    bson_ptr ran = command(m0.get(), "app", update, &err);
+    EXPECT_EQ(num(ran.get(), "n"), 1);
+    EXPECT_EQ(num(ran.get(), "writeConcernError.code"), 189);
+    // Fired once: the next write has none.
+    bson_ptr next = command(m0.get(), "app", update, &err);
+    EXPECT_EQ(num(next.get(), "n"), 1);
+    EXPECT_FALSE(has(next.get(), "writeConcernError"));
+}
+
 TEST_F(ReplsetTest, StepDownMovesThePrimaryAndTheDriverFollows) {
     auto c = set_client(0, "&retryWrites=true");
     coll_ptr col(mongoc_client_get_collection(c.get(), "app", "orders"));
@@ -273,7 +328,7 @@ TEST_F(ReplsetTest, StepDownMovesThePrimaryAndTheDriverFollows) {
 
     std::set<std::size_t> primaries{0};
     for (int round = 0; round < 3; ++round) {
-        // The command is answered, then the old primary closes its connections.
+        // The command is answered; the old primary answers as a secondary from now on.
         bson_error_t err;
         bson_t reply;
         mongoc_client_command_simple(c.get(), "admin", json(R"({"replSetStepDown": 10})").get(),

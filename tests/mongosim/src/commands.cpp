@@ -627,13 +627,15 @@ void command_processor::reap_cursors(steady_time now) {
 
 std::optional<outcome> command_processor::check_fail_point(const std::string& name,
                                                            const request& req, client_info& client,
-                                                           exec_context& ctx) {
+                                                           exec_context& ctx, bool will_run) {
     if (!ctx.failpoint_checked) {
         ctx.failpoint_checked = true;
         fail_point& fp = fail_points_.at(client.member);
         bool listed = std::find(fp.commands.begin(), fp.commands.end(), name) != fp.commands.end();
+        const bool only_write_concern_error =
+            !fp.error_code && !fp.close_connection && fp.block_ms == 0;
         if (fp.active && listed && (fp.app_name.empty() || fp.app_name == client.app_name) &&
-            fail_point_fires(fp)) {
+            (will_run || !only_write_concern_error) && fail_point_fires(fp)) {
             if (fp.times > 0 && --fp.times == 0)
                 fp.active = false;
             ctx.failpoint_close = fp.close_connection;
@@ -741,11 +743,12 @@ outcome command_processor::dispatch(const request& req, client_info& client, exe
         return error(73, "Invalid database name: '" + req.db + "'");
     if (auth_enabled() && client.authenticated.empty() && !allowed_unauthenticated(name))
         return error(13, "Command " + name + " requires authentication");
+    auto refused = check_role(name, req, client);
     if (name != "configureFailPoint") {
-        if (auto fp = check_fail_point(name, req, client, ctx))
+        if (auto fp = check_fail_point(name, req, client, ctx, !refused))
             return std::move(*fp);
     }
-    if (auto refused = check_role(name, req, client))
+    if (refused)
         return std::move(*refused);
     current_member_ = client.member;
     current_secondary_ok_ = secondary_ok(*req.command);
@@ -1188,10 +1191,7 @@ outcome command_processor::cmd_repl_set_step_down(const request& req, client_inf
                               ". Please use the replSetStepDown command "
                               "with the argument {force: true} to force node to step down.");
     stepped_down_ = old;
-    // The old primary drops its connections (this one after the reply).
-    outcome out = ok(make_bson());
-    out.close_after = true;
-    return out;
+    return ok(make_bson());
 }
 
 outcome command_processor::cmd_repl_set_get_status(const request& req, client_info& client,

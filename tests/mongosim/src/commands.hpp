@@ -88,7 +88,6 @@ struct outcome {
     kind what = kind::reply;
     bson_ptr reply;
     steady_time until{};
-    bool close_after = false;  // send the reply, then close (replSetStepDown on the old primary)
 };
 
 class command_processor {
@@ -227,8 +226,11 @@ private:
     collection& obtain(const std::string& db, const std::string& coll);
     std::int64_t new_cursor_id();
     void reap_cursors(steady_time now);
+    // failCommand: an error, a closed connection or a block fires before anything else; a
+    // writeConcernError only on a command that will run (`will_run`: not refused as on a
+    // secondary), as mongod adds it after the command; a command refused leaves it armed.
     std::optional<outcome> check_fail_point(const std::string& name, const request& req,
-                                            client_info& client, exec_context& ctx);
+                                            client_info& client, exec_context& ctx, bool will_run);
     // A retryable write already done (same lsid and txnNumber): its first reply, or
     // TransactionTooOld for an older txnNumber (commands_extra.cpp).
     std::optional<outcome> replay_retried_write(const std::string& name, const request& req);

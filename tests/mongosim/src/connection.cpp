@@ -92,22 +92,17 @@ void shared_state::notify_oplog() {
         t->cancel();
 }
 
-void shared_state::topology_changed(std::size_t old_primary, const connection* except) {
+void shared_state::topology_changed(std::size_t old_primary) {
     for (auto* t : topology_waiters)
         t->cancel();
-    // close() never erases from the set (the coroutine does), but copy anyway.
-    auto conns = connections;
-    for (auto* c : conns)
-        if (c != except && c->member() == old_primary)
-            c->close_for_step_down();
+    for (auto* c : connections)
+        if (c->member() == old_primary)
+            c->wake_for_step_down();
 }
 
 connection::connection(std::shared_ptr<shared_state> state, asio::ip::tcp::socket socket,
                        std::size_t member)
-    : state_(std::move(state)),
-      socket_(std::move(socket)),
-      timer_(socket_.get_executor()),
-      grace_(socket_.get_executor()) {
+    : state_(std::move(state)), socket_(std::move(socket)), timer_(socket_.get_executor()) {
     client_.connection_id = state_->next_connection_id++;
     client_.member = member;
     auto& net = state_->processor.network();
@@ -124,19 +119,10 @@ void connection::close() {
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
     timer_.cancel();
-    grace_.cancel();
 }
 
-void connection::close_for_step_down() {
-    if (!socket_.is_open() || close_after_reply_)
-        return;
-    close_after_reply_ = true;
-    timer_.cancel();  // a parked request runs again and answers as a secondary
-    grace_.expires_after(std::chrono::milliseconds(50));
-    grace_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-        if (!ec && !self->busy_)
-            self->close();
-    });
+void connection::wake_for_step_down() {
+    timer_.cancel();
 }
 
 template <class Buffers>
@@ -200,7 +186,6 @@ asio::awaitable<void> connection::run() {
         auto [ec, n] = co_await read(asio::buffer(head));
         if (ec)
             break;
-        busy_ = true;
         message_header h;
         if (decode_header(head, h))
             break;
@@ -225,8 +210,7 @@ asio::awaitable<void> connection::run() {
             std::vector<std::uint8_t>().swap(buffer);
         // g++ 12 miscompiles co_await inside an if condition: keep it a statement.
         const bool keep_open = co_await serve(req);
-        busy_ = false;
-        if (!keep_open || close_after_reply_)
+        if (!keep_open)
             break;
     }
     state_->connections.erase(this);
@@ -248,7 +232,7 @@ asio::awaitable<bool> connection::serve(const request& first) {
         if (state_->processor.log().end_seq() != before)
             state_->notify_oplog();
         if (auto old = state_->processor.take_step_down())
-            state_->topology_changed(*old, this);
+            state_->topology_changed(*old);
         switch (out.what) {
             case outcome::kind::close:
                 co_return false;
@@ -273,9 +257,9 @@ asio::awaitable<bool> connection::serve(const request& first) {
                 }
                 net.bytes_out += static_cast<std::int64_t>(bytes.size());
                 auto [ec, n] = co_await write(asio::buffer(bytes));
-                if (ec || out.close_after)
+                if (ec)
                     co_return false;
-                if (!stream || close_after_reply_)
+                if (!stream)
                     co_return true;
                 request next = next_streamed_hello(req, *out.reply, id);
                 streamed = std::move(next);

@@ -10,10 +10,10 @@
 // Memory per connection is bounded: one request buffer (at most maxMessageSizeBytes, released
 // after large messages) and one reply.
 //
-// On a step-down the old primary's connections close; a request in flight, or sent just before
-// the client learnt of the step-down (a grace period of a few milliseconds), is answered first,
-// so a write racing the step-down fails with a labelled NotWritablePrimary the driver retries
-// instead of vanishing with the connection.
+// On a step-down the old primary's connections stay open, as mongod's do since 4.2: a request
+// parked on one (an awaitData getMore, a blocking fail point) runs again at once and answers as
+// the member now does, and later requests get a secondary's answers, so a write racing the
+// step-down fails with a labelled NotWritablePrimary the driver retries.
 //
 // Thread safety: runs on the server's single-threaded executor. Lifetimes: the coroutine holds
 // a shared_ptr to itself and to the shared server state.
@@ -38,9 +38,9 @@ struct shared_state {
     shared_state(asio::any_io_executor ex, server_options opts);
 
     void notify_oplog();
-    // After a step-down: wakes awaitable hellos and closes every connection to the old
-    // primary but `except` (which closes itself after replying to replSetStepDown).
-    void topology_changed(std::size_t old_primary, const connection* except);
+    // After a step-down: wakes awaitable hellos and every request parked on a connection to
+    // the old primary.
+    void topology_changed(std::size_t old_primary);
 
     std::vector<asio::ip::tcp::acceptor> acceptors;  // one per replica set member
     std::optional<asio::ssl::context> tls;           // set by listen() when TLS is configured
@@ -64,10 +64,9 @@ public:
     connection& operator=(const connection&) = delete;
     asio::awaitable<void> run();
     void close();
-    // The member stepped down: the connection closes after a short grace period, or as soon
-    // as it answered a request in flight (read, or parked waiting) or arriving in that period
-    // as the member now answers (NotWritablePrimary, NotPrimaryNoSecondaryOk, the new hello).
-    void close_for_step_down();
+    // The member stepped down: a request parked on this connection runs again at once and
+    // answers as the member now does (NotWritablePrimary, NotPrimaryNoSecondaryOk).
+    void wake_for_step_down();
     std::size_t member() const noexcept { return client_.member; }
 
 private:
@@ -85,9 +84,6 @@ private:
     // operation on it finished (close() only closes the socket).
     std::optional<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
     asio::steady_timer timer_;
-    asio::steady_timer grace_;        // close_for_step_down()'s grace period
-    bool busy_ = false;               // between reading a request and writing its reply
-    bool close_after_reply_ = false;  // set by close_for_step_down()
     client_info client_;
 };
 

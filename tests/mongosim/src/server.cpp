@@ -106,7 +106,7 @@ void step_down_now(shared_state& state) {
     if (state.stopping)
         return;
     if (auto old = state.processor.step_down())
-        state.topology_changed(*old, nullptr);
+        state.topology_changed(*old);
 }
 
 // --step-down-every: the primary moves on at a fixed interval until stop().

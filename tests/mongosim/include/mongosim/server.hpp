@@ -13,8 +13,9 @@
 // and oplog are shared, so change streams and resume tokens are identical on every member.
 // Writes on a secondary fail with NotWritablePrimary (10107), reads there without a secondaryOk
 // read preference with NotPrimaryNoSecondaryOk (13435). A step-down (replSetStepDown, step_down()
-// or the step_down_every chaos timer) moves the primary to the next member, closes the old
-// primary's connections and wakes awaitable hellos.
+// or the step_down_every chaos timer) moves the primary to the next member and wakes
+// awaitable hellos and the requests parked on the old primary (which then answer as a
+// secondary); connections stay open, as mongod's do since 4.2.
 //
 // Usage:
 //     mongosim::server srv(io.get_executor(), {.port = 0});
