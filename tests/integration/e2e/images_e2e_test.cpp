@@ -156,7 +156,8 @@ protected:
         return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     }
 
-    // Reads every JSON line under out/.
+    // Reads every JSON line of the objects under out/ (not of a temporary file that is being
+    // written: ".NAME.penne-tmp-…", renamed to NAME once durable).
     void read_output() {
         for (auto& l : lines_)
             bson_destroy(l.doc);
@@ -165,7 +166,7 @@ protected:
         if (!std::filesystem::exists(root))
             return;
         for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
-            if (!entry.is_regular_file())
+            if (!entry.is_regular_file() || entry.path().filename().string().starts_with('.'))
                 continue;
             std::ifstream in(entry.path(), std::ios::binary);
             std::string text;
