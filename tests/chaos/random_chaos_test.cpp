@@ -492,7 +492,8 @@ protected:
         const auto from = log.find(ready) + ready.size();
         seeds_ = log.substr(from, log.find_first_of(" \n", from) - from);
         ASSERT_EQ(std::count(seeds_.begin(), seeds_.end(), ','), 2) << log;
-        mongo_uri_ = "mongodb://" + seeds_ + "/?replicaSet=rs0";
+        // heartbeatFrequencyMS: how soon a stream on a stepped-down primary moves on.
+        mongo_uri_ = "mongodb://" + seeds_ + "/?replicaSet=rs0&heartbeatFrequencyMS=500";
         for (const auto& db : databases)
             for (int c = 0; c < colls_per_db; ++c)
                 scopes_.push_back(db + ".c" + std::to_string(c));
@@ -709,7 +710,7 @@ protected:
                     bson_destroy(cmd);
                     EXPECT_TRUE(ok) << "replSetStepDown: " << err.message;
                 }
-                // The streams on the old primary broke and resumed on the new one.
+                // The streams on the old primary moved to the new one (a resume there).
                 std::int64_t after = before;
                 wait_until(
                     [&] {

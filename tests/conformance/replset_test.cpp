@@ -477,6 +477,39 @@ TEST_F(ReplsetTest, CursorsBelongToTheirMember) {
     EXPECT_EQ(num(more.get(), "cursor.nextBatch.0._id"), 2);
 }
 
+// As mongod's: a cursor opened on the primary lives on when its member steps down, and a
+// getMore there (now a secondary) goes on reading.
+TEST_F(ReplsetTest, CursorsOutliveAnElectionOnTheirMember) {
+    // A replica-set client reads with the primary read preference (no secondaryOk); both
+    // commands go to member 0, whatever the client thinks it is by then.
+    auto c = set_client(0);
+    bson_error_t err;
+    mongoc_server_description_t* sd = mongoc_client_select_server(c.get(), true, nullptr, &err);
+    ASSERT_NE(sd, nullptr) << err.message;
+    const std::uint32_t id0 = mongoc_server_description_id(sd);
+    mongoc_server_description_destroy(sd);
+    auto run = [&](const char* db, const std::string& cmd) {
+        bson_t reply;
+        bson_error_t e;
+        const bool ok = mongoc_client_command_simple_with_server_id(c.get(), db, json(cmd).get(),
+                                                                    nullptr, id0, &reply, &e);
+        EXPECT_TRUE(ok) << cmd << ": " << e.message;
+        bson_ptr out(bson_copy(&reply));
+        bson_destroy(&reply);
+        return out;
+    };
+    for (int i = 0; i < 5; ++i)
+        run("app", "{\"insert\": \"c\", \"documents\": [{\"_id\": " + std::to_string(i) + "}]}");
+    auto r = run("app", R"({"find": "c", "filter": {}, "batchSize": 2})");
+    const std::int64_t id = num(r.get(), "cursor.id");
+    ASSERT_GT(id, 0);
+    run("admin", R"({"replSetStepDown": 10})");
+    ASSERT_EQ(primary_index(), 1u);
+    auto more = run("app", "{\"getMore\": {\"$numberLong\": \"" + std::to_string(id) +
+                               "\"}, \"collection\": \"c\"}");
+    EXPECT_EQ(num(more.get(), "cursor.nextBatch.0._id"), 2);
+}
+
 // The executable: `--replset 3` prints every member, `--step-down-every` rotates the primary,
 // and a real driver discovers the set from one seed, inserts with retryable writes and
 // resumes its change stream across the step-downs (replset.{py,js} assert every event once,

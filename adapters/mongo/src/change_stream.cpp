@@ -291,6 +291,8 @@ awaitable<error_code> change_stream::start(std::unique_ptr<connection>& c, diagn
     pending_cursor_ = *reply.cursor;
     has_pending_ = true;
     conn_ = std::move(c);
+    role_checked_ = std::chrono::steady_clock::now();  // selection just asked
+    relocate_ = false;
     co_return error_code{};
 }
 
@@ -390,6 +392,16 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
             diag.message = "the server closed the change stream on " + scope_.id();
             co_return make_error_code(client_errc::cursor_closed);
         }
+        if (relocate_) {
+            // The member no longer satisfies the read preference (an election moved the
+            // primary while the cursor lived on): go on from the position on one that does.
+            // A resume like any other: nothing delivered is read again, nothing skipped.
+            relocate_ = false;
+            auto rec = co_await resume(diag);
+            if (rec)
+                co_return rec;
+            continue;
+        }
         error_code ec;
         command_reply reply;
         std::int32_t wire = 0;
@@ -415,8 +427,11 @@ awaitable<error_code> change_stream::next(event_batch& out, diagnostics& diag) {
                     co_return make_error_code(client_errc::malformed_reply);
                 }
                 error_code dec = deliver(out.storage, *reply.cursor, out, diag);
-                if (!dec)
-                    co_await prefetch();
+                if (!dec) {
+                    co_await check_role();
+                    if (!relocate_)
+                        co_await prefetch();
+                }
                 co_return dec;
             }
         } else {
@@ -507,6 +522,30 @@ awaitable<void> change_stream::prefetch() {
         prefetch_error_ = ec;
         prefetch_diag_ = std::move(diag.message);
     }
+}
+
+awaitable<void> change_stream::check_role() {
+    const auto now = std::chrono::steady_clock::now();
+    const read_mode mode = uri_.read_preference;
+    // Secondary modes stay where they are: moving needs a healthy secondary, which only a
+    // selection can tell, and a stream that cannot find one must not stop for it.
+    if (uri_.direct_connection ||
+        (mode != read_mode::primary && mode != read_mode::primary_preferred) || !conn_ ||
+        !conn_->is_open() || conn_->awaiting_reply() || cursor_id_ == 0 ||
+        now - role_checked_ < uri_.heartbeat_frequency)
+        co_return;
+    role_checked_ = now;
+    document cmd = make_role_check();
+    std::vector<std::uint8_t> frame;
+    command_reply reply;
+    diagnostics ignored;
+    // A failure here (a broken connection) fails the next getMore, which resumes.
+    error_code ec = co_await conn_->run_command(cmd.bytes(), frame, reply, {}, ignored);
+    hello_reply h;
+    if (ec || parse_hello(reply.body, h))
+        co_return;
+    // No longer primary, and it names the member that is: move there.
+    relocate_ = !h.writable_primary && !h.primary.empty() && h.primary != h.me;
 }
 
 awaitable<void> change_stream::kill_cursor() {

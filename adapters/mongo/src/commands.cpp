@@ -110,6 +110,14 @@ document make_hello(const client_metadata& meta, hello_form form,
     return d;
 }
 
+document make_role_check() {
+    document d;
+    bson_t* b = d.get();
+    BSON_APPEND_INT32(b, "hello", 1);
+    append_db(b, "admin");
+    return d;
+}
+
 std::string_view to_string(full_document_mode m) noexcept {
     switch (m) {
         case full_document_mode::server_default:

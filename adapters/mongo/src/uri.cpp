@@ -239,6 +239,9 @@ error_code parse_uri(std::string_view uri, uri_info& out, diagnostics& diag) {
         out.replica_set = rs;
     out.direct_connection =
         mongoc_uri_get_option_as_bool(u.get(), MONGOC_URI_DIRECTCONNECTION, false);
+    // libmongoc refuses values under 500 ms when it parses the URI.
+    out.heartbeat_frequency = std::chrono::milliseconds(
+        mongoc_uri_get_option_as_int32(u.get(), MONGOC_URI_HEARTBEATFREQUENCYMS, 10'000));
     if (out.direct_connection && out.hosts.size() > 1) {
         return fail(diag, "directConnection=true requires exactly one host: " + out.redacted);
     }

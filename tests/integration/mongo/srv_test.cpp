@@ -213,7 +213,8 @@ protected:
 
 TEST_F(MongoSrv, StreamFindsTheSetThroughDnsAndFollowsAStepDown) {
     penne::diagnostics pd;
-    auto cfg = config("mongodb+srv://rs.penne.test/?tls=false", pd);
+    // The cursor outlives the election; the stream checks its member every 500 ms.
+    auto cfg = config("mongodb+srv://rs.penne.test/?tls=false&heartbeatFrequencyMS=500", pd);
     run([&](asio::io_context& io) -> awaitable<void> {
         change_stream cs(io.get_executor(),
                          {penne::watch_scope::level::collection, "shop", "orders"}, cfg);
@@ -238,7 +239,8 @@ TEST_F(MongoSrv, StreamFindsTheSetThroughDnsAndFollowsAStepDown) {
         first.join();
         sim_->step_down();
         std::thread second([&] { insert(10, 20); });
-        for (int polls = 0; polls < 300 && ids.size() < 20; ++polls) {
+        // Until every event is in and the stream has moved to the new primary.
+        for (int polls = 0; polls < 300 && (ids.size() < 20 || cs.resume_count() == 0); ++polls) {
             auto nec = co_await cs.next(batch, d);
             EXPECT_FALSE(nec) << d.message;
             if (nec)

@@ -508,7 +508,6 @@ std::optional<std::size_t> command_processor::step_down() {
 
 void command_processor::add_cursor(std::int64_t id, cursor c) {
     c.member = current_member_;
-    c.secondary_ok = current_secondary_ok_;
     cursors_.emplace(id, std::move(c));
 }
 
@@ -751,7 +750,6 @@ outcome command_processor::dispatch(const request& req, client_info& client, exe
     if (refused)
         return std::move(*refused);
     current_member_ = client.member;
-    current_secondary_ok_ = secondary_ok(*req.command);
     auto h = handlers_.find(name);
     if (h == handlers_.end())
         return error(59, "no such command: '" + name + "'");
@@ -1949,14 +1947,9 @@ outcome command_processor::cmd_get_more(const request& req, client_info& client,
     // Every member has its own cursors: another member's cursor id is unknown here.
     if (it == cursors_.end() || it->second.member != client.member)
         return error(43, "cursor id " + std::to_string(*id) + " not found");
-    if (client.member != primary_ && !it->second.secondary_ok) {
-        // The member stepped down under a cursor opened for the primary.
-        std::vector<std::string> labels;
-        if (std::holds_alternative<change_stream>(it->second.state))
-            labels.push_back("ResumableChangeStreamError");
-        cursors_.erase(it);
-        return error(13435, "not primary and secondaryOk=false", labels);
-    }
+    // A cursor outlives an election on its member, as mongod's do: a getMore on a member that
+    // stepped down under a cursor opened for the primary goes on (a client that wants the
+    // primary moves by itself).
     const std::string ns = req.db + "." + bson_iter_utf8(&coll, nullptr);
     if (it->second.ns != ns)
         return error(13, "Requested getMore on namespace '" + ns +

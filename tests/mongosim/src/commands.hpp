@@ -124,8 +124,7 @@ private:
         std::string ns;
         std::variant<find_cursor, change_stream> state;
         steady_time last_used;
-        std::size_t member = 0;     // cursors live on the member that opened them
-        bool secondary_ok = false;  // opened with a non-primary read preference
+        std::size_t member = 0;  // cursors live on the member that opened them
     };
     struct member_state {
         std::string address;
@@ -253,9 +252,8 @@ private:
     std::size_t primary_ = 0;
     std::int64_t term_ = 1;  // election term: lastWrite.opTime.t and the electionId's tail
     std::optional<std::size_t> stepped_down_;
-    // The member and read preference of the request being executed (for add_cursor).
+    // The member of the request being executed (for add_cursor).
     std::size_t current_member_ = 0;
-    bool current_secondary_ok_ = false;
     store store_;
     oplog oplog_;
     std::unordered_map<std::int64_t, cursor> cursors_;

@@ -11,9 +11,9 @@
 // after large messages) and one reply.
 //
 // On a step-down the old primary's connections stay open, as mongod's do since 4.2: a request
-// parked on one (an awaitData getMore, a blocking fail point) runs again at once and answers as
-// the member now does, and later requests get a secondary's answers, so a write racing the
-// step-down fails with a labelled NotWritablePrimary the driver retries.
+// parked on one (a blocking fail point, an awaitData getMore) runs again at once and answers as
+// the member now does (a write: NotWritablePrimary, labelled so the driver retries it; a
+// getMore goes on, its cursor outlives the election), and so do later requests.
 //
 // Thread safety: runs on the server's single-threaded executor. Lifetimes: the coroutine holds
 // a shared_ptr to itself and to the shared server state.

@@ -15,7 +15,7 @@
 // read preference with NotPrimaryNoSecondaryOk (13435). A step-down (replSetStepDown, step_down()
 // or the step_down_every chaos timer) moves the primary to the next member and wakes
 // awaitable hellos and the requests parked on the old primary (which then answer as a
-// secondary); connections stay open, as mongod's do since 4.2.
+// secondary); connections and cursors live on, as mongod's do since 4.2.
 //
 // Usage:
 //     mongosim::server srv(io.get_executor(), {.port = 0});

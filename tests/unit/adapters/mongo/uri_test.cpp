@@ -51,6 +51,19 @@ TEST(Uri, ReadPreference) {
     EXPECT_NE(d.message.find("maxStalenessSeconds"), std::string::npos) << d.message;
 }
 
+// How often a change stream asks its member whether it still satisfies the read preference.
+TEST(Uri, HeartbeatFrequency) {
+    uri_info u;
+    diagnostics d;
+    ASSERT_FALSE(parse_uri("mongodb://h/?replicaSet=rs0", u, d)) << d.message;
+    EXPECT_EQ(u.heartbeat_frequency, std::chrono::milliseconds(10'000));
+    ASSERT_FALSE(parse_uri("mongodb://h/?replicaSet=rs0&heartbeatFrequencyMS=500", u, d))
+        << d.message;
+    EXPECT_EQ(u.heartbeat_frequency, std::chrono::milliseconds(500));
+    // Under the drivers' minimum (500 ms): refused, not clamped.
+    EXPECT_EQ(parse_uri("mongodb://h/?heartbeatFrequencyMS=100", u, d), client_errc::invalid_uri);
+}
+
 TEST(Uri, CredentialsAreParsedAndRedacted) {
     uri_info u;
     diagnostics d;

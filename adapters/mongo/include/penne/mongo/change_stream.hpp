@@ -124,6 +124,10 @@ private:
     // Sends the next getMore ahead of next() (source_options::prefetch); a failure to send
     // is kept for next() to report.
     boost::asio::awaitable<void> prefetch();
+    // Every heartbeatFrequencyMS, between two getMores: asks the member what it is now (a
+    // cursor outlives an election on its member) and sets relocate_ when it no longer
+    // satisfies the read preference while a member that does is named or listed.
+    boost::asio::awaitable<void> check_role();
     error_code deliver(std::vector<std::uint8_t>& frame, const cursor_view& cursor,
                        event_batch& out, diagnostics& diag);
 
@@ -152,6 +156,8 @@ private:
     std::vector<std::uint8_t> pending_;
     cursor_view pending_cursor_;  // views into pending_ (kept valid across buffer swaps)
     std::uint64_t resumes_ = 0;
+    std::chrono::steady_clock::time_point role_checked_;  // when check_role() last asked
+    bool relocate_ = false;          // resume on a member that satisfies the read preference
     resume_token invalidate_token_;  // set when a batch held an invalidate event
     std::uint64_t restarts_after_invalidate_ = 0;
 };

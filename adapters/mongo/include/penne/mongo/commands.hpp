@@ -48,6 +48,10 @@ document make_hello(const client_metadata& meta, hello_form form,
                     std::string_view sasl_supported_user = {},
                     std::span<const std::string> compression = {}, byte_view speculative_auth = {});
 
+// A hello after the handshake (no client metadata, which a server refuses to change): what
+// a member is now (primary, secondary) and which member is primary.
+document make_role_check();
+
 // ---- change streams --------------------------------------------------------------------
 
 enum class full_document_mode { server_default, update_lookup, when_available, required };

@@ -11,6 +11,7 @@
 
 #include <penne/error.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -64,6 +65,9 @@ struct uri_info {
     std::string replica_set;
     bool direct_connection = false;
     read_mode read_preference = read_mode::primary;
+    // heartbeatFrequencyMS (500 ms or more): how often a change stream checks that the member
+    // it reads from still satisfies the read preference (see change_stream).
+    std::chrono::milliseconds heartbeat_frequency{10'000};
     std::string app_name;
     std::optional<credentials> auth;
     std::optional<tls_options> tls;  // set when the URI asks for TLS
