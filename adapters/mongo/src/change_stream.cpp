@@ -535,7 +535,7 @@ awaitable<void> change_stream::check_role() {
         now - role_checked_ < uri_.heartbeat_frequency)
         co_return;
     role_checked_ = now;
-    document cmd = make_role_check();
+    document cmd = make_role_check(!conn_->hello().hello_ok);
     std::vector<std::uint8_t> frame;
     command_reply reply;
     diagnostics ignored;

@@ -110,10 +110,10 @@ document make_hello(const client_metadata& meta, hello_form form,
     return d;
 }
 
-document make_role_check() {
+document make_role_check(bool is_master) {
     document d;
     bson_t* b = d.get();
-    BSON_APPEND_INT32(b, "hello", 1);
+    BSON_APPEND_INT32(b, is_master ? "isMaster" : "hello", 1);
     append_db(b, "admin");
     return d;
 }

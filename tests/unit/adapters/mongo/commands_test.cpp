@@ -43,6 +43,13 @@ TEST(Commands, HelloCarriesClientMetadata) {
     EXPECT_FALSE(sys.driver_version.empty());
 }
 
+// The change stream's role check: no client metadata (a server refuses a second one), the
+// command the handshake showed the server knows.
+TEST(Commands, RoleCheckIsABareHello) {
+    EXPECT_EQ(make_role_check(false).to_json(), canon(R"({"hello": 1, "$db": "admin"})"));
+    EXPECT_EQ(make_role_check(true).to_json(), canon(R"({"isMaster": 1, "$db": "admin"})"));
+}
+
 TEST(Commands, CollectionAggregateResumeAfter) {
     change_stream_spec s;
     s.db = "shop";

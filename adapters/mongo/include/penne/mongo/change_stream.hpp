@@ -125,8 +125,8 @@ private:
     // is kept for next() to report.
     boost::asio::awaitable<void> prefetch();
     // Every heartbeatFrequencyMS, between two getMores: asks the member what it is now (a
-    // cursor outlives an election on its member) and sets relocate_ when it no longer
-    // satisfies the read preference while a member that does is named or listed.
+    // cursor outlives an election on its member) and sets relocate_ when it is no longer
+    // primary and names the member that is (read preference primary or primaryPreferred).
     boost::asio::awaitable<void> check_role();
     error_code deliver(std::vector<std::uint8_t>& frame, const cursor_view& cursor,
                        event_batch& out, diagnostics& diag);

@@ -49,8 +49,9 @@ document make_hello(const client_metadata& meta, hello_form form,
                     std::span<const std::string> compression = {}, byte_view speculative_auth = {});
 
 // A hello after the handshake (no client metadata, which a server refuses to change): what
-// a member is now (primary, secondary) and which member is primary.
-document make_role_check();
+// a member is now (primary, secondary) and which member is primary. `is_master` for servers
+// that did not answer the handshake with helloOk (before 4.4.2: no hello command).
+document make_role_check(bool is_master);
 
 // ---- change streams --------------------------------------------------------------------
 
