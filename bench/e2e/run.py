@@ -122,14 +122,22 @@ def loadavg():
         return float(f.read().split()[0])
 
 
+def pin_to(cpus):
+    """A preexec_fn that binds the child (and the threads it starts) to `cpus`; None: no-op."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 class Proc:
     """A child process with its output in a log file; stopped with SIGINT, then SIGKILL."""
 
-    def __init__(self, name, argv, workdir, env=None):
+    def __init__(self, name, argv, workdir, env=None, cpus=None):
         self.name = name
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                  preexec_fn=pin_to(cpus))
         self.pid = self.p.pid
 
     def text(self):
@@ -174,7 +182,20 @@ class Bench:
             if getattr(args, name, None):
                 self.bin[name] = os.path.abspath(getattr(args, name))
         self.work = tempfile.mkdtemp(prefix="penne-bench-")
+        # The simulator stands in for a MongoDB on another machine: on a machine of two or
+        # more CPUs it gets the last one to itself, and penne's one-thread drains and the
+        # ceiling processes run on the others, so neither is charged for the other's cache
+        # damage or time slices on a shared core. Drains with more threads than that stay
+        # free (the scaling figure needs every core). --no-pin: everything free.
+        n = os.cpu_count() or 1
+        self.pin = not args.no_pin and n >= 2
+        self.sim_cpus = {n - 1} if self.pin else None
+        self.penne_cpus = set(range(n - 1)) if self.pin else None
         self.report = {"machine": self.machine(), "quick": args.quick, "errors": {}}
+        self.report["machine"]["pinning"] = ({"simulator": sorted(self.sim_cpus),
+                                              "penne_one_thread_and_ceiling":
+                                                  sorted(self.penne_cpus)}
+                                             if self.pin else None)
         self.quick = args.quick
         self.n = args.events or (200_000 if args.quick else 1_000_000)
         self.sim = None
@@ -204,7 +225,7 @@ class Bench:
         if preload:
             argv += ["--preload", str(preload), "--preload-collections", str(collections),
                      "--preload-db", "bench"]
-        sim = Proc(name, argv, self.work)
+        sim = Proc(name, argv, self.work, cpus=self.sim_cpus)
         m = sim.wait_for(r"listening on 127\.0\.0\.1:(\d+)", 600)
         return sim, int(m.group(1))
 
@@ -282,8 +303,9 @@ class Bench:
                 pass
         return out
 
-    def start_penne(self, name, config):
-        return Proc(name, [self.bin["penne"], "run", "-c", config], self.work)
+    def start_penne(self, name, config, threads=1):
+        cpus = self.penne_cpus if self.penne_cpus and threads <= len(self.penne_cpus) else None
+        return Proc(name, [self.bin["penne"], "run", "-c", config], self.work, cpus=cpus)
 
     def drain_with_penne(self, label, watch_db="bench", timeout=900, perf=None, **cfg):
         """penne drains the preloaded stream; returns throughput and CPU figures. With `perf`
@@ -293,7 +315,7 @@ class Bench:
                                            **cfg)
         self.seed_state(os.path.join(d, "state"), watch_db)
         t0 = time.time()
-        p = self.start_penne(label, path)
+        p = self.start_penne(label, path, cfg.get("threads", 1))
         rec = None
         if perf:
             rec = subprocess.Popen(["perf", "record", *os.environ.get("PENNE_BENCH_PERF_ARGS", "-g").split(), "-o", perf, "-p", str(p.pid)],
@@ -366,7 +388,8 @@ class Bench:
         out = subprocess.run([self.bin["source"], "--uri", uri, "--expect", str(self.n),
                               "--server-pid", str(self.sim.pid), "--ceiling", "--format", fmt,
                               "--compression", comp, "--keep", keep],
-                             capture_output=True, text=True, timeout=900)
+                             capture_output=True, text=True, timeout=900,
+                             preexec_fn=pin_to(self.penne_cpus))
         r = json.loads(out.stdout.strip().splitlines()[-1])
         if "error" in r:
             raise RuntimeError(r["error"])
@@ -863,6 +886,8 @@ def main():
                          "'prefetch = false' (repeatable; for experiments)")
     ap.add_argument("--mongosim", default=None, help="mongosim binary (default: the build's)")
     ap.add_argument("--penne", default=None, help="penne binary (default: the build's)")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="do not give the simulator a CPU of its own (see Bench.__init__)")
     ap.add_argument("--perf", default=None,
                     help="one more jsonl+zstd drain under `perf record -g`, written to this "
                          "file (not counted in the figures); PENNE_BENCH_PERF_ARGS replaces "
